@@ -1,0 +1,200 @@
+// The shared content-addressed cache: blobs/sha256/<hex> files (complete and verified only),
+// partial/<hex> downloads in progress, and an LMDB environment indexing both.
+// Several processes (and worker threads) may open the same cache at once.
+import { mkdirSync, statSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+
+export interface BlobRecord {
+  size: number;
+  mediaType: string;
+  completedAt: number;
+  lastUsedAt: number;
+}
+
+/** A download checkpoint: the partial file is valid up to `offset`, and `hasherState` (if any) covers exactly those bytes. */
+export interface PartialRecord {
+  offset: number;
+  hasher: string;
+  hasherState?: Uint8Array;
+  updatedAt: number;
+}
+
+export interface ManifestRecord {
+  mediaType: string;
+  bytes: Buffer;
+}
+
+export interface TagRecord {
+  digest: string;
+  mediaType: string;
+  resolvedAt: number;
+}
+
+/** Who is downloading a blob right now: one process at a time, across every process sharing the cache. */
+export interface LockRecord {
+  pid: number;
+  owner: string;
+  at: number;
+}
+
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.OCISAVE_CACHE) return env.OCISAVE_CACHE;
+  const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'ocisave');
+}
+
+export function hexOf(digest: string): string {
+  const m = /^sha256:([a-f0-9]{64})$/.exec(digest);
+  if (!m) throw new Error(`unsupported digest "${digest}": only sha256 is supported`);
+  return m[1]!;
+}
+
+export class Cache {
+  private constructor(
+    readonly dir: string,
+    private readonly env: RootDatabase,
+    private readonly blobs: Database<BlobRecord, string>,
+    private readonly partials: Database<PartialRecord, string>,
+    private readonly manifests: Database<ManifestRecord, string>,
+    private readonly tags: Database<TagRecord, string>,
+    private readonly locks: Database<LockRecord, string>,
+  ) {}
+
+  static open(dir: string): Cache {
+    for (const sub of ['blobs/sha256', 'partial', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
+    const env = open({ path: join(dir, 'index.lmdb'), maxDbs: 8, mapSize: 2 ** 34 });
+    return new Cache(
+      dir,
+      env,
+      env.openDB<BlobRecord, string>({ name: 'blobs' }),
+      env.openDB<PartialRecord, string>({ name: 'partials' }),
+      env.openDB<ManifestRecord, string>({ name: 'manifests' }),
+      env.openDB<TagRecord, string>({ name: 'tags' }),
+      env.openDB<LockRecord, string>({ name: 'locks' }),
+    );
+  }
+
+  blobPath(digest: string): string {
+    return join(this.dir, 'blobs', 'sha256', hexOf(digest));
+  }
+
+  partialPath(digest: string): string {
+    return join(this.dir, 'partial', hexOf(digest));
+  }
+
+  /** A unique temp path inside the cache (same filesystem, so rename is atomic). */
+  tempPath(label: string): string {
+    return join(this.dir, 'tmp', `${label}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}`);
+  }
+
+  /** Complete: indexed as such and the file is there with the recorded size. */
+  hasBlob(digest: string): boolean {
+    const rec = this.blobs.get(digest);
+    if (!rec) return false;
+    try {
+      return statSync(this.blobPath(digest)).size === rec.size;
+    } catch {
+      return false;
+    }
+  }
+
+  blobRecord(digest: string): BlobRecord | undefined {
+    return this.blobs.get(digest);
+  }
+
+  /** Move a verified file into place, then index it: "complete" is only said once the file is there. */
+  async commitBlob(digest: string, verifiedPath: string, size: number, mediaType: string): Promise<void> {
+    await rename(verifiedPath, this.blobPath(digest));
+    const now = Date.now();
+    await this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now });
+    await this.partials.remove(digest);
+  }
+
+  async forgetBlob(digest: string): Promise<void> {
+    await this.blobs.remove(digest);
+    await rm(this.blobPath(digest), { force: true });
+  }
+
+  *listBlobs(): Generator<{ digest: string; record: BlobRecord }> {
+    for (const { key, value } of this.blobs.getRange()) yield { digest: key, record: value };
+  }
+
+  async touch(digests: Iterable<string>): Promise<void> {
+    const now = Date.now();
+    await this.env.transaction(() => {
+      for (const d of digests) {
+        const rec = this.blobs.get(d);
+        if (rec) this.blobs.put(d, { ...rec, lastUsedAt: now });
+      }
+    });
+  }
+
+  partial(digest: string): PartialRecord | undefined {
+    return this.partials.get(digest);
+  }
+
+  *listPartials(): Generator<{ digest: string; record: PartialRecord }> {
+    for (const { key, value } of this.partials.getRange()) yield { digest: key, record: value };
+  }
+
+  async savePartial(digest: string, rec: PartialRecord): Promise<void> {
+    await this.partials.put(digest, rec);
+  }
+
+  async clearPartial(digest: string): Promise<void> {
+    await this.partials.remove(digest);
+    await rm(this.partialPath(digest), { force: true });
+  }
+
+  /**
+   * Take the download lock for `digest` unless a live process holds it. LMDB write transactions
+   * are serialised across processes, so the check and the claim are one atomic step.
+   */
+  tryLock(digest: string, owner: string): boolean {
+    return this.env.transactionSync(() => {
+      const held = this.locks.get(digest);
+      if (held && held.owner !== owner && held.pid !== process.pid && isAlive(held.pid)) return false;
+      this.locks.putSync(digest, { pid: process.pid, owner, at: Date.now() });
+      return true;
+    });
+  }
+
+  unlock(digest: string, owner: string): void {
+    this.env.transactionSync(() => {
+      if (this.locks.get(digest)?.owner === owner) this.locks.removeSync(digest);
+    });
+  }
+
+  async putManifest(digest: string, rec: ManifestRecord): Promise<void> {
+    if (!this.manifests.doesExist(digest)) await this.manifests.put(digest, rec);
+  }
+
+  getManifest(digest: string): ManifestRecord | undefined {
+    const rec = this.manifests.get(digest);
+    return rec ? { mediaType: rec.mediaType, bytes: Buffer.from(rec.bytes) } : undefined;
+  }
+
+  async putTag(name: string, rec: TagRecord): Promise<void> {
+    await this.tags.put(name, rec);
+  }
+
+  getTag(name: string): TagRecord | undefined {
+    return this.tags.get(name);
+  }
+
+  async close(): Promise<void> {
+    await this.env.close();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,67 @@
+// Options several commands share, and turning them into library options.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { HASHER_KINDS, type HasherKind } from '../hash/hasher.js';
+import { hostPlatform, parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
+import { lookupCredential, type Credential } from '../registry/credentials.js';
+import type { CredentialLookup } from '../registry/client.js';
+
+export interface CommonFlags {
+  cache?: string;
+  platform?: string;
+  plainHttp?: boolean;
+  jobs?: number;
+  hasher?: HasherKind;
+  username?: string;
+  passwordStdin?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1');
+  return n;
+}
+
+export function addFetchOptions(cmd: Command): Command {
+  return cmd
+    .option('--platform <list>', 'platforms to keep from multi-arch images: os/arch[/variant],… or all')
+    .option('--cache <dir>', 'blob cache (default: $OCISAVE_CACHE or ~/.cache/ocisave)')
+    .option('--plain-http', 'talk plain HTTP to every registry (loopback registries always use it)')
+    .option('-j, --jobs <n>', 'parallel downloads per registry host', positiveInt)
+    .addOption(new Option('--hasher <kind>', 'sha256 implementation').choices(HASHER_KINDS as string[]))
+    .option('--username <name>', 'registry user for every registry named on the command line')
+    .option('--password-stdin', 'read the password for --username from standard input')
+    .option('--json', 'progress as JSON lines on stderr, the result as JSON on stdout')
+    .option('-q, --quiet', 'no progress output');
+}
+
+export function platformsFrom(flags: CommonFlags, fallback: PlatformSelector = 'all'): PlatformSelector {
+  if (!flags.platform) return fallback;
+  return parsePlatformSelector(flags.platform);
+}
+
+export function defaultPlatform(): PlatformSelector {
+  return [hostPlatform()];
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/**
+ * Credentials as docker and crane find them; --username/--password-stdin apply to the
+ * registries of the references given (they are never printed).
+ */
+export async function credentialsFrom(flags: CommonFlags, registries: string[]): Promise<CredentialLookup> {
+  let overrides: Map<string, Credential> | undefined;
+  if (flags.passwordStdin && !flags.username) throw new Error('--password-stdin needs --username');
+  if (flags.username) {
+    if (!flags.passwordStdin) throw new Error('--username needs --password-stdin (passwords are not taken as arguments)');
+    const password = await readStdin();
+    overrides = new Map(registries.map((r) => [r, { username: flags.username!, password }]));
+  }
+  return (registry) => lookupCredential(registry, { overrides });
+}

@@ -1,0 +1,158 @@
+// The library's main job: references → resolve → plan → download pool → cache → link.
+// The CLI is a thin layer over these two functions; a program can call them the same way.
+import { availableParallelism } from 'node:os';
+import { Cache, defaultCacheDir } from '../cache/cache.js';
+import { DEFAULT_HASHER, type HasherKind } from '../hash/hasher.js';
+import { linkOutput, type OutputFormat } from '../link/index.js';
+import type { PlatformSelector } from '../ref/platform.js';
+import { parseReference } from '../ref/reference.js';
+import { RegistryClient, type CredentialLookup } from '../registry/client.js';
+import { blobsOf, leafManifests, type Failure, type ImageGraph } from '../resolve/graph.js';
+import { Resolver, type ResolveInput } from '../resolve/resolve.js';
+import { EngineEvents } from './events.js';
+import { planDownloads } from './plan.js';
+import { DownloadPool } from './pool.js';
+import { runDownloads } from './scheduler.js';
+
+export interface FetchOptions {
+  platforms: PlatformSelector;
+  cacheDir?: string;
+  plainHttp?: boolean;
+  /** Connections per registry host. */
+  jobs?: number;
+  hasher?: HasherKind;
+  /** One failed image does not stop the others. */
+  keepGoing?: boolean;
+  offline?: boolean;
+  credentials?: CredentialLookup;
+  events?: EngineEvents;
+}
+
+export interface SaveOptions extends FetchOptions {
+  format: OutputFormat;
+  out: string;
+  uncompressed?: boolean;
+}
+
+export interface Summary {
+  images: number;
+  manifests: number;
+  blobs: number;
+  bytes: number;
+  downloaded: { blobs: number; bytes: number };
+  reused: { blobs: number; bytes: number };
+  /** Bytes a previous, interrupted run had already checkpointed. */
+  resumedBytes: number;
+  failures: Failure[];
+  output?: { format: OutputFormat; path: string };
+  seconds: number;
+}
+
+export interface FetchResult {
+  graph: ImageGraph;
+  cache: Cache;
+  summary: Summary;
+  close(): Promise<void>;
+}
+
+/** One line for a failure: registry errors already name the reference, others get the input in front. */
+export function describeFailure(f: Failure): string {
+  return f.error.includes(f.input) || f.error.includes('/') ? f.error : `${f.input}: ${f.error}`;
+}
+
+export class SaveError extends Error {
+  constructor(readonly failures: Failure[], readonly summary?: Summary) {
+    super(failures.map(describeFailure).join('\n'));
+    this.name = 'SaveError';
+  }
+}
+
+export const DEFAULT_JOBS = 8;
+
+/** Resolve every input and make sure each blob it needs is verified in the cache. */
+export async function fetchImages(inputs: string[], opts: FetchOptions): Promise<FetchResult> {
+  const started = Date.now();
+  const events = opts.events ?? new EngineEvents();
+  const failures: Failure[] = [];
+  const parsed: ResolveInput[] = [];
+  for (const input of inputs) {
+    try {
+      parsed.push({ input, ref: parseReference(input) });
+    } catch (err) {
+      failures.push({ input, error: (err as Error).message });
+    }
+  }
+  if (failures.length && !opts.keepGoing) throw new SaveError(failures);
+
+  const cache = Cache.open(opts.cacheDir ?? defaultCacheDir());
+  const jobs = opts.jobs ?? DEFAULT_JOBS;
+  const client = new RegistryClient({ plainHttp: opts.plainHttp, credentials: opts.credentials, connections: jobs + 4 });
+  let pool: DownloadPool | undefined;
+  const close = async () => {
+    await pool?.close();
+    await client.close();
+    await cache.close();
+  };
+  try {
+    const graph = await new Resolver({ client, cache, platforms: opts.platforms, offline: opts.offline, events }).resolveAll(parsed);
+    failures.push(...graph.failures);
+    if (failures.length && !opts.keepGoing) throw new SaveError(failures);
+
+    const plan = planDownloads(graph, cache);
+    events.emit({ type: 'plan', blobs: graph.blobs.size, bytes: plan.totalBytes, cached: plan.cached.length, cachedBytes: plan.cachedBytes, queued: plan.queue.length, queuedBytes: plan.queuedBytes });
+    pool = plan.queue.length ? new DownloadPool(Math.min(jobs, Math.max(plan.queue.length, availableParallelism()))) : undefined;
+    const report = pool
+      ? await runDownloads(plan.queue, { cache, client, pool, jobs, hasher: opts.hasher ?? DEFAULT_HASHER, events, failFast: !opts.keepGoing })
+      : { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map<string, string>() };
+
+    // An image fails with any blob it needs.
+    if (report.failed.size) {
+      graph.images = graph.images.filter((image) => {
+        const bad = leafManifests(image.root).flatMap(blobsOf).find((d) => report.failed.has(d.digest));
+        if (bad) failures.push({ input: image.input, error: `blob ${bad.digest}: ${report.failed.get(bad.digest)}` });
+        return !bad;
+      });
+    }
+    graph.failures = failures;
+    await cache.touch(graph.blobs.keys());
+
+    const summary: Summary = {
+      images: graph.images.length,
+      manifests: graph.images.reduce((n, i) => n + countNodes(i.root), 0),
+      blobs: graph.blobs.size,
+      bytes: plan.totalBytes,
+      downloaded: { blobs: report.downloaded, bytes: report.fetchedBytes },
+      reused: { blobs: plan.cached.length, bytes: plan.cachedBytes },
+      resumedBytes: report.resumedBytes,
+      failures,
+      seconds: (Date.now() - started) / 1000,
+    };
+    if (failures.length && !opts.keepGoing) throw new SaveError(failures, summary);
+    return { graph, cache, summary, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+function countNodes(node: import('../resolve/graph.js').GraphNode): number {
+  return node.kind === 'index' ? 1 + node.children.reduce((n, c) => n + countNodes(c), 0) : 1;
+}
+
+/** fetchImages, then materialise the output. Failed images (with keepGoing) are left out of it. */
+export async function save(inputs: string[], opts: SaveOptions): Promise<Summary> {
+  const started = Date.now();
+  const fetched = await fetchImages(inputs, opts);
+  try {
+    const { graph, cache, summary } = fetched;
+    if (graph.images.length > 0) {
+      await linkOutput(opts.format, { graph, cache, out: opts.out, uncompressed: opts.uncompressed });
+      opts.events?.emit({ type: 'link', format: opts.format, path: opts.out });
+      summary.output = { format: opts.format, path: opts.out };
+    }
+    summary.seconds = (Date.now() - started) / 1000;
+    return summary;
+  } finally {
+    await fetched.close();
+  }
+}

@@ -1,0 +1,38 @@
+// The piscina pool that runs workers/download: one thread per core, each running many downloads
+// at once (they wait on the network far more than they compute).
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { DownloadResult, DownloadTask } from './task.js';
+
+/** The compiled worker: next to this module in dist/, or in dist/ when running from sources (tests). */
+function workerFile(): string {
+  const candidates = ['../../workers/download.js', '../../dist/workers/download.js'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`download worker not built (looked for ${candidates.join(', ')}): run npm run build`);
+  return found;
+}
+
+export class DownloadPool {
+  private readonly piscina: Piscina;
+
+  constructor(jobs: number) {
+    const threads = Math.max(1, Math.min(availableParallelism(), jobs));
+    this.piscina = new Piscina({
+      filename: workerFile(),
+      minThreads: threads,
+      maxThreads: threads,
+      concurrentTasksPerWorker: Math.ceil(jobs / threads),
+      idleTimeout: 5_000,
+    });
+  }
+
+  run(task: DownloadTask, signal?: AbortSignal): Promise<DownloadResult> {
+    return this.piscina.run(task, { signal });
+  }
+
+  async close(): Promise<void> {
+    await this.piscina.destroy();
+  }
+}

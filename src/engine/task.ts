@@ -1,0 +1,27 @@
+// The contract between the scheduler (main thread) and the download workers.
+import type { HasherKind } from '../hash/hasher.js';
+
+export interface DownloadTask {
+  cacheDir: string;
+  digest: string;
+  size: number;
+  mediaType: string;
+  /** The blob URL on the registry. */
+  url: string;
+  /** Sent to the registry host only, never to a redirect target on another host. */
+  headers: Record<string, string>;
+  hasher: HasherKind;
+  /** Progress slots: the worker writes bytes-on-disk for this blob into slot `slot`. */
+  progress: SharedArrayBuffer;
+  slot: number;
+  /** Fsync and checkpoint the partial file every this many bytes. */
+  checkpointBytes: number;
+  /** Identifies this process's claim on the blob's download lock. */
+  owner: string;
+}
+
+export type DownloadFailure = 'unauthorized' | 'not-found' | 'denied' | 'busy' | 'digest-mismatch' | 'failed';
+
+export type DownloadResult =
+  | { ok: true; fetched: number; resumedFrom: number; alreadyCached: boolean; retries: number }
+  | { ok: false; code: DownloadFailure; message: string; fetched: number };

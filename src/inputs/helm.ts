@@ -1,0 +1,400 @@
+// Helm charts (directory or packaged .tgz, with their dependencies) → the
+// images they would deploy, found without rendering templates.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { extract as tarExtract } from 'tar-stream';
+import { isAlias, isMap, isScalar, isSeq, type Document } from 'yaml';
+import { looksLikeDigest, looksLikeImageRef, looksLikeRepositoryName, looksLikeTag } from './imagelist.js';
+import { deref, mapGet, parseYamlDocuments, scalarText } from './kube.js';
+
+export interface HelmImageRef {
+  ref: string;
+  /** Where it was found, e.g. "chart/values.yaml (.image)" or "chart/templates/job.yaml:12". */
+  source: string;
+}
+
+/** A chart's files, keyed by POSIX path relative to the chart root. */
+export type ChartFiles = Map<string, Buffer>;
+
+// Bounds for reading archives: charts are small, an archive that unpacks to
+// more than this is not a chart (or is a gzip bomb).
+const MAX_ARCHIVE_BYTES = 256 * 1024 * 1024;
+const MAX_ARCHIVE_ENTRIES = 100_000;
+const MAX_FILE_BYTES = 64 * 1024 * 1024;
+const MAX_DEPTH = 16;
+
+/** Reads a chart given as a directory or a .tgz and returns its images, deduplicated, first seen first. */
+export async function readHelmChart(path: string): Promise<HelmImageRef[]> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw new Error(`cannot read Helm chart ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const chart = st.isDirectory()
+    ? { files: await loadChartDir(path), label: path }
+    : await loadChartArchive(await readFile(path), path);
+  return dedupe(await findChartImages(chart.files, chart.label));
+}
+
+/** Reads the files of a chart directory that can name images: Chart.yaml, values, templates and charts/. */
+export async function loadChartDir(dir: string): Promise<ChartFiles> {
+  const files: ChartFiles = new Map();
+  try {
+    await stat(join(dir, 'Chart.yaml'));
+  } catch {
+    throw new Error(`${dir} is not a Helm chart: it has no Chart.yaml`);
+  }
+  for (const name of ['Chart.yaml', 'values.yaml', 'requirements.yaml']) {
+    const buf = await readIfFile(join(dir, name));
+    if (buf) files.set(name, buf);
+  }
+  await readTree(dir, 'templates', files, 0);
+  await readTree(dir, 'charts', files, 0);
+  return files;
+}
+
+async function readIfFile(path: string): Promise<Buffer | undefined> {
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) return undefined;
+    if (st.size > MAX_FILE_BYTES) throw new Error(`${path} is larger than ${MAX_FILE_BYTES} bytes; not a chart file`);
+    return await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function readTree(root: string, rel: string, files: ChartFiles, depth: number): Promise<void> {
+  // Helm follows symlinks in chart directories; the depth bound stops link loops.
+  if (depth > 32) throw new Error(`${join(root, rel)}: directories nested too deep (symlink loop?)`);
+  let entries: string[];
+  try {
+    entries = await readdir(join(root, rel));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return;
+    throw err;
+  }
+  entries.sort();
+  for (const name of entries) {
+    const childRel = `${rel}/${name}`;
+    const st = await stat(join(root, childRel)).catch(() => undefined);
+    if (!st) continue; // dangling symlink
+    if (st.isDirectory()) await readTree(root, childRel, files, depth + 1);
+    else if (st.isFile()) {
+      const buf = await readIfFile(join(root, childRel));
+      if (buf) files.set(childRel, buf);
+    }
+  }
+}
+
+/**
+ * Unpacks a chart archive into memory (nothing is written to disk, so entry
+ * names cannot escape anywhere). Helm archives hold one top directory named
+ * after the chart; the chart root is the directory of the shallowest Chart.yaml.
+ */
+export async function loadChartArchive(data: Buffer, label: string): Promise<{ files: ChartFiles; label: string }> {
+  const all = new Map<string, Buffer>();
+  const ex = tarExtract();
+  let total = 0;
+  let count = 0;
+  const reading = (async () => {
+    for await (const entry of ex) {
+      const h = entry.header;
+      if (++count > MAX_ARCHIVE_ENTRIES) throw new Error(`too many entries`);
+      if (h.type !== 'file' && h.type !== 'contiguous-file') {
+        entry.resume();
+        continue;
+      }
+      total += h.size;
+      if (total > MAX_ARCHIVE_BYTES) throw new Error(`unpacks to more than ${MAX_ARCHIVE_BYTES} bytes`);
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      const name = posix.normalize(h.name.replace(/^\.?\/+/, ''));
+      if (name.startsWith('../') || name === '..') continue;
+      all.set(name, Buffer.concat(chunks));
+    }
+  })();
+  try {
+    await Promise.all([pipeline(Readable.from([data]), createGunzip(), ex), reading]);
+  } catch (err) {
+    throw new Error(`cannot read Helm chart archive ${label}: ${(err as Error).message}`, { cause: err });
+  }
+  let root: string | undefined;
+  for (const name of all.keys()) {
+    if (posix.basename(name) !== 'Chart.yaml') continue;
+    const dir = posix.dirname(name);
+    if (root === undefined || depthOf(dir) < depthOf(root)) root = dir;
+  }
+  if (root === undefined) throw new Error(`${label} is not a Helm chart archive: it has no Chart.yaml`);
+  const prefix = root === '.' ? '' : `${root}/`;
+  const files: ChartFiles = new Map();
+  for (const [name, buf] of all) if (name.startsWith(prefix)) files.set(name.slice(prefix.length), buf);
+  return { files, label: prefix ? `${label}#${root}` : `${label}#` };
+}
+
+function depthOf(dir: string): number {
+  return dir === '.' ? 0 : dir.split('/').length;
+}
+
+/** Values as a plain tree. Numbers keep their source text (`tag: 8.0` → "8.0"). */
+type Value = string | boolean | null | Value[] | ValueMap;
+type ValueMap = Map<string, Value>;
+
+function isValueMap(v: Value | undefined): v is ValueMap {
+  return v instanceof Map;
+}
+
+/**
+ * Finds images in one chart and, recursively, its dependencies.
+ * `overrides` are the parent charts' values for this subchart, merged over its
+ * own values.yaml as Helm does, so a parent that pins `mysql.image.tag` yields
+ * the image that would really be deployed.
+ */
+export async function findChartImages(
+  files: ChartFiles,
+  label: string,
+  overrides: ValueMap[] = [],
+  depth = 0,
+): Promise<HelmImageRef[]> {
+  if (depth > MAX_DEPTH) throw new Error(`${label}: chart dependencies nested deeper than ${MAX_DEPTH}`);
+  const out: HelmImageRef[] = [];
+  const chartYaml = files.get('Chart.yaml');
+  if (!chartYaml) throw new Error(`${label} is not a Helm chart: it has no Chart.yaml`);
+  const chartFile = `${label}/Chart.yaml`;
+  const chartDoc = parseYamlDocuments(chartYaml.toString('utf8'), chartFile).docs[0];
+  const chartRoot = chartDoc ? deref(chartDoc.contents, chartDoc) : undefined;
+  const chart = chartDoc && isMap(chartRoot) ? toValue(chartRoot, chartDoc) : new Map<string, Value>();
+  if (!isValueMap(chart)) throw new Error(`${chartFile}: not a mapping`);
+  const appVersion = str(chart.get('appVersion'));
+
+  // 1. Images the chart declares in annotations.
+  const annotations = chart.get('annotations');
+  if (isValueMap(annotations)) {
+    for (const key of ['helm.sh/images', 'artifacthub.io/images']) {
+      const text = annotations.get(key);
+      if (typeof text !== 'string') continue;
+      const doc = parseYamlDocuments(text, `${chartFile} annotation ${key}`).docs[0];
+      const list = doc ? toValue(deref(doc.contents, doc), doc) : null;
+      if (!Array.isArray(list)) continue;
+      for (const item of list) {
+        const ref = typeof item === 'string' ? item : isValueMap(item) ? str(item.get('image')) : undefined;
+        if (ref && looksLikeImageRef(ref.trim())) out.push({ ref: ref.trim(), source: `${chartFile} (${key})` });
+      }
+    }
+  }
+
+  // 2. values.yaml, with parents' overrides merged in.
+  let values: ValueMap = new Map();
+  const valuesYaml = files.get('values.yaml');
+  const valuesFile = `${label}/values.yaml`;
+  if (valuesYaml) {
+    const doc = parseYamlDocuments(valuesYaml.toString('utf8'), valuesFile).docs[0];
+    const v = doc ? toValue(deref(doc.contents, doc), doc) : null;
+    if (isValueMap(v)) values = v;
+  }
+  for (const o of overrides) values = mergeValues(values, o);
+  findValueImages(values, valuesFile, appVersion, out);
+
+  // 3. Literal images in templates.
+  for (const [name, buf] of files) {
+    if (!name.startsWith('templates/') || posix.basename(name) === 'NOTES.txt') continue;
+    findTemplateImages(buf.toString('utf8'), `${label}/${name}`, out);
+  }
+
+  // 4. Dependencies in charts/: unpacked directories and packaged archives.
+  const aliases = dependencyAliases(chart, files, label);
+  const subcharts: { files: ChartFiles; label: string }[] = [];
+  const subdirs = new Set<string>();
+  for (const name of files.keys()) {
+    const m = /^charts\/([^/]+)\/Chart\.yaml$/.exec(name);
+    if (m) subdirs.add(m[1]!);
+  }
+  for (const dir of [...subdirs].sort()) {
+    const prefix = `charts/${dir}/`;
+    const sub: ChartFiles = new Map();
+    for (const [name, buf] of files) if (name.startsWith(prefix)) sub.set(name.slice(prefix.length), buf);
+    subcharts.push({ files: sub, label: `${label}/charts/${dir}` });
+  }
+  for (const [name, buf] of [...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (!/^charts\/[^/]+\.(tgz|tar\.gz)$/.test(name)) continue;
+    subcharts.push(await loadChartArchive(buf, `${label}/${name}`));
+  }
+  for (const sub of subcharts) {
+    const subName = chartNameOf(sub.files, sub.label);
+    const keys = aliases.get(subName) ?? [subName];
+    for (const key of keys) {
+      const o = values.get(key);
+      out.push(...(await findChartImages(sub.files, sub.label, isValueMap(o) ? [o] : [], depth + 1)));
+    }
+  }
+  return out;
+}
+
+function chartNameOf(files: ChartFiles, label: string): string {
+  const buf = files.get('Chart.yaml');
+  if (!buf) return posix.basename(label);
+  const doc = parseYamlDocuments(buf.toString('utf8'), `${label}/Chart.yaml`).docs[0];
+  const root = doc ? deref(doc.contents, doc) : undefined;
+  return (doc && isMap(root) && scalarText(mapGet(root, 'name', doc))) || posix.basename(label);
+}
+
+/** Dependency name → the keys its values live under (its aliases, or its name). */
+function dependencyAliases(chart: ValueMap, files: ChartFiles, label: string): Map<string, string[]> {
+  let deps = chart.get('dependencies');
+  // apiVersion v1 charts list dependencies in requirements.yaml.
+  const req = files.get('requirements.yaml');
+  if (!Array.isArray(deps) && req) {
+    const doc = parseYamlDocuments(req.toString('utf8'), `${label}/requirements.yaml`).docs[0];
+    const v = doc ? toValue(deref(doc.contents, doc), doc) : null;
+    if (isValueMap(v)) deps = v.get('dependencies');
+  }
+  const out = new Map<string, string[]>();
+  if (!Array.isArray(deps)) return out;
+  for (const d of deps) {
+    if (!isValueMap(d)) continue;
+    const name = str(d.get('name'));
+    if (!name) continue;
+    const key = str(d.get('alias')) || name;
+    const list = out.get(name) ?? [];
+    if (!list.includes(key)) list.push(key);
+    out.set(name, list);
+  }
+  return out;
+}
+
+/** YAML node → plain tree. Shared anchors convert once (no alias blow-up); `<<` merge keys apply. */
+function toValue(node: unknown, doc: Document, memo = new Map<unknown, Value>(), depth = 0): Value {
+  node = deref(node, doc);
+  if (depth > 200) throw new Error('YAML nested too deep');
+  const cached = memo.get(node);
+  if (cached !== undefined) return cached;
+  if (isScalar(node)) {
+    if (typeof node.value === 'boolean') return node.value;
+    return scalarText(node) ?? null;
+  }
+  if (isSeq(node)) {
+    const arr: Value[] = [];
+    memo.set(node, arr);
+    for (const item of node.items) arr.push(toValue(item, doc, memo, depth + 1));
+    return arr;
+  }
+  if (isMap(node)) {
+    const map: ValueMap = new Map();
+    memo.set(node, map);
+    const merged: ValueMap[] = [];
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
+      if (key === undefined) continue;
+      if (key === '<<' && (isAlias(pair.value) || isSeq(pair.value) || isMap(pair.value))) {
+        const src = toValue(pair.value, doc, memo, depth + 1);
+        for (const m of Array.isArray(src) ? src : [src]) if (isValueMap(m)) merged.push(m);
+        continue;
+      }
+      map.set(key, toValue(pair.value, doc, memo, depth + 1));
+    }
+    // Keys written in the map win over merged ones; earlier merge sources win over later ones.
+    for (const m of merged) for (const [k, v] of m) if (!map.has(k)) map.set(k, v);
+    return map;
+  }
+  return null;
+}
+
+/** Helm's coalescing: maps merge key by key, anything else in `over` replaces; null deletes. */
+function mergeValues(base: ValueMap, over: ValueMap): ValueMap {
+  const out: ValueMap = new Map(base);
+  for (const [k, v] of over) {
+    const b = out.get(k);
+    if (v === null) out.delete(k);
+    else if (isValueMap(b) && isValueMap(v)) out.set(k, mergeValues(b, v));
+    else out.set(k, v);
+  }
+  return out;
+}
+
+function str(v: Value | undefined): string | undefined {
+  return typeof v === 'string' ? v.trim() : undefined;
+}
+
+const IMAGE_KEY = /^image$|Image$/;
+
+function findValueImages(values: ValueMap, file: string, appVersion: string | undefined, out: HelmImageRef[]): void {
+  const seen = new Set<Value>();
+  const walk = (v: Value, path: string): void => {
+    if (v === null || typeof v !== 'object' || seen.has(v)) return;
+    seen.add(v);
+    if (Array.isArray(v)) {
+      v.forEach((item, i) => walk(item, `${path}[${i}]`));
+      return;
+    }
+    const block = imageFromBlock(v, appVersion);
+    if (block) out.push({ ref: block, source: `${file} (${path || '.'})` });
+    for (const [k, child] of v) {
+      const childPath = `${path}.${k}`;
+      if (typeof child === 'string' && IMAGE_KEY.test(k)) {
+        const ref = child.trim();
+        if (!ref.includes('{{') && looksLikeImageRef(ref)) out.push({ ref, source: `${file} (${childPath})` });
+      } else if (isValueMap(child) && IMAGE_KEY.test(k) && !child.has('repository')) {
+        // `image: {name: foo/bar, tag: 1.2}`, seen in some charts; only trusted under an image key.
+        const ref = imageFromBlock(child, appVersion, 'name');
+        if (ref) out.push({ ref, source: `${file} (${childPath})` });
+      }
+      walk(child, childPath);
+    }
+  };
+  walk(values, '');
+}
+
+/**
+ * An image block: `{repository, tag?, registry?, digest?}` (Bitnami's shape has
+ * all four). A missing or empty tag falls back to the chart's appVersion, as
+ * `{{ .Values.image.tag | default .Chart.AppVersion }}` does in most charts.
+ * When a digest is given the tag is kept too (`repo:tag@digest` is a valid
+ * reference, and the digest is what gets pulled).
+ */
+function imageFromBlock(block: ValueMap, appVersion: string | undefined, nameKey = 'repository'): string | undefined {
+  const repository = str(block.get(nameKey));
+  if (!repository || repository.includes('{{')) return undefined;
+  const registry = str(block.get('registry'))?.replace(/\/+$/, '');
+  let name = registry ? `${registry}/${repository}` : repository;
+  if (!looksLikeImageRef(name)) return undefined;
+  let tag = str(block.get('tag'));
+  let digest = str(block.get('digest'));
+  if (tag?.includes('{{')) tag = undefined;
+  if (digest?.includes('{{')) digest = undefined;
+  // Some charts put the digest in `tag`.
+  if (tag && !digest && looksLikeDigest(tag)) [tag, digest] = [undefined, tag];
+  if (!looksLikeRepositoryName(name)) {
+    // The repository already carries a tag or digest.
+    if (digest && !name.includes('@')) name += `@${digest}`;
+    return looksLikeImageRef(name) ? name : undefined;
+  }
+  if (!tag && !digest && appVersion && looksLikeTag(appVersion)) tag = appVersion;
+  if (tag) name += `:${tag}`;
+  if (digest && !tag?.includes('@')) name += `@${digest}`;
+  return looksLikeImageRef(name) ? name : undefined;
+}
+
+const TEMPLATE_IMAGE = /^\s*(?:-\s+)?image\s*:\s*(?:"([^"]*)"|'([^']*)'|([^\s"'#]+))\s*(?:#.*)?$/;
+
+/** Literal `image: foo/bar:1.2` lines; anything with template actions is left to values. */
+function findTemplateImages(text: string, file: string, out: HelmImageRef[]): void {
+  const lines = text.split(/\r\n|\r|\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.includes('{{')) continue;
+    const m = TEMPLATE_IMAGE.exec(line);
+    const ref = m && (m[1] ?? m[2] ?? m[3])?.trim();
+    if (ref && looksLikeImageRef(ref)) out.push({ ref, source: `${file}:${i + 1}` });
+  }
+}
+
+export function dedupe<T extends { ref: string }>(refs: T[]): T[] {
+  const seen = new Set<string>();
+  return refs.filter((r) => (seen.has(r.ref) ? false : (seen.add(r.ref), true)));
+}

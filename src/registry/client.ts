@@ -1,0 +1,259 @@
+// The registry HTTP API client used on the main thread: auth (anonymous, basic, bearer tokens),
+// manifests, tags, and the Authorization header handed to download workers.
+import { Agent, request, type Dispatcher } from 'undici';
+import { isLoopbackHost } from './hosts.js';
+import { parseChallenge, type Challenge } from './challenge.js';
+import { RegistryError } from './errors.js';
+import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from './retry.js';
+import type { Credential } from './credentials.js';
+import { MANIFEST_ACCEPT, MT } from '../resolve/mediatypes.js';
+import { sha256Bytes } from '../hash/hasher.js';
+
+export type CredentialLookup = (registry: string) => Promise<Credential | undefined>;
+
+export interface ClientOptions {
+  /** Talk plain HTTP to every registry (loopback hosts always get plain HTTP). */
+  plainHttp?: boolean;
+  credentials?: CredentialLookup;
+  /** Connections per registry host. */
+  connections?: number;
+  userAgent?: string;
+}
+
+export interface FetchedManifest {
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+}
+
+interface Token {
+  value: string;
+  expiresAt: number;
+}
+
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+export const USER_AGENT = 'ocisave/0.1';
+
+/** Hosts the registry API actually lives on. */
+export function apiHost(registry: string): string {
+  return registry === 'docker.io' ? 'registry-1.docker.io' : registry;
+}
+
+export class RegistryClient {
+  readonly dispatcher: Dispatcher;
+  private readonly challenges = new Map<string, Challenge | null>();
+  private readonly tokens = new Map<string, Promise<Token>>();
+  private readonly credentialCache = new Map<string, Promise<Credential | undefined>>();
+
+  constructor(private readonly opts: ClientOptions = {}) {
+    this.dispatcher = new Agent({ connections: opts.connections ?? 16, pipelining: 1, keepAliveTimeout: 30_000 });
+  }
+
+  baseUrl(registry: string): string {
+    const host = apiHost(registry);
+    const scheme = this.opts.plainHttp || isLoopbackHost(host) ? 'http' : 'https';
+    return `${scheme}://${host}`;
+  }
+
+  private credential(registry: string): Promise<Credential | undefined> {
+    let c = this.credentialCache.get(registry);
+    if (!c) {
+      c = this.opts.credentials ? this.opts.credentials(registry) : Promise.resolve(undefined);
+      this.credentialCache.set(registry, c);
+    }
+    return c;
+  }
+
+  /** The Authorization header value for pulling from `repository`, once the registry's challenge is known. */
+  async authorization(registry: string, repository: string): Promise<string | undefined> {
+    const challenge = this.challenges.get(registry);
+    if (!challenge) return undefined;
+    if (challenge.scheme === 'basic') {
+      const cred = await this.credential(registry);
+      if (cred && 'username' in cred) return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+      return undefined;
+    }
+    if (challenge.scheme === 'bearer') {
+      const token = await this.token(registry, challenge, `repository:${repository}:pull`);
+      return `Bearer ${token}`;
+    }
+    return undefined;
+  }
+
+  /** Forget the token for `repository` (after a 401 mid-download): the next authorization() fetches a new one. */
+  invalidate(registry: string, repository: string): void {
+    this.tokens.delete(`${registry} repository:${repository}:pull`);
+  }
+
+  private async token(registry: string, challenge: Challenge, scope: string): Promise<string> {
+    const key = `${registry} ${scope}`;
+    const cached = this.tokens.get(key);
+    if (cached) {
+      const t = await cached.catch(() => undefined);
+      if (t && t.expiresAt > Date.now() + 5_000) return t.value;
+    }
+    const fresh = this.fetchToken(registry, challenge, scope);
+    this.tokens.set(key, fresh);
+    fresh.catch(() => this.tokens.delete(key));
+    return (await fresh).value;
+  }
+
+  private async fetchToken(registry: string, challenge: Challenge, scope: string): Promise<Token> {
+    const realm = challenge.params.realm;
+    if (!realm) throw new RegistryError('bad-response', `${registry} asked for a bearer token without a realm`);
+    const cred = await this.credential(registry);
+    const url = new URL(realm);
+    const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? USER_AGENT };
+    let method: 'GET' | 'POST' = 'GET';
+    let body: string | undefined;
+    if (cred && 'identityToken' in cred) {
+      // An identity token is an OAuth2 refresh token (docker's `identitytoken`).
+      method = 'POST';
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, client_id: 'ocisave', scope });
+      if (challenge.params.service) form.set('service', challenge.params.service);
+      body = form.toString();
+    } else {
+      if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
+      url.searchParams.set('scope', scope);
+      if (cred && 'username' in cred) headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+    }
+    const res = await this.send(url.toString(), { method, headers, body }, `token for ${registry}`);
+    if (res.status === 401 || res.status === 403) {
+      throw new RegistryError('unauthorized', `authentication to ${registry} failed: the token server ${url.host} rejected ${cred ? 'the credentials' : 'anonymous access'}${cred ? '' : ' (log in, or pass --username/--password-stdin)'}`, res.status);
+    }
+    if (res.status !== 200) throw new RegistryError('http', `token server ${url.host} for ${registry} answered HTTP ${res.status}`, res.status);
+    let json: { token?: string; access_token?: string; expires_in?: number };
+    try {
+      json = JSON.parse(res.body.toString('utf8'));
+    } catch {
+      throw new RegistryError('bad-response', `token server ${url.host} for ${registry} answered something that is not JSON`);
+    }
+    const value = json.token ?? json.access_token;
+    if (!value) throw new RegistryError('bad-response', `token server ${url.host} for ${registry} answered without a token`);
+    return { value, expiresAt: Date.now() + (json.expires_in && json.expires_in > 0 ? json.expires_in : 60) * 1000 };
+  }
+
+  /** One HTTP exchange with retries on resets, 5xx and 429; the body is read up to `maxBytes`. */
+  private async send(
+    url: string,
+    init: { method: Dispatcher.HttpMethod; headers: Record<string, string>; body?: string | Buffer },
+    what: string,
+    maxBytes = MAX_MANIFEST_BYTES,
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await request(url, { ...init, dispatcher: this.dispatcher, headersTimeout: 60_000, bodyTimeout: 60_000 });
+        if (isRetryableStatus(res.statusCode) && attempt < MAX_ATTEMPTS) {
+          await res.body.dump();
+          await sleep(backoffMs(attempt, res.headers['retry-after']));
+          continue;
+        }
+        const chunks: Buffer[] = [];
+        let total = 0;
+        for await (const chunk of res.body) {
+          total += chunk.length;
+          if (total > maxBytes) {
+            res.body.destroy();
+            throw new RegistryError('bad-response', `${what}: response larger than ${maxBytes} bytes`);
+          }
+          chunks.push(chunk);
+        }
+        return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+      } catch (err) {
+        if (err instanceof RegistryError) throw err;
+        if (isRetryableError(err) && attempt < MAX_ATTEMPTS) {
+          await sleep(backoffMs(attempt));
+          continue;
+        }
+        const code = (err as { code?: string }).code ?? (err as Error).message;
+        throw new RegistryError('unreachable', `cannot reach ${new URL(url).host} (${what}): ${code}`);
+      }
+    }
+  }
+
+  /** An authenticated request against the registry API for `repository`, following the auth challenge once. */
+  async api(
+    registry: string,
+    repository: string,
+    method: Dispatcher.HttpMethod,
+    path: string,
+    headers: Record<string, string> = {},
+    what = `${registry}/${repository}`,
+  ) {
+    const url = `${this.baseUrl(registry)}${path}`;
+    for (let authTry = 0; ; authTry++) {
+      const h: Record<string, string> = { 'user-agent': this.opts.userAgent ?? USER_AGENT, ...headers };
+      const auth = await this.authorization(registry, repository);
+      if (auth) h.authorization = auth;
+      const res = await this.send(url, { method, headers: h }, what);
+      if (res.status === 401 && authTry === 0) {
+        const challenge = parseChallenge(res.headers['www-authenticate']);
+        if (challenge && (challenge.scheme === 'bearer' || challenge.scheme === 'basic')) {
+          this.challenges.set(registry, challenge);
+          this.invalidate(registry, repository);
+          continue;
+        }
+      }
+      if (res.status === 401) {
+        const cred = await this.credential(registry);
+        throw new RegistryError(
+          'unauthorized',
+          `authentication to ${registry} failed for ${repository}: ${cred ? 'the registry rejected the credentials' : 'no credentials found (docker login, or --username/--password-stdin)'}`,
+          401,
+        );
+      }
+      return res;
+    }
+  }
+
+  async getManifest(registry: string, repository: string, reference: string): Promise<FetchedManifest> {
+    const name = `${registry}/${repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference}`;
+    const res = await this.api(registry, repository, 'GET', `/v2/${repository}/manifests/${reference}`, { accept: MANIFEST_ACCEPT }, name);
+    if (res.status === 404) {
+      throw new RegistryError('not-found', `${name}: not found (${reference.startsWith('sha256:') ? 'no such manifest' : 'no such tag or repository'})`, 404);
+    }
+    if (res.status === 403) throw new RegistryError('denied', `${name}: access denied by the registry`, 403);
+    if (res.status !== 200) throw new RegistryError('http', `${name}: registry answered HTTP ${res.status}`, res.status);
+    const bytes = res.body;
+    const digest = sha256Bytes(bytes);
+    if (reference.startsWith('sha256:') && digest !== reference) {
+      throw new RegistryError('digest-mismatch', `${name}: the registry sent a manifest whose digest is ${digest}`);
+    }
+    const header = res.headers['docker-content-digest'];
+    if (typeof header === 'string' && header.startsWith('sha256:') && header !== digest) {
+      throw new RegistryError('digest-mismatch', `${name}: Docker-Content-Digest ${header} does not match the bytes (${digest})`);
+    }
+    const mediaType = manifestMediaType(bytes, res.headers['content-type'], name);
+    return { digest, mediaType, bytes };
+  }
+
+  async listTags(registry: string, repository: string): Promise<string[]> {
+    const res = await this.api(registry, repository, 'GET', `/v2/${repository}/tags/list?n=10000`);
+    if (res.status === 404) return [];
+    if (res.status !== 200) throw new RegistryError('http', `${registry}/${repository}: tags list answered HTTP ${res.status}`, res.status);
+    return (JSON.parse(res.body.toString('utf8')).tags ?? []) as string[];
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}
+
+/** The manifest's own mediaType field wins over Content-Type (some registries send text/plain). */
+function manifestMediaType(bytes: Buffer, contentType: string | string[] | undefined, name: string): string {
+  let parsed: { mediaType?: string; schemaVersion?: number; manifests?: unknown; layers?: unknown };
+  try {
+    parsed = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new RegistryError('bad-response', `${name}: manifest is not valid JSON`);
+  }
+  const ct = (Array.isArray(contentType) ? contentType[0] : contentType)?.split(';')[0]?.trim();
+  if (parsed.schemaVersion === 1 || ct === MT.dockerSchema1 || ct === MT.dockerSchema1Signed) {
+    throw new RegistryError('unsupported', `${name}: docker schema 1 manifests are not supported (deprecated since 2017); re-push the image with a current client`);
+  }
+  if (parsed.mediaType) return parsed.mediaType;
+  if (ct && ct !== 'application/json' && ct !== 'text/plain') return ct;
+  // OCI allows omitting mediaType: tell index from manifest by shape.
+  return parsed.manifests ? MT.ociIndex : MT.ociManifest;
+}

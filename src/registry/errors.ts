@@ -1,0 +1,22 @@
+// Registry failures with a kind the CLI can turn into one clear line, never carrying a secret.
+
+export type RegistryErrorKind =
+  | 'not-found'
+  | 'unauthorized'
+  | 'denied'
+  | 'unreachable'
+  | 'bad-response'
+  | 'unsupported'
+  | 'digest-mismatch'
+  | 'http';
+
+export class RegistryError extends Error {
+  constructor(
+    readonly kind: RegistryErrorKind,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'RegistryError';
+  }
+}

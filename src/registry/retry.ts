@@ -1,0 +1,34 @@
+// Retry policy shared by the main thread (manifests, tokens) and the download workers (blobs):
+// resets, 5xx and 429 are retried with exponential backoff, honouring Retry-After.
+
+export const MAX_ATTEMPTS = 6;
+
+export function isRetryableStatus(status: number): boolean {
+  return status === 429 || status === 408 || (status >= 500 && status !== 501 && status !== 505);
+}
+
+const RETRYABLE_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN',
+  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
+]);
+
+/** Network-level failures worth another try (a refused connection may be a restarting registry). */
+export function isRetryableError(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return RETRYABLE_CODES.has(e?.code ?? '') || RETRYABLE_CODES.has(e?.cause?.code ?? '') || (err as Error)?.name === 'PrematureCloseError';
+}
+
+/** Milliseconds to wait before attempt `attempt` (1-based retry count). */
+export function backoffMs(attempt: number, retryAfter?: string | string[] | null, baseMs = 200): number {
+  const header = Array.isArray(retryAfter) ? retryAfter[0] : retryAfter;
+  if (header) {
+    const secs = Number(header);
+    if (Number.isFinite(secs) && secs >= 0) return Math.min(secs * 1000, 60_000);
+    const date = Date.parse(header);
+    if (!Number.isNaN(date)) return Math.min(Math.max(0, date - Date.now()), 60_000);
+  }
+  const exp = baseMs * 2 ** (attempt - 1);
+  return Math.min(exp + Math.random() * exp * 0.25, 10_000);
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,0 +1,151 @@
+// References → image graph: fetch each root manifest, walk indexes keeping the platforms asked for,
+// and collect every config and layer blob once, remembering which repositories can serve it.
+import type { Cache } from '../cache/cache.js';
+import { formatPlatform, normalizePlatform, selectorMatches, type Platform, type PlatformSelector } from '../ref/platform.js';
+import { formatReference, type Reference } from '../ref/reference.js';
+import type { FetchedManifest, RegistryClient } from '../registry/client.js';
+import { RegistryError } from '../registry/errors.js';
+import { blobsOf, leafManifests, type BlobNeed, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from './graph.js';
+import { isIndexType, isManifestType } from './mediatypes.js';
+import { mapLimit } from '../engine/limit.js';
+import type { EngineEvents } from '../engine/events.js';
+
+export interface ResolveInput {
+  input: string;
+  ref: Reference;
+}
+
+export interface ResolveOptions {
+  client: RegistryClient;
+  cache: Cache;
+  platforms: PlatformSelector;
+  /** Manifests fetched at once. */
+  concurrency?: number;
+  /** Use only what the cache knows (tags resolved by an earlier run). */
+  offline?: boolean;
+  events?: EngineEvents;
+}
+
+interface RawIndex {
+  manifests?: (Descriptor & { platform?: Platform })[];
+}
+
+interface RawManifest {
+  config?: Descriptor;
+  layers?: Descriptor[];
+}
+
+export class Resolver {
+  /** In-flight and finished manifest fetches, by registry/repository@digest. */
+  private readonly fetched = new Map<string, Promise<FetchedManifest>>();
+
+  constructor(private readonly opts: ResolveOptions) {}
+
+  async resolveAll(inputs: ResolveInput[]): Promise<ImageGraph> {
+    const graph: ImageGraph = { images: [], blobs: new Map(), failures: [] };
+    const results = await mapLimit(inputs, this.opts.concurrency ?? 16, async (item) => {
+      try {
+        return await this.resolveOne(item);
+      } catch (err) {
+        const error = err instanceof Error ? err.message : String(err);
+        graph.failures.push({ input: item.input, error });
+        this.opts.events?.emit({ type: 'resolve-failed', input: item.input, error });
+        return undefined;
+      }
+    });
+    for (const image of results) {
+      if (!image) continue;
+      graph.images.push(image);
+      addBlobs(graph.blobs, image);
+    }
+    return graph;
+  }
+
+  async resolveOne(item: ResolveInput): Promise<ResolvedImage> {
+    const { ref } = item;
+    const rootRef = ref.digest ?? ref.tag!;
+    const top = await this.manifest(ref.registry, ref.repository, rootRef);
+    if (ref.tag) {
+      await this.opts.cache.putTag(`${ref.registry}/${ref.repository}:${ref.tag}`, { digest: top.digest, mediaType: top.mediaType, resolvedAt: Date.now() });
+    }
+    const root = await this.node(ref, top, undefined);
+    const image: ResolvedImage = { input: item.input, ref, root };
+    this.opts.events?.emit({ type: 'resolved', input: item.input, digest: root.digest, platforms: leafManifests(root).map((m) => (m.platform ? formatPlatform(m.platform) : 'any')) });
+    return image;
+  }
+
+  private async node(ref: Reference, m: FetchedManifest, platform: Platform | undefined): Promise<GraphNode> {
+    const name = formatReference(ref);
+    const json = JSON.parse(m.bytes.toString('utf8')) as RawIndex & RawManifest;
+    if (isIndexType(m.mediaType)) {
+      const entries = json.manifests ?? [];
+      const wanted = entries.filter((d) => this.opts.platforms === 'all' || (d.platform && selectorMatches(this.opts.platforms, d.platform)));
+      if (wanted.length === 0) {
+        const have = entries.map((d) => (d.platform ? formatPlatform(normalizePlatform(d.platform)) : 'unknown')).join(', ');
+        throw new RegistryError('not-found', `${name}: no manifest for the platforms asked for (it has: ${have || 'none'}); pass --platform with one of these, or --platform all`);
+      }
+      const children = await Promise.all(
+        wanted.map(async (d) => {
+          const child = await this.manifest(ref.registry, ref.repository, d.digest);
+          return this.node(ref, child, d.platform ? normalizePlatform(d.platform) : undefined);
+        }),
+      );
+      return { kind: 'index', digest: m.digest, mediaType: m.mediaType, bytes: m.bytes, children };
+    }
+    if (!isManifestType(m.mediaType) && !json.config) {
+      throw new RegistryError('unsupported', `${name}: unsupported manifest media type ${m.mediaType}`);
+    }
+    if (!json.config?.digest) throw new RegistryError('bad-response', `${name}: manifest ${m.digest} has no config`);
+    return {
+      kind: 'manifest',
+      digest: m.digest,
+      mediaType: m.mediaType,
+      bytes: m.bytes,
+      platform,
+      config: json.config,
+      layers: json.layers ?? [],
+    };
+  }
+
+  /** A manifest by tag or digest: digests come from the cache when known (content-addressed), tags from the registry. */
+  private manifest(registry: string, repository: string, reference: string): Promise<FetchedManifest> {
+    const key = `${registry}/${repository}@${reference}`;
+    let p = this.fetched.get(key);
+    if (!p) {
+      p = this.load(registry, repository, reference);
+      this.fetched.set(key, p);
+    }
+    return p;
+  }
+
+  private async load(registry: string, repository: string, reference: string): Promise<FetchedManifest> {
+    const { cache, client, offline } = this.opts;
+    let digest = reference.startsWith('sha256:') ? reference : undefined;
+    if (!digest && offline) {
+      digest = cache.getTag(`${registry}/${repository}:${reference}`)?.digest;
+      if (!digest) throw new RegistryError('not-found', `${registry}/${repository}:${reference}: not in the cache (--offline)`);
+    }
+    if (digest) {
+      const rec = cache.getManifest(digest);
+      if (rec) return { digest, mediaType: rec.mediaType, bytes: rec.bytes };
+      if (offline) throw new RegistryError('not-found', `${registry}/${repository}@${digest}: not in the cache (--offline)`);
+    }
+    const m = await client.getManifest(registry, repository, reference);
+    await cache.putManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes });
+    return m;
+  }
+}
+
+function addBlobs(blobs: Map<string, BlobNeed>, image: ResolvedImage): void {
+  const source = { registry: image.ref.registry, repository: image.ref.repository };
+  for (const m of leafManifests(image.root)) {
+    for (const d of blobsOf(m)) {
+      let need = blobs.get(d.digest);
+      if (!need) {
+        need = { digest: d.digest, size: d.size, mediaType: d.mediaType, sources: [] };
+        blobs.set(d.digest, need);
+      }
+      if (!need.sources.some((s) => s.registry === source.registry && s.repository === source.repository)) need.sources.push(source);
+    }
+  }
+}

@@ -1,0 +1,174 @@
+// Piscina task: download one blob into the cache.
+// Writes to partial/<hex>, hashes while streaming, checkpoints (offset + hasher state) in LMDB so a
+// killed process resumes with `Range: bytes=N-`, verifies size and digest, then renames into place.
+// A blob whose digest does not match is discarded and never enters the cache.
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { request } from 'undici';
+import { Cache } from '../src/cache/cache.js';
+import { resumeHasher, createHasher } from '../src/hash/hasher.js';
+import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../src/registry/retry.js';
+import type { DownloadResult, DownloadTask } from '../src/engine/task.js';
+
+const caches = new Map<string, Cache>();
+function cacheAt(dir: string): Cache {
+  let c = caches.get(dir);
+  if (!c) caches.set(dir, (c = Cache.open(dir)));
+  return c;
+}
+
+const MAX_REDIRECTS = 5;
+/** A digest mismatch is fetched again once; twice means the source is bad, not the wire. */
+const MAX_MISMATCHES = 2;
+
+class TransferError extends Error {
+  constructor(readonly code: 'unauthorized' | 'not-found' | 'denied' | 'failed', message: string, readonly retryable = false, readonly retryAfter?: string) {
+    super(message);
+  }
+}
+
+export default async function download(task: DownloadTask): Promise<DownloadResult> {
+  const cache = cacheAt(task.cacheDir);
+  if (cache.hasBlob(task.digest)) return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: true, retries: 0 };
+  if (!cache.tryLock(task.digest, task.owner)) {
+    return { ok: false, code: 'busy', message: 'another process is downloading this blob', fetched: 0 };
+  }
+  try {
+    // Another process may have finished it between our check and the lock.
+    if (cache.hasBlob(task.digest)) return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: true, retries: 0 };
+    return await transfer(cache, task);
+  } finally {
+    cache.unlock(task.digest, task.owner);
+  }
+}
+
+async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResult> {
+  const progress = new Float64Array(task.progress);
+  const path = cache.partialPath(task.digest);
+  let fetched = 0;
+  let retries = 0;
+  let mismatches = 0;
+  let offset = await checkpointedOffset(cache, task, path);
+  const resumedFrom = offset;
+  let fh: FileHandle = await open(path, offset > 0 ? 'r+' : 'w');
+  try {
+    await fh.truncate(offset);
+    let hasher = await resumeHasher(task.hasher, path, offset, cache.partial(task.digest)?.hasherState);
+    let sinceCheckpoint = 0;
+
+    const checkpoint = async () => {
+      await fh.datasync();
+      await cache.savePartial(task.digest, { offset, hasher: hasher.kind, hasherState: hasher.save(), updatedAt: Date.now() });
+      sinceCheckpoint = 0;
+    };
+    const restart = async () => {
+      offset = 0;
+      sinceCheckpoint = 0;
+      await fh.truncate(0);
+      await cache.savePartial(task.digest, { offset: 0, hasher: task.hasher, updatedAt: Date.now() });
+      hasher = await createHasher(task.hasher);
+    };
+
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (offset < task.size) {
+          const body = await openBody(task, offset);
+          if (body.restartFromZero) await restart();
+          for await (const chunk of body.stream) {
+            const buf = chunk as Buffer;
+            if (offset + buf.length > task.size) throw new TransferError('failed', `more bytes than the ${task.size} the manifest says`);
+            hasher.update(buf);
+            await fh.write(buf, 0, buf.length, offset);
+            offset += buf.length;
+            fetched += buf.length;
+            sinceCheckpoint += buf.length;
+            progress[task.slot] = offset;
+            if (sinceCheckpoint >= task.checkpointBytes) await checkpoint();
+          }
+        }
+        if (offset < task.size) throw new TransferError('failed', `connection ended at ${offset} of ${task.size} bytes`, true);
+        const digest = hasher.digest();
+        if (digest !== task.digest) {
+          mismatches++;
+          if (mismatches >= MAX_MISMATCHES) {
+            await fh.close();
+            await cache.clearPartial(task.digest);
+            return { ok: false, code: 'digest-mismatch', message: `content does not match its digest (got ${digest}); discarded`, fetched };
+          }
+          await restart();
+          retries++;
+          continue;
+        }
+        await fh.close();
+        await cache.commitBlob(task.digest, path, task.size, task.mediaType);
+        return { ok: true, fetched, resumedFrom, alreadyCached: false, retries };
+      } catch (err) {
+        const e = err instanceof TransferError ? err : undefined;
+        const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
+        if (!e && !retryable) throw err;
+        if (e?.code === 'unauthorized' || e?.code === 'not-found' || e?.code === 'denied' || !retryable || attempt >= MAX_ATTEMPTS) {
+          await checkpoint().catch(() => undefined);
+          await fh.close().catch(() => undefined);
+          return { ok: false, code: e?.code ?? 'failed', message: e?.message ?? String((err as Error).message ?? err), fetched };
+        }
+        // Keep what arrived: the next attempt continues from here with a Range request.
+        await checkpoint();
+        retries++;
+        await sleep(backoffMs(attempt, e?.retryAfter));
+      }
+    }
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    return { ok: false, code: 'failed', message: (err as Error).message ?? String(err), fetched };
+  }
+}
+
+/** The offset a previous run checkpointed, if the partial file still holds that many bytes. */
+async function checkpointedOffset(cache: Cache, task: DownloadTask, path: string): Promise<number> {
+  const rec = cache.partial(task.digest);
+  if (!rec || rec.offset <= 0 || rec.offset > task.size) return 0;
+  try {
+    if ((await stat(path)).size < rec.offset) return 0;
+  } catch {
+    return 0;
+  }
+  // A wasm checkpoint can only be continued by the wasm hasher; the node hasher re-reads the file.
+  if (rec.hasher === 'wasm' && task.hasher === 'wasm' && !rec.hasherState) return 0;
+  return rec.offset;
+}
+
+/** GET the blob from `offset`, following redirects by hand so Authorization never leaves the registry host. */
+async function openBody(task: DownloadTask, offset: number): Promise<{ stream: AsyncIterable<unknown>; restartFromZero: boolean }> {
+  let url = task.url;
+  const registryHost = new URL(task.url).host;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const headers: Record<string, string> = new URL(url).host === registryHost ? { ...task.headers } : {};
+    if (offset > 0) headers.range = `bytes=${offset}-`;
+    const res = await request(url, { method: 'GET', headers, headersTimeout: 60_000, bodyTimeout: 60_000 });
+    const status = res.statusCode;
+    if ([301, 302, 303, 307, 308].includes(status)) {
+      await res.body.dump();
+      const loc = res.headers.location;
+      if (typeof loc !== 'string') throw new TransferError('failed', `redirect ${status} without a Location`);
+      url = new URL(loc, url).toString();
+      continue;
+    }
+    if (status === 206) {
+      const range = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''));
+      if (!range || Number(range[1]) !== offset) {
+        await res.body.dump();
+        throw new TransferError('failed', `server answered a range starting elsewhere than ${offset}`, true);
+      }
+      return { stream: res.body, restartFromZero: false };
+    }
+    if (status === 200) return { stream: res.body, restartFromZero: offset > 0 };
+    await res.body.dump();
+    if (status === 416 && offset > 0) throw new TransferError('failed', 'range not satisfiable', true);
+    if (status === 401) throw new TransferError('unauthorized', 'the registry asked for authentication again (token expired?)');
+    if (status === 403) throw new TransferError('denied', 'access denied');
+    if (status === 404) throw new TransferError('not-found', 'blob not found in the repository');
+    if (isRetryableStatus(status)) throw new TransferError('failed', `HTTP ${status}`, true, res.headers['retry-after'] as string | undefined);
+    throw new TransferError('failed', `HTTP ${status}`);
+  }
+  throw new TransferError('failed', `more than ${MAX_REDIRECTS} redirects`);
+}
+

@@ -32,7 +32,9 @@ async function makeTgz(files: Record<string, string | Buffer>): Promise<Buffer> 
   const p = pack();
   const chunks: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
-    p.on('data', (c: Buffer) => chunks.push(c));
+    p.on('data', (c: unknown) => {
+      chunks.push(c as Buffer);
+    });
     p.on('end', () => resolve());
     p.on('error', reject);
   });
@@ -112,10 +114,11 @@ describe('Kubernetes YAML', () => {
     '  - apiVersion: v1',
     '    kind: Pod',
     '    spec:',
-    '      containers: [{name: a, image: *side}]',
+    '      containers: [{name: a, image: &lst ghcr.io/acme/list:1}]',
     '      ephemeralContainers:',
     '        - name: debug',
     '          image: 8.0',
+    '  - {kind: Pod, spec: {containers: [{name: b, image: *lst}]}}',
     '---',
     'apiVersion: example.com/v1',
     'kind: Whatever',
@@ -136,10 +139,12 @@ describe('Kubernetes YAML', () => {
       { ref: 'envoyproxy/envoy:v1.30', line: 14, source: 'm.yaml:14' },
       { ref: 'busybox:1.36', line: 9, source: 'm.yaml:9' },
       { ref: 'registry.k8s.io/pause:3.9', line: 23, source: 'm.yaml:23' },
-      { ref: 'envoyproxy/envoy:v1.30', line: 14, source: 'm.yaml:14' },
+      { ref: 'ghcr.io/acme/list:1', line: 38, source: 'm.yaml:38' },
       // A numeric-looking image keeps its text.
       { ref: '8.0', line: 41, source: 'm.yaml:41' },
-      { ref: 'ghcr.io/acme/tool:2', line: 49, source: 'm.yaml:49' },
+      // An alias reports the line of its anchor.
+      { ref: 'ghcr.io/acme/list:1', line: 38, source: 'm.yaml:38' },
+      { ref: 'ghcr.io/acme/tool:2', line: 50, source: 'm.yaml:50' },
     ]);
   });
 
@@ -148,6 +153,11 @@ describe('Kubernetes YAML', () => {
     expect(() => parseKubeYaml(bad, 'broken.yaml')).toThrow(/^broken\.yaml:\d+:\d+: YAML syntax error/);
     const bad2 = 'apiVersion: v1\nkind: Pod\nspec:\n  containers: [\n    {image: a}\n  - b: c\n';
     expect(() => parseKubeYaml(bad2, 'b2.yaml')).toThrow(/b2\.yaml:\d+:\d+: YAML syntax error/);
+  });
+
+  it('rejects an alias to an anchor of another document', () => {
+    const text = 'kind: Pod\nspec: {containers: [{image: &a x:1}]}\n---\nkind: Pod\nspec: {containers: [{image: *a}]}\n';
+    expect(() => parseKubeYaml(text, 'al.yaml')).toThrow(/^al\.yaml:5:\d+: YAML syntax error: .*alias.*\ba\b/);
   });
 
   it('does not quote the offending line (manifests can hold Secrets)', () => {
@@ -221,9 +231,8 @@ describe('Helm charts', () => {
       'mysql:',
       '  image:',
       '    tag: 8.4', // the parent pins the subchart's tag
-      'cache:',
+      'cache:', // values for the redis dependency, under its alias
       '  image:',
-      '    repository: bitnami/redis',
       '    tag: "7.2"',
       '',
     ].join('\r\n'),
@@ -252,12 +261,11 @@ describe('Helm charts', () => {
     `ghcr.io/acme/pinned@${DIGEST}`,
     'envoyproxy/envoy:v1.30',
     'busybox:1.36',
-    'bitnami/redis:7.2',
     'quay.io/prometheus/node-exporter:v1.8.0',
     'docker.io/library/alpine:3.20',
     'docker.io/bitnami/mysql:8.4',
     `docker.io/bitnami/mysqld-exporter:0.15.1@${DIGEST2}`,
-    'bitnami/redis:7.2.5',
+    'bitnami/redis:7.2',
     'redis-extra:1',
   ];
 

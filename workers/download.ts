@@ -5,9 +5,9 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { request } from 'undici';
 import { Cache } from '../src/cache/cache.js';
-import { resumeHasher, createHasher } from '../src/hash/hasher.js';
+import { resumeHasher, createHasher, hashFile } from '../src/hash/hasher.js';
 import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../src/registry/retry.js';
-import type { DownloadResult, DownloadTask } from '../src/engine/task.js';
+import type { DownloadResult, DownloadTask, SegmentTask } from '../src/engine/task.js';
 
 const caches = new Map<string, Cache>();
 function cacheAt(dir: string): Cache {
@@ -136,13 +136,81 @@ async function checkpointedOffset(cache: Cache, task: DownloadTask, path: string
   return rec.offset;
 }
 
-/** GET the blob from `offset`, following redirects by hand so Authorization never leaves the registry host. */
-async function openBody(task: DownloadTask, offset: number): Promise<{ stream: AsyncIterable<unknown>; restartFromZero: boolean }> {
+/**
+ * Piscina task `segment`: fetch bytes [start, end) of a blob into its partial file, checkpointing
+ * progress per segment. No hashing here: `verify` hashes the whole file once every segment is in.
+ */
+export async function segment(task: SegmentTask): Promise<DownloadResult> {
+  const cache = cacheAt(task.cacheDir);
+  const progress = new Float64Array(task.progress);
+  let pos = Math.max(task.start, cache.segment(task.digest, task.start, task.end)?.offset ?? task.start);
+  const resumedFrom = pos - task.start;
+  let fetched = 0;
+  let retries = 0;
+  const fh = await open(cache.partialPath(task.digest), 'r+');
+  let sinceCheckpoint = 0;
+  const checkpoint = async () => {
+    await fh.datasync();
+    await cache.saveSegment(task.digest, task.start, task.end, { offset: pos, updatedAt: Date.now() });
+    sinceCheckpoint = 0;
+  };
+  try {
+    for (let attempt = 1; pos < task.end; attempt++) {
+      try {
+        const body = await openBody(task, pos, task.end);
+        if (body.restartFromZero) throw new TransferError('failed', 'the registry ignores Range requests; segmented download impossible');
+        for await (const chunk of body.stream) {
+          const buf = chunk as Buffer;
+          if (pos + buf.length > task.end) throw new TransferError('failed', `more bytes than the range ${task.start}-${task.end} asked for`);
+          await fh.write(buf, 0, buf.length, pos);
+          pos += buf.length;
+          fetched += buf.length;
+          sinceCheckpoint += buf.length;
+          progress[task.slot] = pos - task.start;
+          if (sinceCheckpoint >= task.checkpointBytes) await checkpoint();
+        }
+        if (pos < task.end) throw new TransferError('failed', `connection ended at ${pos} of ${task.end}`, true);
+      } catch (err) {
+        const e = err instanceof TransferError ? err : undefined;
+        const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
+        await checkpoint().catch(() => undefined);
+        if (!retryable || attempt >= MAX_ATTEMPTS) {
+          return { ok: false, code: e?.code ?? 'failed', message: e?.message ?? String((err as Error).message ?? err), fetched };
+        }
+        retries++;
+        await sleep(backoffMs(attempt, e?.retryAfter));
+      }
+    }
+    await checkpoint();
+    return { ok: true, fetched, resumedFrom, alreadyCached: false, retries };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Piscina task `verify`: hash a segmented download's partial file and commit it if it matches. */
+export async function verify(task: DownloadTask): Promise<DownloadResult> {
+  const cache = cacheAt(task.cacheDir);
+  const path = cache.partialPath(task.digest);
+  const { digest, size } = await hashFile(path, task.hasher);
+  if (digest !== task.digest || size !== task.size) {
+    await cache.clearPartial(task.digest);
+    return { ok: false, code: 'digest-mismatch', message: `content does not match its digest (got ${digest}, ${size} bytes); discarded`, fetched: 0 };
+  }
+  await cache.commitBlob(task.digest, path, task.size, task.mediaType);
+  return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: false, retries: 0 };
+}
+
+/**
+ * GET the blob from `offset` (up to `end`, exclusive, when given), following redirects by hand so
+ * Authorization never leaves the registry host.
+ */
+async function openBody(task: DownloadTask, offset: number, end?: number): Promise<{ stream: AsyncIterable<unknown>; restartFromZero: boolean }> {
   let url = task.url;
   const registryHost = new URL(task.url).host;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const headers: Record<string, string> = new URL(url).host === registryHost ? { ...task.headers } : {};
-    if (offset > 0) headers.range = `bytes=${offset}-`;
+    if (offset > 0 || end !== undefined) headers.range = `bytes=${offset}-${end !== undefined ? end - 1 : ''}`;
     const res = await request(url, { method: 'GET', headers, headersTimeout: 60_000, bodyTimeout: 60_000 });
     const status = res.statusCode;
     if ([301, 302, 303, 307, 308].includes(status)) {
@@ -160,7 +228,7 @@ async function openBody(task: DownloadTask, offset: number): Promise<{ stream: A
       }
       return { stream: res.body, restartFromZero: false };
     }
-    if (status === 200) return { stream: res.body, restartFromZero: offset > 0 };
+    if (status === 200) return { stream: res.body, restartFromZero: offset > 0 || (end !== undefined && end < task.size) };
     await res.body.dump();
     if (status === 416 && offset > 0) throw new TransferError('failed', 'range not satisfiable', true);
     if (status === 401) throw new TransferError('unauthorized', 'the registry asked for authentication again (token expired?)');

@@ -22,6 +22,12 @@ export interface PartialRecord {
   updatedAt: number;
 }
 
+/** Progress of one range of a segmented download: bytes [start, offset) of the partial file are on disk. */
+export interface SegmentRecord {
+  offset: number;
+  updatedAt: number;
+}
+
 export interface ManifestRecord {
   mediaType: string;
   bytes: Buffer;
@@ -61,6 +67,7 @@ export class Cache {
     private readonly manifests: Database<ManifestRecord, string>,
     private readonly tags: Database<TagRecord, string>,
     private readonly locks: Database<LockRecord, string>,
+    private readonly segments: Database<SegmentRecord, string>,
   ) {}
 
   static open(dir: string): Cache {
@@ -74,6 +81,7 @@ export class Cache {
       env.openDB<ManifestRecord, string>({ name: 'manifests' }),
       env.openDB<TagRecord, string>({ name: 'tags' }),
       env.openDB<LockRecord, string>({ name: 'locks' }),
+      env.openDB<SegmentRecord, string>({ name: 'segments' }),
     );
   }
 
@@ -111,6 +119,7 @@ export class Cache {
     const now = Date.now();
     await this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now });
     await this.partials.remove(digest);
+    await this.clearSegments(digest);
   }
 
   async forgetBlob(digest: string): Promise<void> {
@@ -146,7 +155,22 @@ export class Cache {
 
   async clearPartial(digest: string): Promise<void> {
     await this.partials.remove(digest);
+    await this.clearSegments(digest);
     await rm(this.partialPath(digest), { force: true });
+  }
+
+  /** Segments are keyed `digest@start-end`, so a run that splits the blob differently starts afresh. */
+  segment(digest: string, start: number, end: number): SegmentRecord | undefined {
+    return this.segments.get(`${digest}@${start}-${end}`);
+  }
+
+  async saveSegment(digest: string, start: number, end: number, rec: SegmentRecord): Promise<void> {
+    await this.segments.put(`${digest}@${start}-${end}`, rec);
+  }
+
+  private async clearSegments(digest: string): Promise<void> {
+    const keys = [...this.segments.getKeys({ start: `${digest}@`, end: `${digest}@\uffff` })];
+    for (const k of keys) await this.segments.remove(k);
   }
 
   /**

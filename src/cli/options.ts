@@ -11,6 +11,7 @@ export interface CommonFlags {
   plainHttp?: boolean;
   jobs?: number;
   hasher?: HasherKind;
+  segmentSize?: number;
   username?: string;
   passwordStdin?: boolean;
   json?: boolean;
@@ -23,6 +24,12 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+export function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number, 0 or more');
+  return n;
+}
+
 export function addFetchOptions(cmd: Command): Command {
   return cmd
     .option('--platform <list>', 'platforms to keep from multi-arch images: os/arch[/variant],… or all')
@@ -30,6 +37,7 @@ export function addFetchOptions(cmd: Command): Command {
     .option('--plain-http', 'talk plain HTTP to every registry (loopback registries always use it)')
     .option('-j, --jobs <n>', 'parallel downloads per registry host', positiveInt)
     .addOption(new Option('--hasher <kind>', 'sha256 implementation').choices(HASHER_KINDS as string[]))
+    .option('--segment-size <MiB>', 'fetch blobs of at least twice this size as parallel ranges of it (0: never)', nonNegativeInt)
     .option('--username <name>', 'registry user for every registry named on the command line')
     .option('--password-stdin', 'read the password for --username from standard input')
     .option('--json', 'progress as JSON lines on stderr, the result as JSON on stdout')

@@ -63,6 +63,7 @@ export function saveCommand(): Command {
       plainHttp: flags.plainHttp,
       jobs: flags.jobs,
       hasher: flags.hasher,
+      segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,
       keepGoing: flags.keepGoing,
       offline: flags.offline,
       credentials: await credentialsFrom(flags, registriesOf(inputs)),

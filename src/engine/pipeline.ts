@@ -21,6 +21,8 @@ export interface FetchOptions {
   /** Connections per registry host. */
   jobs?: number;
   hasher?: HasherKind;
+  /** Blobs of at least twice this size download as parallel ranges of this size; 0 turns it off. */
+  segmentBytes?: number;
   /** One failed image does not stop the others. */
   keepGoing?: boolean;
   offline?: boolean;
@@ -46,6 +48,8 @@ export interface Summary {
   failures: Failure[];
   output?: { format: OutputFormat; path: string };
   seconds: number;
+  /** Peak resident memory of the process (workers included), in bytes. */
+  peakRssBytes: number;
 }
 
 export interface FetchResult {
@@ -68,6 +72,7 @@ export class SaveError extends Error {
 }
 
 export const DEFAULT_JOBS = 8;
+export const DEFAULT_SEGMENT_BYTES = 32 * 1024 * 1024;
 
 /** Resolve every input and make sure each blob it needs is verified in the cache. */
 export async function fetchImages(inputs: string[], opts: FetchOptions): Promise<FetchResult> {
@@ -102,7 +107,16 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     events.emit({ type: 'plan', blobs: graph.blobs.size, bytes: plan.totalBytes, cached: plan.cached.length, cachedBytes: plan.cachedBytes, queued: plan.queue.length, queuedBytes: plan.queuedBytes });
     pool = plan.queue.length ? new DownloadPool(Math.min(jobs, Math.max(plan.queue.length, availableParallelism()))) : undefined;
     const report = pool
-      ? await runDownloads(plan.queue, { cache, client, pool, jobs, hasher: opts.hasher ?? DEFAULT_HASHER, events, failFast: !opts.keepGoing })
+      ? await runDownloads(plan.queue, {
+          cache,
+          client,
+          pool,
+          jobs,
+          hasher: opts.hasher ?? DEFAULT_HASHER,
+          segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+          events,
+          failFast: !opts.keepGoing,
+        })
       : { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map<string, string>() };
 
     // An image fails with any blob it needs.
@@ -126,6 +140,7 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
       resumedBytes: report.resumedBytes,
       failures,
       seconds: (Date.now() - started) / 1000,
+      peakRssBytes: 0,
     };
     if (failures.length && !opts.keepGoing) throw new SaveError(failures, summary);
     return { graph, cache, summary, close };
@@ -151,6 +166,7 @@ export async function save(inputs: string[], opts: SaveOptions): Promise<Summary
       summary.output = { format: opts.format, path: opts.out };
     }
     summary.seconds = (Date.now() - started) / 1000;
+    summary.peakRssBytes = process.resourceUsage().maxRSS * 1024;
     return summary;
   } finally {
     await fetched.close();

@@ -4,7 +4,10 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { DownloadResult, DownloadTask } from './task.js';
+import type { DownloadResult, DownloadTask, SegmentTask } from './task.js';
+
+/** The worker module's exports: the whole-blob download, one range of a segmented one, the final check. */
+export type WorkerTaskName = 'default' | 'segment' | 'verify';
 
 /** The compiled worker: next to this module in dist/, or in dist/ when running from sources (tests). */
 function workerFile(): string {
@@ -28,8 +31,8 @@ export class DownloadPool {
     });
   }
 
-  run(task: DownloadTask, signal?: AbortSignal): Promise<DownloadResult> {
-    return this.piscina.run(task, { signal });
+  run(task: DownloadTask | SegmentTask, name: WorkerTaskName = 'default', signal?: AbortSignal): Promise<DownloadResult> {
+    return this.piscina.run(task, { name, signal });
   }
 
   async close(): Promise<void> {

@@ -20,6 +20,12 @@ export interface DownloadTask {
   owner: string;
 }
 
+/** One range [start, end) of a segmented download; the scheduler holds the blob's lock. */
+export interface SegmentTask extends DownloadTask {
+  start: number;
+  end: number;
+}
+
 export type DownloadFailure = 'unauthorized' | 'not-found' | 'denied' | 'busy' | 'digest-mismatch' | 'failed';
 
 export type DownloadResult =

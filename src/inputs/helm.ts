@@ -142,9 +142,9 @@ function depthOf(dir: string): number {
   return dir === '.' ? 0 : dir.split('/').length;
 }
 
-/** Values as a plain tree. Numbers keep their source text (`tag: 8.0` → "8.0"). */
-type Value = string | boolean | null | Value[] | ValueMap;
-type ValueMap = Map<string, Value>;
+/** Chart values as a plain tree. Numbers keep their source text (`tag: 8.0` → "8.0"). */
+export type Value = string | boolean | null | Value[] | ValueMap;
+export type ValueMap = Map<string, Value>;
 
 function isValueMap(v: Value | undefined): v is ValueMap {
   return v instanceof Map;

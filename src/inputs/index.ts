@@ -17,8 +17,6 @@ export interface InputRef {
   source: string;
 }
 
-export type InputKind = 'helm-dir' | 'helm-archive' | 'kube' | 'imagelist';
-
 /**
  * Reads references from a file or directory, detecting its kind:
  * a directory with Chart.yaml → Helm chart; a .tgz/.tar.gz (or any gzip file)

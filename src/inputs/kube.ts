@@ -9,6 +9,7 @@ import {
   isScalar,
   isSeq,
   parseAllDocuments,
+  visit,
   type Node as YamlNode,
   type YAMLMap,
 } from 'yaml';
@@ -42,6 +43,17 @@ export function parseYamlDocuments(text: string, file: string): ParsedYaml {
     const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0]);
     const what = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '').replace(/:$/, '');
     throw new Error(`${file}:${pos.line}:${pos.col}: YAML syntax error: ${what}`, { cause: err });
+  }
+  // The parser accepts an alias whose anchor is missing (or in another
+  // document) and resolves it to nothing; Kubernetes rejects the file.
+  for (const doc of list) {
+    visit(doc, {
+      Alias(_key, node) {
+        if (node.resolve(doc) !== undefined) return;
+        const pos = lineCounter.linePos(node.range?.[0] ?? 0);
+        throw new Error(`${file}:${pos.line}:${pos.col}: YAML syntax error: alias *${node.source} has no anchor &${node.source} in this document`);
+      },
+    });
   }
   return { docs: list, lineCounter };
 }

@@ -1,9 +1,11 @@
 // One entry point for every output format; each format lives in its own module.
 import type { Cache } from '../cache/cache.js';
 import type { ImageGraph } from '../resolve/graph.js';
+import { linkDockerArchive } from './docker-archive.js';
+import { linkOciArchive, linkOciLayout } from './oci-layout.js';
 import { linkRegistryLayout } from './registry.js';
 
-export const OUTPUT_FORMATS = ['registry'] as const;
+export const OUTPUT_FORMATS = ['registry', 'docker', 'oci', 'oci-archive'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface LinkOptions {
@@ -13,6 +15,10 @@ export interface LinkOptions {
   out: string;
   /** docker format: write uncompressed layer tars, as `docker save` does. */
   uncompressed?: boolean;
+  /** Called, and awaited, before each blob or manifest goes into the output (progress; tests pause a build here). */
+  onBlob?: (blob: { digest: string; size: number }) => void | Promise<void>;
+  /** Something was left out or changed (e.g. an artifact skipped by the docker format). */
+  onWarning?: (message: string) => void;
 }
 
 export interface LinkResult {
@@ -21,11 +27,19 @@ export interface LinkResult {
   linked: number;
   copied: number;
   written: number;
+  /** Also given to onWarning as they happen. */
+  warnings?: string[];
 }
 
 export async function linkOutput(format: OutputFormat, opts: LinkOptions): Promise<LinkResult> {
   switch (format) {
     case 'registry':
       return linkRegistryLayout(opts);
+    case 'docker':
+      return linkDockerArchive(opts);
+    case 'oci':
+      return linkOciLayout(opts);
+    case 'oci-archive':
+      return linkOciArchive(opts);
   }
 }

@@ -105,7 +105,7 @@ function parseKey(key: string): { host: string; namespace: string } {
   return { host, namespace };
 }
 
-interface AuthEntry {
+export interface AuthEntry {
   auth?: string;
   username?: string;
   password?: string;
@@ -284,7 +284,9 @@ export async function runCredentialHelper(name: string, serverURL: string, opts:
     stderr: string;
     timedOut: boolean;
   }>((resolve, reject) => {
-    const child = spawn(exe, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // Its own process group, so a timeout also ends anything the helper started
+    // (a shell helper's children would otherwise hold the pipes open).
+    const child = spawn(exe, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outLen = 0;
@@ -292,7 +294,14 @@ export async function runCredentialHelper(name: string, serverURL: string, opts:
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+      child.stdout.destroy();
+      child.stderr.destroy();
+      resolve({ code: null, signal: 'SIGKILL', stdout: '', stderr: '', timedOut });
     }, opts.timeoutMs ?? 60_000);
     child.stdout.on('data', (b: Buffer) => {
       if ((outLen += b.length) <= 1 << 20) out.push(b);

@@ -1,0 +1,239 @@
+// Random access to the files of a bundle, whether they sit in a directory or inside a tar.
+// A tar is indexed once (header offsets only, nothing buffered), so a member can be streamed
+// straight from the archive with a byte range — which push and serve need for large layers.
+import { createReadStream } from 'node:fs';
+import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { BundleError } from './types.js';
+
+export interface FileStore {
+  /** Where the files live, for messages. */
+  readonly location: string;
+  /** Size of a member, or undefined when it does not exist. */
+  size(name: string): Promise<number | undefined>;
+  read(name: string, maxBytes?: number): Promise<Buffer>;
+  /** Bytes [start, end] (inclusive) of a member. */
+  stream(name: string, start?: number, end?: number): Readable;
+  /** Member names under a directory prefix such as `blobs/sha256/` (regular files only). */
+  list(prefix: string): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export class DirStore implements FileStore {
+  constructor(readonly location: string) {}
+
+  private path(name: string): string {
+    return join(this.location, ...name.split('/'));
+  }
+
+  async size(name: string): Promise<number | undefined> {
+    try {
+      const st = await stat(this.path(name));
+      return st.isFile() ? st.size : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async read(name: string, maxBytes = Infinity): Promise<Buffer> {
+    const size = await this.size(name);
+    if (size === undefined) throw new BundleError(`${this.path(name)} does not exist`);
+    if (size > maxBytes) throw new BundleError(`${this.path(name)} is ${size} bytes, more than the ${maxBytes} allowed`);
+    return readFile(this.path(name));
+  }
+
+  stream(name: string, start = 0, end?: number): Readable {
+    // createReadStream rejects end < start: an empty blob or range is an empty stream.
+    if (end !== undefined && end < start) return Readable.from([]);
+    return createReadStream(this.path(name), { start, end, highWaterMark: 1 << 20 });
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const dir = prefix.replace(/\/$/, '');
+    try {
+      const entries = await readdir(this.path(dir), { withFileTypes: true });
+      return entries.filter((e) => e.isFile()).map((e) => `${dir}/${e.name}`);
+    } catch {
+      return [];
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+interface TarMember {
+  offset: number;
+  size: number;
+}
+
+const BLOCK = 512;
+
+/** A tar archive read in place: ustar, pax (`x`) and GNU long names (`L`); links resolve to their targets. */
+export class TarStore implements FileStore {
+  private constructor(
+    readonly location: string,
+    private readonly members: Map<string, TarMember>,
+  ) {}
+
+  static async open(file: string): Promise<TarStore> {
+    const fh = await open(file, 'r');
+    try {
+      return new TarStore(file, await indexTar(fh, file));
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async size(name: string): Promise<number | undefined> {
+    return this.members.get(normalise(name))?.size;
+  }
+
+  async read(name: string, maxBytes = Infinity): Promise<Buffer> {
+    const m = this.member(name);
+    if (m.size > maxBytes) throw new BundleError(`${this.location}: ${name} is ${m.size} bytes, more than the ${maxBytes} allowed`);
+    const fh = await open(this.location, 'r');
+    try {
+      const buf = Buffer.alloc(m.size);
+      let done = 0;
+      while (done < m.size) {
+        const { bytesRead } = await fh.read(buf, done, m.size - done, m.offset + done);
+        if (bytesRead === 0) throw new BundleError(`${this.location} is truncated inside ${name}`);
+        done += bytesRead;
+      }
+      return buf;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  stream(name: string, start = 0, end?: number): Readable {
+    const m = this.member(name);
+    const last = Math.min(end ?? m.size - 1, m.size - 1);
+    if (last < start) return Readable.from([]);
+    return createReadStream(this.location, { start: m.offset + start, end: m.offset + last, highWaterMark: 1 << 20 });
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const p = prefix.endsWith('/') ? prefix : `${prefix}/`;
+    return [...this.members.keys()].filter((n) => n.startsWith(p) && !n.slice(p.length).includes('/'));
+  }
+
+  names(): string[] {
+    return [...this.members.keys()];
+  }
+
+  private member(name: string): TarMember {
+    const m = this.members.get(normalise(name));
+    if (!m) throw new BundleError(`${this.location} has no member ${name}`);
+    return m;
+  }
+
+  async close(): Promise<void> {}
+}
+
+function normalise(name: string): string {
+  const n = posix.normalize(name.replace(/^(\.\/)+/, '').replace(/^\/+/, ''));
+  return n === '.' ? '' : n.replace(/\/$/, '');
+}
+
+function cstring(buf: Buffer, start: number, len: number): string {
+  const slice = buf.subarray(start, start + len);
+  const nul = slice.indexOf(0);
+  return slice.subarray(0, nul < 0 ? len : nul).toString('utf8');
+}
+
+function octal(buf: Buffer, start: number, len: number): number {
+  // GNU base-256 for sizes beyond 8 GiB: high bit set, big-endian binary.
+  if (buf[start]! & 0x80) {
+    let n = buf[start]! & 0x7f;
+    for (let i = 1; i < len; i++) n = n * 256 + buf[start + i]!;
+    return n;
+  }
+  const s = cstring(buf, start, len).trim();
+  return s ? parseInt(s, 8) : 0;
+}
+
+/** Key/value records of a pax extended header: "LEN key=value\n". */
+function paxRecords(data: Buffer): Map<string, string> {
+  const out = new Map<string, string>();
+  let pos = 0;
+  while (pos < data.length) {
+    const space = data.indexOf(0x20, pos);
+    if (space < 0) break;
+    const len = parseInt(data.subarray(pos, space).toString('ascii'), 10);
+    if (!(len > 0)) break;
+    const rec = data.subarray(space + 1, pos + len - 1).toString('utf8');
+    const eq = rec.indexOf('=');
+    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1));
+    pos += len;
+  }
+  return out;
+}
+
+async function readAt(fh: FileHandle, length: number, position: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return buf.subarray(0, done);
+}
+
+async function indexTar(fh: FileHandle, file: string): Promise<Map<string, TarMember>> {
+  const total = (await fh.stat()).size;
+  const first = await readAt(fh, 2, 0);
+  if (first[0] === 0x1f && first[1] === 0x8b) {
+    throw new BundleError(`${file} is gzip-compressed: decompress it first (gunzip), bundles are read in place`);
+  }
+  const members = new Map<string, TarMember>();
+  const links: { name: string; target: string; symbolic: boolean }[] = [];
+  let pos = 0;
+  let longName: string | undefined;
+  let longLink: string | undefined;
+  let pax = new Map<string, string>();
+  while (pos + BLOCK <= total) {
+    const h = await readAt(fh, BLOCK, pos);
+    if (h.every((b) => b === 0)) break;
+    if (cstring(h, 257, 5) !== 'ustar' && octal(h, 148, 8) === 0) {
+      throw new BundleError(`${file} is not a tar archive (bad header at byte ${pos})`);
+    }
+    let size = octal(h, 124, 12);
+    const type = String.fromCharCode(h[156]!);
+    const dataAt = pos + BLOCK;
+    pos = dataAt + Math.ceil(size / BLOCK) * BLOCK;
+    if (type === 'x' || type === 'L' || type === 'K') {
+      const data = await readAt(fh, size, dataAt);
+      if (type === 'x') pax = paxRecords(data);
+      else if (type === 'L') longName = cstring(data, 0, data.length);
+      else longLink = cstring(data, 0, data.length);
+      continue;
+    }
+    if (type === 'g') continue;
+    const prefix = cstring(h, 257, 6).startsWith('ustar') ? cstring(h, 345, 155) : '';
+    let name = longName ?? pax.get('path') ?? (prefix ? `${prefix}/${cstring(h, 0, 100)}` : cstring(h, 0, 100));
+    const linkname = longLink ?? pax.get('linkpath') ?? cstring(h, 157, 100);
+    if (pax.has('size')) size = Number(pax.get('size'));
+    longName = longLink = undefined;
+    pax = new Map();
+    name = normalise(name);
+    if (type === '0' || type === '\0' || type === '7') members.set(name, { offset: dataAt, size });
+    else if (type === '1') links.push({ name, target: normalise(linkname), symbolic: false });
+    else if (type === '2') links.push({ name, target: linkname, symbolic: true });
+  }
+  // Links (docker save's shared layer.tar symlinks, or hard links) point at a member's bytes.
+  for (let round = 0; round < 8 && links.length; round++) {
+    for (let i = links.length - 1; i >= 0; i--) {
+      const l = links[i]!;
+      const target = l.symbolic ? normalise(l.target.startsWith('/') ? l.target : posix.join(posix.dirname(l.name), l.target)) : l.target;
+      const m = members.get(target);
+      if (m) {
+        members.set(l.name, m);
+        links.splice(i, 1);
+      }
+    }
+  }
+  return members;
+}

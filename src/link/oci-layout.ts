@@ -1,0 +1,253 @@
+// OCI image layout (image-spec image-layout.md), as a directory (`--format oci`) or as a tar
+// of the same tree (`--format oci-archive`): `oci-layout`, `index.json`, `blobs/sha256/<hex>`.
+//
+// index.json lists the root of every saved reference (an index stays an index: its bytes are
+// unchanged, and only the children selected by --platform are present under blobs/), annotated
+// with `org.opencontainers.image.ref.name` = the full normalised reference, e.g.
+// `127.0.0.1:5000/app/web:1.0` or `docker.io/library/alpine:3.19`. skopeo 1.9 splits
+// `oci:DIR:NAME` at the first colon only, and umoci 0.4.7 splits `--image DIR:NAME` the same
+// way, so names with ':' '/' '@' work with both (checked: `skopeo inspect oci:DIR:127.0.0.1:5000/app/web:1.0`,
+// `umoci unpack --image DIR:127.0.0.1:5000/app/web:1.0`, and `...app/web@sha256:<hex>`); the spec's
+// ref.name grammar allows ':' '@' '/' too. Full names, unlike bare tags, cannot collide when many
+// repositories share a tag such as `latest`. `io.containerd.image.name` carries the same name for
+// containerd's importer.
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { lstat, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import type { Cache } from '../cache/cache.js';
+import { hexOf } from '../cache/cache.js';
+import { formatReference } from '../ref/reference.js';
+import { blobsOf, walkNodes, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
+import { MT } from '../resolve/mediatypes.js';
+import { placeBlob, writeAtomically } from './files.js';
+import type { LinkOptions, LinkResult } from './index.js';
+
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+export const CONTAINERD_NAME = 'io.containerd.image.name';
+export const OCI_LAYOUT = Buffer.from('{"imageLayoutVersion":"1.0.0"}');
+
+/** Fixed entry times keep archives byte-for-byte reproducible for the same inputs. */
+const EPOCH = new Date(0);
+
+export function blobName(digest: string): string {
+  return `blobs/sha256/${hexOf(digest)}`;
+}
+
+export function sha256(bytes: Buffer): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/** Where an output's files go: a directory (hard links from the cache) or a tar stream. */
+export interface OutputSink {
+  addBytes(name: string, bytes: Buffer): Promise<void>;
+  addFile(name: string, path: string, size: number): Promise<void>;
+  readonly counts: { linked: number; copied: number; written: number };
+}
+
+export class DirSink implements OutputSink {
+  readonly counts = { linked: 0, copied: 0, written: 0 };
+  constructor(private readonly root: string) {}
+
+  async addBytes(name: string, bytes: Buffer): Promise<void> {
+    const p = join(this.root, name);
+    await mkdir(dirname(p), { recursive: true });
+    await writeFile(p, bytes, { flag: 'wx' });
+  }
+
+  async addFile(name: string, path: string, size: number): Promise<void> {
+    const st = await stat(path);
+    if (st.size !== size) throw new Error(`${path} holds ${st.size} bytes, expected ${size}: the cache is damaged (run ocisave's cache verify)`);
+    const how = await placeBlob(path, join(this.root, name));
+    if (how === 'copied') this.counts.copied++;
+    else this.counts.linked++;
+  }
+}
+
+/** A tar written as it is built; entries are streamed from files, never held in memory whole. */
+export class TarSink implements OutputSink {
+  readonly counts = { linked: 0, copied: 0, written: 0 };
+  private readonly pack = tar.pack();
+  private readonly done: Promise<void>;
+  private readonly dirs = new Set<string>();
+
+  constructor(file: string) {
+    this.done = pipeline(this.pack, createWriteStream(file, { flags: 'wx' }));
+    this.done.catch(() => {}); // reported by finish()
+  }
+
+  private async ensureDirs(name: string): Promise<void> {
+    const parts = name.split('/').slice(0, -1);
+    for (let i = 1; i <= parts.length; i++) {
+      const dir = `${parts.slice(0, i).join('/')}/`;
+      if (this.dirs.has(dir)) continue;
+      this.dirs.add(dir);
+      await this.write({ name: dir, type: 'directory', mode: 0o755, mtime: EPOCH });
+    }
+  }
+
+  private write(header: Partial<tar.Header> & { name: string }, bytes?: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pack.entry(header, bytes ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  async addBytes(name: string, bytes: Buffer): Promise<void> {
+    await this.ensureDirs(name);
+    await this.write({ name, type: 'file', size: bytes.length, mode: 0o644, mtime: EPOCH }, bytes);
+  }
+
+  async addFile(name: string, path: string, size: number): Promise<void> {
+    await this.ensureDirs(name);
+    const st = await stat(path);
+    if (st.size !== size) throw new Error(`${path} holds ${st.size} bytes, expected ${size}: the cache is damaged (run ocisave's cache verify)`);
+    // The entry's size is fixed in its header; tar-stream fails the entry if the file yields more or less.
+    const entry = this.pack.entry({ name, type: 'file', size, mode: 0o644, mtime: EPOCH });
+    await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), entry);
+    this.counts.written++;
+  }
+
+  async finish(): Promise<void> {
+    this.pack.finalize();
+    await this.done;
+  }
+
+  /** Stop writing; resolves once the file is closed, so the caller can remove it for good. */
+  async abort(err: Error): Promise<void> {
+    this.pack.destroy(err);
+    await this.done.catch(() => {});
+  }
+}
+
+/**
+ * Refuse to replace something that is not ours to replace: an output directory must be absent,
+ * empty, or already an OCI layout (or registry layout, per `marker`); an output file must not be a directory.
+ */
+export async function guardOutput(out: string, kind: 'file' | 'dir', marker?: string): Promise<void> {
+  let st: Stats;
+  try {
+    st = await lstat(out);
+  } catch {
+    return;
+  }
+  if (kind === 'file') {
+    if (st.isDirectory()) throw new Error(`${out} is a directory: give a file name for the archive`);
+    return;
+  }
+  if (!st.isDirectory()) throw new Error(`${out} exists and is not a directory`);
+  const entries = await readdir(out);
+  if (entries.length && !(marker && entries.includes(marker))) {
+    throw new Error(`${out} exists, is not empty and is not an OCI layout: refusing to replace it; choose another directory`);
+  }
+}
+
+/** A root as index.json (and the docker archive's index.json) lists it. */
+export function rootDescriptor(node: GraphNode, name: string, extra: Partial<Descriptor> = {}): Descriptor {
+  return {
+    mediaType: node.mediaType,
+    digest: node.digest,
+    size: node.bytes.length,
+    ...extra,
+    annotations: { [CONTAINERD_NAME]: name, [REF_NAME]: name },
+  };
+}
+
+export function ociIndexBytes(manifests: Descriptor[]): Buffer {
+  return Buffer.from(`${JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests }, null, 2)}\n`);
+}
+
+export function imageLabel(image: ResolvedImage): string {
+  const full = formatReference(image.ref);
+  return image.input === full ? full : `${image.input} (${full})`;
+}
+
+interface LayoutPlan {
+  manifests: Map<string, Buffer>;
+  blobs: Map<string, Descriptor>;
+  index: Buffer;
+  warnings: string[];
+}
+
+/** Everything the layout holds, checked before anything is written. */
+export function planLayout(graph: ImageGraph, cache: Cache): LayoutPlan {
+  const manifests = new Map<string, Buffer>();
+  const blobs = new Map<string, Descriptor>();
+  const roots: Descriptor[] = [];
+  const named = new Map<string, string>();
+  const warnings: string[] = [];
+  for (const image of graph.images) {
+    const name = formatReference(image.ref);
+    const seen = named.get(name);
+    if (seen !== undefined) {
+      if (seen !== image.root.digest) warnings.push(`${image.input}: ${name} was already saved as ${seen}; keeping that one`);
+      continue;
+    }
+    named.set(name, image.root.digest);
+    roots.push(rootDescriptor(image.root, name));
+    for (const node of walkNodes(image.root)) {
+      if (sha256(node.bytes) !== node.digest) {
+        throw new Error(`${imageLabel(image)}: manifest bytes do not hash to ${node.digest}; refusing to write a layout that would not verify`);
+      }
+      manifests.set(node.digest, node.bytes);
+      if (node.kind !== 'manifest') continue;
+      for (const d of blobsOf(node)) {
+        if (!cache.hasBlob(d.digest)) {
+          throw new Error(`${imageLabel(image)}: blob ${d.digest} is not in the cache at ${cache.dir}; fetch the image first (linking never downloads)`);
+        }
+        blobs.set(d.digest, d);
+      }
+    }
+  }
+  if (roots.length === 0) throw new Error('nothing to write: no image was resolved');
+  return { manifests, blobs, index: ociIndexBytes(roots), warnings };
+}
+
+async function writeLayout(sink: OutputSink, plan: LayoutPlan, opts: LinkOptions): Promise<void> {
+  for (const [digest, d] of plan.blobs) {
+    await opts.onBlob?.({ digest, size: d.size });
+    await sink.addFile(blobName(digest), opts.cache.blobPath(digest), d.size);
+  }
+  for (const [digest, bytes] of plan.manifests) {
+    await opts.onBlob?.({ digest, size: bytes.length });
+    await sink.addBytes(blobName(digest), bytes);
+  }
+  await sink.addBytes('oci-layout', OCI_LAYOUT);
+  await sink.addBytes('index.json', plan.index);
+}
+
+function report(plan: LayoutPlan, opts: LinkOptions): void {
+  for (const w of plan.warnings) opts.onWarning?.(w);
+}
+
+/** `--format oci`: the layout as a directory, blobs hard-linked from the cache where possible. */
+export async function linkOciLayout(opts: LinkOptions): Promise<LinkResult> {
+  const plan = planLayout(opts.graph, opts.cache);
+  await guardOutput(opts.out, 'dir', 'oci-layout');
+  report(plan, opts);
+  return writeAtomically(opts.out, async (staging) => {
+    await mkdir(staging);
+    const sink = new DirSink(staging);
+    await writeLayout(sink, plan, opts);
+    return { path: opts.out, ...sink.counts, written: plan.manifests.size + 2, warnings: plan.warnings };
+  });
+}
+
+/** `--format oci-archive`: the same layout as one tar file. */
+export async function linkOciArchive(opts: LinkOptions): Promise<LinkResult> {
+  const plan = planLayout(opts.graph, opts.cache);
+  await guardOutput(opts.out, 'file');
+  report(plan, opts);
+  return writeAtomically(opts.out, async (staging) => {
+    const sink = new TarSink(staging);
+    try {
+      await writeLayout(sink, plan, opts);
+      await sink.finish();
+    } catch (err) {
+      await sink.abort(err as Error);
+      throw err;
+    }
+    return { path: opts.out, ...sink.counts, warnings: plan.warnings };
+  });
+}

@@ -2,6 +2,9 @@
 // Writes to partial/<hex>, hashes while streaming, checkpoints (offset + hasher state) in LMDB so a
 // killed process resumes with `Range: bytes=N-`, verifies size and digest, then renames into place.
 // A blob whose digest does not match is discarded and never enters the cache.
+// Checkpoints do not fsync the partial file (that cost ~44 ms per 8 MiB here): a killed process
+// loses nothing, as the page cache keeps the data; after a power cut, bytes that never reached the
+// disk fail the final digest check and the blob is fetched again from zero — slower, never wrong.
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { request } from 'undici';
 import { Cache } from '../src/cache/cache.js';
@@ -19,6 +22,70 @@ function cacheAt(dir: string): Cache {
 const MAX_REDIRECTS = 5;
 /** A digest mismatch is fetched again once; twice means the source is bad, not the wire. */
 const MAX_MISMATCHES = 2;
+
+/** Network chunks (~64 KiB) are coalesced into writes of about this size. */
+const WRITE_BYTES = 1 << 20;
+
+/**
+ * Appends chunks at increasing positions of a file, in few large writes, with one write in flight
+ * while the next chunks arrive (the disk and the network work at the same time).
+ */
+class BufferedFile {
+  private chunks: Buffer[] = [];
+  private pending = 0;
+  private inFlight: Promise<void> = Promise.resolve();
+  private queued = 0;
+  constructor(private readonly fh: FileHandle, public written: number) {}
+
+  /** Position after every byte added, written or not. */
+  get end(): number {
+    return this.written + this.queued + this.pending;
+  }
+
+  async add(buf: Buffer): Promise<void> {
+    this.chunks.push(buf);
+    this.pending += buf.length;
+    if (this.pending >= WRITE_BYTES) await this.startWrite();
+  }
+
+  /** Issue the buffered chunks as one write, after the previous one finished. */
+  private async startWrite(): Promise<void> {
+    await this.inFlight;
+    if (!this.pending) return;
+    const chunks = this.chunks;
+    const n = this.pending;
+    const at = this.written;
+    this.chunks = [];
+    this.pending = 0;
+    this.queued = n;
+    this.inFlight = this.fh.writev(chunks, at).then(({ bytesWritten }) => {
+      if (bytesWritten !== n) throw new Error(`short write: ${bytesWritten} of ${n} bytes`);
+      this.written += n;
+      this.queued = 0;
+    });
+    // A failure surfaces at the next add() or flush().
+    this.inFlight.catch(() => undefined);
+  }
+
+  /** Everything added is written. */
+  async flush(): Promise<void> {
+    await this.startWrite();
+    await this.inFlight;
+  }
+
+  /** Drop what is not written yet and continue from `position`. */
+  async reset(position: number): Promise<void> {
+    await this.inFlight.catch(() => undefined);
+    this.chunks = [];
+    this.pending = 0;
+    this.queued = 0;
+    this.written = position;
+  }
+}
+
+function cancelled(task: DownloadTask): boolean {
+  return Atomics.load(new Int32Array(task.cancel), 0) === 1;
+}
 
 class TransferError extends Error {
   constructor(readonly code: 'unauthorized' | 'not-found' | 'denied' | 'failed', message: string, readonly retryable = false, readonly retryAfter?: string) {
@@ -47,21 +114,24 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
   let fetched = 0;
   let retries = 0;
   let mismatches = 0;
-  let offset = await checkpointedOffset(cache, task, path);
-  const resumedFrom = offset;
-  let fh: FileHandle = await open(path, offset > 0 ? 'r+' : 'w');
+  const resumedFrom = await checkpointedOffset(cache, task, path);
+  const fh: FileHandle = await open(path, resumedFrom > 0 ? 'r+' : 'w');
+  const file = new BufferedFile(fh, resumedFrom);
   try {
-    await fh.truncate(offset);
-    let hasher = await resumeHasher(task.hasher, path, offset, cache.partial(task.digest)?.hasherState);
+    await fh.truncate(resumedFrom);
+    let hasher = await resumeHasher(task.hasher, path, resumedFrom, cache.partial(task.digest)?.hasherState);
     let sinceCheckpoint = 0;
+    let saved: Promise<unknown> = Promise.resolve();
 
+    // The hasher has seen exactly the bytes up to file.end; flushing first makes the record true.
+    // The stream does not wait for LMDB's commit (and its fsync): `saved` is awaited before returning.
     const checkpoint = async () => {
-      await fh.datasync();
-      await cache.savePartial(task.digest, { offset, hasher: hasher.kind, hasherState: hasher.save(), updatedAt: Date.now() });
+      await file.flush();
+      saved = cache.savePartial(task.digest, { offset: file.written, hasher: hasher.kind, hasherState: hasher.save(), updatedAt: Date.now() });
       sinceCheckpoint = 0;
     };
     const restart = async () => {
-      offset = 0;
+      await file.reset(0);
       sinceCheckpoint = 0;
       await fh.truncate(0);
       await cache.savePartial(task.digest, { offset: 0, hasher: task.hasher, updatedAt: Date.now() });
@@ -70,22 +140,23 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
 
     for (let attempt = 1; ; attempt++) {
       try {
-        if (offset < task.size) {
-          const body = await openBody(task, offset);
+        if (file.end < task.size) {
+          const body = await openBody(task, file.end);
           if (body.restartFromZero) await restart();
           for await (const chunk of body.stream) {
             const buf = chunk as Buffer;
-            if (offset + buf.length > task.size) throw new TransferError('failed', `more bytes than the ${task.size} the manifest says`);
+            if (cancelled(task)) throw new TransferError('failed', 'cancelled');
+            if (file.end + buf.length > task.size) throw new TransferError('failed', `more bytes than the ${task.size} the manifest says`);
             hasher.update(buf);
-            await fh.write(buf, 0, buf.length, offset);
-            offset += buf.length;
+            await file.add(buf);
             fetched += buf.length;
             sinceCheckpoint += buf.length;
-            progress[task.slot] = offset;
+            progress[task.slot] = file.end;
             if (sinceCheckpoint >= task.checkpointBytes) await checkpoint();
           }
         }
-        if (offset < task.size) throw new TransferError('failed', `connection ended at ${offset} of ${task.size} bytes`, true);
+        if (file.end < task.size) throw new TransferError('failed', `connection ended at ${file.end} of ${task.size} bytes`, true);
+        await file.flush();
         const digest = hasher.digest();
         if (digest !== task.digest) {
           mismatches++;
@@ -99,14 +170,16 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
           continue;
         }
         await fh.close();
+        await saved;
         await cache.commitBlob(task.digest, path, task.size, task.mediaType);
         return { ok: true, fetched, resumedFrom, alreadyCached: false, retries };
       } catch (err) {
         const e = err instanceof TransferError ? err : undefined;
         const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
         if (!e && !retryable) throw err;
-        if (e?.code === 'unauthorized' || e?.code === 'not-found' || e?.code === 'denied' || !retryable || attempt >= MAX_ATTEMPTS) {
+        if (!retryable || attempt >= MAX_ATTEMPTS) {
           await checkpoint().catch(() => undefined);
+          await saved.catch(() => undefined);
           await fh.close().catch(() => undefined);
           return { ok: false, code: e?.code ?? 'failed', message: e?.message ?? String((err as Error).message ?? err), fetched };
         }
@@ -143,38 +216,40 @@ async function checkpointedOffset(cache: Cache, task: DownloadTask, path: string
 export async function segment(task: SegmentTask): Promise<DownloadResult> {
   const cache = cacheAt(task.cacheDir);
   const progress = new Float64Array(task.progress);
-  let pos = Math.max(task.start, cache.segment(task.digest, task.start, task.end)?.offset ?? task.start);
-  const resumedFrom = pos - task.start;
+  const start = Math.max(task.start, cache.segment(task.digest, task.start, task.end)?.offset ?? task.start);
   let fetched = 0;
   let retries = 0;
   const fh = await open(cache.partialPath(task.digest), 'r+');
+  const file = new BufferedFile(fh, start);
   let sinceCheckpoint = 0;
+  let saved: Promise<unknown> = Promise.resolve();
   const checkpoint = async () => {
-    await fh.datasync();
-    await cache.saveSegment(task.digest, task.start, task.end, { offset: pos, updatedAt: Date.now() });
+    await file.flush();
+    saved = cache.saveSegment(task.digest, task.start, task.end, { offset: file.written, updatedAt: Date.now() });
     sinceCheckpoint = 0;
   };
   try {
-    for (let attempt = 1; pos < task.end; attempt++) {
+    for (let attempt = 1; file.end < task.end; attempt++) {
       try {
-        const body = await openBody(task, pos, task.end);
+        const body = await openBody(task, file.end, task.end);
         if (body.restartFromZero) throw new TransferError('failed', 'the registry ignores Range requests; segmented download impossible');
         for await (const chunk of body.stream) {
           const buf = chunk as Buffer;
-          if (pos + buf.length > task.end) throw new TransferError('failed', `more bytes than the range ${task.start}-${task.end} asked for`);
-          await fh.write(buf, 0, buf.length, pos);
-          pos += buf.length;
+          if (cancelled(task)) throw new TransferError('failed', 'cancelled');
+          if (file.end + buf.length > task.end) throw new TransferError('failed', `more bytes than the range ${task.start}-${task.end} asked for`);
+          await file.add(buf);
           fetched += buf.length;
           sinceCheckpoint += buf.length;
-          progress[task.slot] = pos - task.start;
+          progress[task.slot] = file.end - task.start;
           if (sinceCheckpoint >= task.checkpointBytes) await checkpoint();
         }
-        if (pos < task.end) throw new TransferError('failed', `connection ended at ${pos} of ${task.end}`, true);
+        if (file.end < task.end) throw new TransferError('failed', `connection ended at ${file.end} of ${task.end}`, true);
       } catch (err) {
         const e = err instanceof TransferError ? err : undefined;
         const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
         await checkpoint().catch(() => undefined);
         if (!retryable || attempt >= MAX_ATTEMPTS) {
+          await saved.catch(() => undefined);
           return { ok: false, code: e?.code ?? 'failed', message: e?.message ?? String((err as Error).message ?? err), fetched };
         }
         retries++;
@@ -182,7 +257,8 @@ export async function segment(task: SegmentTask): Promise<DownloadResult> {
       }
     }
     await checkpoint();
-    return { ok: true, fetched, resumedFrom, alreadyCached: false, retries };
+    await saved;
+    return { ok: true, fetched, resumedFrom: start - task.start, alreadyCached: false, retries };
   } finally {
     await fh.close();
   }
@@ -206,6 +282,7 @@ export async function verify(task: DownloadTask): Promise<DownloadResult> {
  * Authorization never leaves the registry host.
  */
 async function openBody(task: DownloadTask, offset: number, end?: number): Promise<{ stream: AsyncIterable<unknown>; restartFromZero: boolean }> {
+  if (cancelled(task)) throw new TransferError('failed', 'cancelled');
   let url = task.url;
   const registryHost = new URL(task.url).host;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {

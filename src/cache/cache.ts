@@ -168,6 +168,13 @@ export class Cache {
     await this.segments.put(`${digest}@${start}-${end}`, rec);
   }
 
+  /** Digests with segment checkpoints: segmented downloads in progress (cache maintenance keeps their partial files). */
+  segmentedDigests(): Set<string> {
+    const out = new Set<string>();
+    for (const k of this.segments.getKeys()) out.add(String(k).slice(0, String(k).indexOf('@')));
+    return out;
+  }
+
   private async clearSegments(digest: string): Promise<void> {
     const keys = [...this.segments.getKeys({ start: `${digest}@`, end: `${digest}@\uffff` })];
     for (const k of keys) await this.segments.remove(k);

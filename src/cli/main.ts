@@ -1,9 +1,14 @@
 #!/usr/bin/env node
 // The ocisave command line: one module per command, each a thin layer over the library.
 import { Command, CommanderError } from 'commander';
-import { describeFailure, SaveError } from '../engine/pipeline.js';
+import { describeFailure, InterruptedError, SaveError } from '../engine/pipeline.js';
 import { saveCommand } from './save.js';
-import { summaryText } from './render.js';
+import { resolveCommand } from './resolve.js';
+import { listImagesCommand } from './list-images.js';
+import { pushCommand } from './push.js';
+import { serveCommand } from './serve.js';
+import { verifyCommand } from './verify.js';
+import { cacheCommand } from './cache.js';
 
 const program = new Command('ocisave')
   .description('save container images and OCI artifacts from registries to disk')
@@ -12,6 +17,12 @@ const program = new Command('ocisave')
   .exitOverride();
 
 program.addCommand(saveCommand());
+program.addCommand(resolveCommand());
+program.addCommand(listImagesCommand());
+program.addCommand(pushCommand());
+program.addCommand(serveCommand());
+program.addCommand(verifyCommand());
+program.addCommand(cacheCommand());
 
 try {
   await program.parseAsync(process.argv);
@@ -20,8 +31,11 @@ try {
     process.exitCode = err.exitCode === 0 ? 0 : 2;
   } else if (err instanceof SaveError) {
     for (const f of err.failures) process.stderr.write(`ocisave: error: ${describeFailure(f)}\n`);
-    if (err.summary) process.stderr.write(`${summaryText(err.summary)}\n`);
+    process.stderr.write('ocisave: nothing was written; what was downloaded stays in the cache for the next run (or use --keep-going)\n');
     process.exitCode = 1;
+  } else if (err instanceof InterruptedError) {
+    process.stderr.write(`ocisave: ${err.message}\n`);
+    process.exitCode = 130;
   } else {
     process.stderr.write(`ocisave: error: ${(err as Error).message ?? String(err)}\n`);
     process.exitCode = 1;

@@ -16,6 +16,7 @@ export interface CommonFlags {
   passwordStdin?: boolean;
   json?: boolean;
   quiet?: boolean;
+  registryMirror?: string[];
 }
 
 export function positiveInt(value: string): number {
@@ -42,6 +43,15 @@ export function addFetchOptions(cmd: Command): Command {
     .option('--password-stdin', 'read the password for --username from standard input')
     .option('--json', 'progress as JSON lines on stderr, the result as JSON on stdout')
     .option('-q, --quiet', 'no progress output');
+}
+
+/** `--registry-mirror HOST` (repeatable), for the commands that pass `mirrors` on to the library. */
+export function addMirrorOption(cmd: Command): Command {
+  return cmd.option(
+    '--registry-mirror <host>',
+    'Docker Hub mirror tried before Docker Hub, as docker\'s registry-mirrors (host[:port]); repeatable',
+    (v: string, prev: string[] = []) => [...prev, v],
+  );
 }
 
 export function platformsFrom(flags: CommonFlags, fallback: PlatformSelector = 'all'): PlatformSelector {

@@ -5,7 +5,9 @@ import { save } from '../engine/pipeline.js';
 import { readReferenceInputs } from '../inputs/index.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { parseReference } from '../ref/reference.js';
-import { addFetchOptions, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
+import { addFetchOptions, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
+import { lockReferences, readLockFile } from '../resolve/lockfile.js';
+import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
 import { createRenderer, progressMode, summaryText } from './render.js';
 
 interface SaveFlags extends CommonFlags {
@@ -15,13 +17,32 @@ interface SaveFlags extends CommonFlags {
   keepGoing?: boolean;
   uncompressed?: boolean;
   offline?: boolean;
+  lock?: string[];
+  withSignatures?: boolean;
+  since?: string;
 }
 
-/** References from the arguments and every -f file, in order, each once. */
+/** References from the arguments and every -f file (lock files included), in order, each once. */
 export async function collectInputs(args: string[], files: string[] = []): Promise<string[]> {
   const refs = [...args];
-  for (const file of files) refs.push(...(await readReferenceInputs(file)).map((r) => r.ref));
+  for (const file of files) {
+    const lock = await readLockFile(file);
+    refs.push(...(lock ? lockReferences(lock) : (await readReferenceInputs(file)).map((r) => r.ref)));
+  }
   return [...new Set(refs)];
+}
+
+/** The pinned references of --lock files, and the --platform they were resolved with (when they agree). */
+export async function collectLocks(files: string[] = []): Promise<{ refs: string[]; platforms?: PlatformSelector }> {
+  const refs: string[] = [];
+  const platforms = new Set<string>();
+  for (const file of files) {
+    const lock = await readLockFile(file);
+    if (!lock) throw new Error(`${file} is not an ocisave lock file (write one with: ocisave resolve … --lock ${file})`);
+    refs.push(...lockReferences(lock));
+    platforms.add(lock.platforms);
+  }
+  return { refs, platforms: platforms.size === 1 ? parsePlatformSelector([...platforms][0]!) : undefined };
 }
 
 /** Registries named by the inputs (for --username), ignoring inputs that do not parse. */
@@ -37,6 +58,19 @@ export function registriesOf(inputs: string[]): string[] {
   return [...out];
 }
 
+/** First Ctrl-C: stop cleanly (downloads checkpoint); a second one exits at once. */
+export function interruptSignal(): AbortSignal {
+  const ctl = new AbortController();
+  const onSignal = () => {
+    if (ctl.signal.aborted) process.exit(130);
+    process.stderr.write('\ninterrupting: checkpointing downloads (Ctrl-C again to quit at once)\n');
+    ctl.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return ctl.signal;
+}
+
 export function saveCommand(): Command {
   const cmd = new Command('save')
     .description('save images and artifacts (and everything they reference) from registries to disk')
@@ -45,19 +79,32 @@ export function saveCommand(): Command {
     .requiredOption('-o, --output <path>', 'where to write the output')
     .addOption(new Option('--format <format>', 'output format').choices([...OUTPUT_FORMATS]).default('registry'))
     .option('--uncompressed', 'docker format: write uncompressed layers, as docker save does')
+    .option('--since <bundle>', 'registry format: a delta bundle, leaving out blobs and manifests this earlier bundle (registry layout) holds')
     .option('--keep-going', 'save what can be saved when some images fail (exit status still non-zero)')
-    .option('--offline', 'use only the cache: tags as an earlier run resolved them');
+    .option('--offline', 'use only the cache: tags as an earlier run resolved them')
+    .option('--lock <file>', 'save exactly the digests of a lock file (ocisave resolve --lock); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--with-signatures', 'also save cosign signatures, attestations and SBOMs, and OCI referrers, of every saved manifest');
   addFetchOptions(cmd);
+  addMirrorOption(cmd);
   cmd.action(async (args: string[], flags: SaveFlags) => {
-    const inputs = await collectInputs(args, flags.file);
-    if (inputs.length === 0) throw new Error('nothing to save: give references as arguments or -f FILE');
-    const events = new EngineEvents().on(createRenderer(progressMode(!!flags.json, !!flags.quiet)));
+    const locked = await collectLocks(flags.lock);
+    const inputs = [...new Set([...(await collectInputs(args, flags.file)), ...locked.refs])];
+    if (inputs.length === 0) throw new Error('nothing to save: give references as arguments, -f FILE or --lock FILE');
+    if (flags.since && flags.format !== 'registry') throw new Error('--since works with --format registry');
+    const mode = progressMode(!!flags.json, !!flags.quiet);
+    const render = createRenderer(mode);
+    // Failed inputs are listed once, at the end (main's error lines, or the summary's "failed:" lines).
+    const events = new EngineEvents().on((e) => (e.type === 'resolve-failed' && mode !== 'json' ? undefined : render(e)));
     // docker save archives hold one platform per image: default to the host's, as docker pull does.
-    const platforms = platformsFrom(flags, (flags.format as string) === 'docker' ? defaultPlatform() : 'all');
+    // A lock's own --platform is the default for a save from it (a multi-platform lock cannot make a docker archive).
+    const docker = (flags.format as string) === 'docker';
+    const lockDefault = locked.platforms && !(docker && locked.platforms === 'all') ? locked.platforms : undefined;
+    const platforms = platformsFrom(flags, lockDefault ?? (docker ? defaultPlatform() : 'all'));
     const summary = await save(inputs, {
       format: flags.format,
       out: flags.output,
       uncompressed: flags.uncompressed,
+      since: flags.since,
       platforms,
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
@@ -66,8 +113,11 @@ export function saveCommand(): Command {
       segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,
       keepGoing: flags.keepGoing,
       offline: flags.offline,
+      mirrors: flags.registryMirror,
+      withSignatures: flags.withSignatures,
       credentials: await credentialsFrom(flags, registriesOf(inputs)),
       events,
+      signal: interruptSignal(),
     });
     process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : `${summaryText(summary)}\n`);
     if (summary.failures.length) process.exitCode = 1;

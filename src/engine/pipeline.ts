@@ -9,6 +9,8 @@ import { parseReference } from '../ref/reference.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
 import { blobsOf, leafManifests, type Failure, type ImageGraph } from '../resolve/graph.js';
 import { Resolver, type ResolveInput } from '../resolve/resolve.js';
+import { Mirrors, parseMirror } from '../registry/mirror.js';
+import { addSignatures } from '../resolve/signatures.js';
 import { EngineEvents } from './events.js';
 import { planDownloads } from './plan.js';
 import { DownloadPool } from './pool.js';
@@ -28,12 +30,20 @@ export interface FetchOptions {
   offline?: boolean;
   credentials?: CredentialLookup;
   events?: EngineEvents;
+  /** Docker Hub mirrors (host[:port]), tried in order before Docker Hub. */
+  mirrors?: string[];
+  /** Also save cosign signatures/attestations/SBOMs and OCI referrers of every saved manifest. */
+  withSignatures?: boolean;
+  /** Interrupt (Ctrl-C): downloads checkpoint and stop; nothing is linked. */
+  signal?: AbortSignal;
 }
 
 export interface SaveOptions extends FetchOptions {
   format: OutputFormat;
   out: string;
   uncompressed?: boolean;
+  /** registry format: write only what this base bundle lacks (a delta bundle). */
+  since?: string;
 }
 
 export interface Summary {
@@ -71,12 +81,29 @@ export class SaveError extends Error {
   }
 }
 
+export class InterruptedError extends Error {
+  constructor() {
+    super('interrupted: downloads are checkpointed in the cache; run the same command again to resume');
+    this.name = 'InterruptedError';
+  }
+}
+
 export const DEFAULT_JOBS = 8;
 export const DEFAULT_SEGMENT_BYTES = 32 * 1024 * 1024;
 
-/** Resolve every input and make sure each blob it needs is verified in the cache. */
-export async function fetchImages(inputs: string[], opts: FetchOptions): Promise<FetchResult> {
-  const started = Date.now();
+export interface ResolvedGraph {
+  /** graph.failures holds every input that did not resolve (bad references included). */
+  graph: ImageGraph;
+  cache: Cache;
+  client: RegistryClient;
+  close(): Promise<void>;
+}
+
+/**
+ * The resolve phase alone (`ocisave resolve`, and the first half of fetchImages): every input to
+ * manifests and the blobs they need, nothing downloaded. Without keepGoing, any failure throws.
+ */
+export async function resolveGraph(inputs: string[], opts: FetchOptions): Promise<ResolvedGraph> {
   const events = opts.events ?? new EngineEvents();
   const failures: Failure[] = [];
   const parsed: ResolveInput[] = [];
@@ -88,21 +115,44 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     }
   }
   if (failures.length && !opts.keepGoing) throw new SaveError(failures);
+  const mirrorHosts = (opts.mirrors ?? []).map((m) => parseMirror(m, opts.plainHttp));
 
   const cache = Cache.open(opts.cacheDir ?? defaultCacheDir());
   const jobs = opts.jobs ?? DEFAULT_JOBS;
   const client = new RegistryClient({ plainHttp: opts.plainHttp, credentials: opts.credentials, connections: jobs + 4 });
-  let pool: DownloadPool | undefined;
   const close = async () => {
-    await pool?.close();
     await client.close();
     await cache.close();
   };
   try {
-    const graph = await new Resolver({ client, cache, platforms: opts.platforms, offline: opts.offline, events }).resolveAll(parsed);
-    failures.push(...graph.failures);
-    if (failures.length && !opts.keepGoing) throw new SaveError(failures);
+    const mirrors = mirrorHosts.length ? new Mirrors(client, mirrorHosts, events) : undefined;
+    const resolverOpts = { client, cache, platforms: opts.platforms, offline: opts.offline, events, mirrors };
+    const graph = await new Resolver(resolverOpts).resolveAll(parsed);
+    // Signatures and referrers are artifacts, not platform images: keep all of what they list.
+    if (opts.withSignatures && !opts.offline) await addSignatures(graph, new Resolver({ ...resolverOpts, platforms: 'all' }), { client, events });
+    graph.failures.unshift(...failures);
+    if (graph.failures.length && !opts.keepGoing) throw new SaveError(graph.failures);
+    return { graph, cache, client, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
 
+/** Resolve every input and make sure each blob it needs is verified in the cache. */
+export async function fetchImages(inputs: string[], opts: FetchOptions): Promise<FetchResult> {
+  const started = Date.now();
+  const events = opts.events ?? new EngineEvents();
+  const jobs = opts.jobs ?? DEFAULT_JOBS;
+  const resolved = await resolveGraph(inputs, { ...opts, events });
+  const { graph, cache, client } = resolved;
+  const failures: Failure[] = [...graph.failures];
+  let pool: DownloadPool | undefined;
+  const close = async () => {
+    await pool?.close();
+    await resolved.close();
+  };
+  try {
     const plan = planDownloads(graph, cache);
     events.emit({ type: 'plan', blobs: graph.blobs.size, bytes: plan.totalBytes, cached: plan.cached.length, cachedBytes: plan.cachedBytes, queued: plan.queue.length, queuedBytes: plan.queuedBytes });
     pool = plan.queue.length ? new DownloadPool(Math.min(jobs, Math.max(plan.queue.length, availableParallelism()))) : undefined;
@@ -116,9 +166,11 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
           segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
           events,
           failFast: !opts.keepGoing,
+          signal: opts.signal,
         })
       : { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map<string, string>() };
 
+    if (opts.signal?.aborted) throw new InterruptedError();
     // An image fails with any blob it needs.
     if (report.failed.size) {
       graph.images = graph.images.filter((image) => {
@@ -161,7 +213,7 @@ export async function save(inputs: string[], opts: SaveOptions): Promise<Summary
   try {
     const { graph, cache, summary } = fetched;
     if (graph.images.length > 0) {
-      await linkOutput(opts.format, { graph, cache, out: opts.out, uncompressed: opts.uncompressed });
+      await linkOutput(opts.format, { graph, cache, out: opts.out, uncompressed: opts.uncompressed, since: opts.since });
       opts.events?.emit({ type: 'link', format: opts.format, path: opts.out });
       summary.output = { format: opts.format, path: opts.out };
     }

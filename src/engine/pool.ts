@@ -31,8 +31,8 @@ export class DownloadPool {
     });
   }
 
-  run(task: DownloadTask | SegmentTask, name: WorkerTaskName = 'default', signal?: AbortSignal): Promise<DownloadResult> {
-    return this.piscina.run(task, { name, signal });
+  run(task: DownloadTask | SegmentTask, name: WorkerTaskName = 'default'): Promise<DownloadResult> {
+    return this.piscina.run(task, { name });
   }
 
   async close(): Promise<void> {

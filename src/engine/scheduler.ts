@@ -30,6 +30,8 @@ export interface ScheduleOptions {
   segmentBytes?: number;
   /** Stop dispatching after the first failure (no --keep-going). */
   failFast: boolean;
+  /** Stop (Ctrl-C): running downloads checkpoint and return, nothing new starts. */
+  signal?: AbortSignal;
 }
 
 export interface ScheduleReport {
@@ -72,6 +74,9 @@ export async function runDownloads(queue: PlannedBlob[], opts: ScheduleOptions):
   const done = new Float64Array(progress);
   const total = queue.reduce((n, b) => n + b.size, 0);
   const abort = new AbortController();
+  const cancel = new SharedArrayBuffer(4);
+  abort.signal.addEventListener('abort', () => Atomics.store(new Int32Array(cancel), 0, 1));
+  opts.signal?.addEventListener('abort', () => abort.abort());
   let active = 0;
 
   const ticker = setInterval(() => {
@@ -92,6 +97,7 @@ export async function runDownloads(queue: PlannedBlob[], opts: ScheduleOptions):
     slot,
     checkpointBytes: opts.checkpointBytes ?? 8 * 1024 * 1024,
     owner,
+    cancel,
   });
 
   /** One worker task against one source, holding a connection slot, refreshing the token on 401. */
@@ -104,7 +110,7 @@ export async function runDownloads(queue: PlannedBlob[], opts: ScheduleOptions):
         active++;
         const auth = await opts.client.authorization(source.registry, source.repository);
         const task = taskFor(blob, source, slot, auth);
-        result = await opts.pool.run(range ? { ...task, start: range[0], end: range[1] } : task, name, abort.signal);
+        result = await opts.pool.run(range ? { ...task, start: range[0], end: range[1] } : task, name);
       } catch (err) {
         result = { ok: false, code: 'failed', message: abort.signal.aborted ? 'cancelled' : (err as Error).message, fetched: 0 };
       } finally {
@@ -173,6 +179,7 @@ export async function runDownloads(queue: PlannedBlob[], opts: ScheduleOptions):
       opts.events.emit({ type: 'blob-done', digest: blob.digest, size: blob.size, fetched: result.fetched });
       return;
     }
+    // Cancelled by another blob's failure or by the caller: not a failure of its own.
     if (abort.signal.aborted && result.endsWith('cancelled')) return;
     report.failed.set(blob.digest, result);
     opts.events.emit({ type: 'blob-failed', digest: blob.digest, error: result });

@@ -18,6 +18,12 @@ export interface DownloadTask {
   checkpointBytes: number;
   /** Identifies this process's claim on the blob's download lock. */
   owner: string;
+  /**
+   * Cooperative cancellation: an Int32 set to 1 by the scheduler. Workers stop at the next chunk,
+   * checkpoint and return; they are never terminated mid-write (a thread killed inside an LMDB
+   * write transaction would leave the environment's lock held for the whole process).
+   */
+  cancel: SharedArrayBuffer;
 }
 
 /** One range [start, end) of a segmented download; the scheduler holds the blob's lock. */

@@ -2,18 +2,20 @@
 //
 // Layout (Docker 25+'s, which older loaders read too, since they follow manifest.json's paths):
 //   manifest.json    [{Config, RepoTags, Layers}] — what docker load, podman load and skopeo read
-//   repositories     {"name": {"tag": "<config hex>"}} — legacy; docker load only reads it when
+//   repositories     {"registry/repo": {"tag": "<config hex>"}} — legacy; docker load only reads it when
 //                    manifest.json is absent, so it is informational
 //   blobs/sha256/<hex>  configs, layers and manifests, named by their digest
-//   index.json, oci-layout  the same images as an OCI layout (as Docker 25+ writes), so the tar is
-//                    also an `oci-archive:`; podman 4.3 tries docker-archive first when loading
+//   index.json, oci-layout  the same images as an OCI layout (as Docker 25+ writes): each reference's
+//                    root (an index stays whole) with the registry's bytes, so a bundle reader
+//                    gets the registry's digests back; podman 4.3 tries docker-archive first when loading
 //                    (libimage: "DOCKER-ARCHIVE - must be first", containers/podman#10809), and
 //                    skopeo's docker-archive: reads manifest.json only, so the extra files are inert.
 //
 // Layers go in as the registry sent them (gzip) by default: docker/podman load decompress them.
 // With `uncompressed`, layers are written as plain tars named by their diff_id (docker save's
 // bytes), the decompressed sha256 checked against the config's rootfs.diff_ids while streaming,
-// and index.json points at a rewritten manifest that describes those uncompressed layers.
+// and index.json points at a rewritten OCI manifest that describes those uncompressed layers
+// (the registry's manifests describe the compressed blobs, which are not in the tar then).
 //
 // A docker archive holds one platform per reference and only container images: artifacts (Helm
 // charts and other non-image configs) are skipped with a warning, so one chart in a long image
@@ -23,12 +25,12 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { hexOf } from '../cache/cache.js';
 import { formatPlatform } from '../ref/platform.js';
-import { familiarName, formatReference } from '../ref/reference.js';
-import { blobsOf, leafManifests, type Descriptor, type ManifestNode, type ResolvedImage } from '../resolve/graph.js';
+import { formatReference } from '../ref/reference.js';
+import { blobsOf, leafManifests, type Descriptor, type GraphNode, type ManifestNode, type ResolvedImage, walkNodes } from '../resolve/graph.js';
 import { isImageConfigType, MT } from '../resolve/mediatypes.js';
 import { writeAtomically } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
-import { blobName, guardOutput, imageLabel, OCI_LAYOUT, ociIndexBytes, rootDescriptor, sha256, TarSink } from './oci-layout.js';
+import { blobName, guardOutput, imageLabel, OCI_LAYOUT, ociDescriptor, ociIndexBytes, rootDescriptor, sha256, TarSink } from './oci-layout.js';
 import { openLayerTar } from './rootfs.js';
 
 /**
@@ -54,7 +56,8 @@ interface ArchiveImage {
   manifest: ManifestNode;
   labels: string[];
   repoTags: string[];
-  names: string[];
+  /** Full reference name → the root resolve found for it (the manifest, or an index above it). */
+  roots: Map<string, GraphNode>;
   diffIds: string[];
 }
 
@@ -81,6 +84,9 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
       warn(`${label} is not a container image (config media type ${m.config.mediaType}); a docker archive cannot hold it, skipped (save it with --format oci or registry)`);
       continue;
     }
+    for (const node of walkNodes(image.root)) {
+      if (sha256(node.bytes) !== node.digest) throw new Error(`${label}: manifest bytes do not hash to ${node.digest}; refusing to write an archive that would not verify`);
+    }
     for (const d of blobsOf(m)) {
       if (!cache.hasBlob(d.digest)) throw new Error(`${label}: blob ${d.digest} is not in the cache at ${cache.dir}; fetch the image first (linking never downloads)`);
     }
@@ -91,15 +97,17 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
       if (diffIds.length !== m.layers.length) {
         throw new Error(`${label}: manifest ${m.digest} has ${m.layers.length} layers but its config lists ${diffIds.length} rootfs.diff_ids; docker load would reject it`);
       }
-      item = { manifest: m, labels: [], repoTags: [], names: [], diffIds };
+      item = { manifest: m, labels: [], repoTags: [], roots: new Map(), diffIds };
       byManifest.set(m.digest, item);
     }
     item.labels.push(label);
     const name = formatReference(image.ref);
-    if (!item.names.includes(name)) item.names.push(name);
-    // docker save names an image repo:tag; an image pinned only by digest has no tag to give.
+    if (!item.roots.has(name)) item.roots.set(name, image.root);
+    // Fully qualified, as skopeo writes them: podman 4.3 load takes a short `alpine:3.19` as
+    // localhost/alpine:3.19 (checked), while docker load normalises either form the same way.
+    // An image pinned only by digest has no tag to give.
     if (image.ref.tag) {
-      const tag = `${familiarName(image.ref)}:${image.ref.tag}`;
+      const tag = `${image.ref.registry}/${image.ref.repository}:${image.ref.tag}`;
       if (!item.repoTags.includes(tag)) item.repoTags.push(tag);
     }
   }
@@ -108,7 +116,7 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
   await guardOutput(opts.out, 'file');
 
   return writeAtomically(opts.out, async (staging) => {
-    const sink = new TarSink(staging);
+    const sink = await TarSink.create(staging);
     try {
       const written = new Set<string>();
       const manifestJson: ManifestItem[] = [];
@@ -153,11 +161,14 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
         const m = item.manifest;
         await addBlob(m.config);
         const layerFiles: string[] = [];
-        let manifestBytes = m.bytes;
         if (!opts.uncompressed) {
           for (const layer of m.layers) {
             await addBlob(layer);
             layerFiles.push(blobName(layer.digest));
+          }
+          for (const [name, root] of item.roots) {
+            for (const node of walkNodes(root)) await addBytes(node.digest, node.bytes);
+            roots.push(rootDescriptor(root, name));
           }
         } else {
           const layers: Descriptor[] = [];
@@ -167,21 +178,20 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
             const size = written.has(diffId)
               ? uncompressedSizes.get(diffId)!
               : await addUncompressed(layer, diffId, `${item.labels[0]}: layer ${i} (${layer.digest})`);
-            layers.push({ mediaType: uncompressedType(m.mediaType), digest: diffId, size });
+            layers.push({ mediaType: MT.ociLayer, digest: diffId, size });
             layerFiles.push(blobName(diffId));
           }
-          manifestBytes = rewriteManifest(m, layers);
+          const bytes = rewriteManifest(m, layers);
+          const node = { ...m, mediaType: MT.ociManifest, digest: sha256(bytes), bytes };
+          await addBytes(node.digest, bytes);
+          for (const name of item.roots.keys()) roots.push(rootDescriptor(node, name, m.platform ? { platform: m.platform } : {}));
         }
-        const manifestDigest = opts.uncompressed ? sha256(manifestBytes) : m.digest;
-        await addBytes(manifestDigest, manifestBytes);
 
         manifestJson.push({ Config: blobName(m.config.digest), RepoTags: item.repoTags, Layers: layerFiles });
         for (const tag of item.repoTags) {
           const colon = tag.lastIndexOf(':');
           (repositories[tag.slice(0, colon)] ??= {})[tag.slice(colon + 1)] = hexOf(m.config.digest);
         }
-        const node = { ...m, digest: manifestDigest, bytes: manifestBytes };
-        for (const name of item.names) roots.push(rootDescriptor(node, name, m.platform ? { platform: m.platform } : {}));
       }
 
       await sink.addBytes('manifest.json', Buffer.from(`${JSON.stringify(manifestJson)}\n`));
@@ -198,14 +208,10 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
   });
 }
 
-function uncompressedType(manifestType: string): string {
-  return manifestType === MT.dockerManifest ? 'application/vnd.docker.image.rootfs.diff.tar' : MT.ociLayer;
-}
-
-/** The manifest describing the uncompressed layers actually in the archive (same schema, same config). */
+/** The OCI manifest describing the uncompressed layers actually in the archive (same config blob). */
 function rewriteManifest(m: ManifestNode, layers: Descriptor[]): Buffer {
-  const original = JSON.parse(m.bytes.toString('utf8')) as Record<string, unknown>;
-  const out: Record<string, unknown> = { schemaVersion: 2, mediaType: m.mediaType, config: original.config ?? m.config, layers };
+  const original = JSON.parse(m.bytes.toString('utf8')) as Record<string, unknown> & { config: Descriptor };
+  const out: Record<string, unknown> = { schemaVersion: 2, mediaType: MT.ociManifest, config: ociDescriptor(original.config), layers };
   if (original.annotations) out.annotations = original.annotations;
   return Buffer.from(JSON.stringify(out));
 }

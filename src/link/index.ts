@@ -15,6 +15,13 @@ export interface LinkOptions {
   out: string;
   /** docker format: write uncompressed layer tars, as `docker save` does. */
   uncompressed?: boolean;
+  /** registry format: a base bundle (registry layout); blobs and manifests it holds are not written (a delta bundle). */
+  since?: string;
+  /**
+   * oci, oci-archive: keep docker-typed manifests and lists byte-for-byte. By default they are
+   * converted to OCI media types (as skopeo copy does), which skopeo oci: lookups and umoci require.
+   */
+  preserveDigests?: boolean;
   /** Called, and awaited, before each blob or manifest goes into the output (progress; tests pause a build here). */
   onBlob?: (blob: { digest: string; size: number }) => void | Promise<void>;
   /** Something was left out or changed (e.g. an artifact skipped by the docker format). */
@@ -32,6 +39,7 @@ export interface LinkResult {
 }
 
 export async function linkOutput(format: OutputFormat, opts: LinkOptions): Promise<LinkResult> {
+  if (opts.since && format !== 'registry') throw new Error('--since works with --format registry');
   switch (format) {
     case 'registry':
       return linkRegistryLayout(opts);

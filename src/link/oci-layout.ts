@@ -11,9 +11,17 @@
 // ref.name grammar allows ':' '@' '/' too. Full names, unlike bare tags, cannot collide when many
 // repositories share a tag such as `latest`. `io.containerd.image.name` carries the same name for
 // containerd's importer.
+//
+// Docker-typed manifests and manifest lists are converted to their OCI equivalents by default,
+// as `skopeo copy ... oci:` does: skopeo 1.9 looks names up only among index.json entries whose
+// mediaType is OCI (a docker v2 entry is "no descriptor found", checked) and umoci 0.4.7 refuses
+// docker manifests ("not implemented"). Config and layer blobs stay byte-identical (the image ID is
+// unchanged); only those manifests' digests change. OCI manifests and indexes keep their bytes.
+// `preserveDigests` keeps every manifest byte as fetched (crane/containerd read that; skopeo by
+// name and umoci do not) — for digest-exact copies the registry format is the better fit.
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { lstat, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, type Stats } from 'node:fs';
+import { lstat, mkdir, open, readdir, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -73,9 +81,14 @@ export class TarSink implements OutputSink {
   private readonly done: Promise<void>;
   private readonly dirs = new Set<string>();
 
-  constructor(file: string) {
-    this.done = pipeline(this.pack, createWriteStream(file, { flags: 'wx' }));
+  private constructor(fh: FileHandle) {
+    this.done = pipeline(this.pack, fh.createWriteStream());
     this.done.catch(() => {}); // reported by finish()
+  }
+
+  /** Opened before anything else happens: a path we cannot create fails fast, and the staging name is visible at once. */
+  static async create(file: string): Promise<TarSink> {
+    return new TarSink(await open(file, 'wx'));
   }
 
   private async ensureDirs(name: string): Promise<void> {
@@ -163,6 +176,51 @@ export function imageLabel(image: ResolvedImage): string {
   return image.input === full ? full : `${image.input} (${full})`;
 }
 
+const OCI_TYPE_OF: Record<string, string> = {
+  [MT.dockerManifest]: MT.ociManifest,
+  [MT.dockerList]: MT.ociIndex,
+  [MT.dockerConfig]: MT.ociConfig,
+  [MT.dockerLayerGzip]: MT.ociLayerGzip,
+  'application/vnd.docker.image.rootfs.diff.tar': MT.ociLayer,
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip': 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.docker.image.rootfs.foreign.diff.tar': 'application/vnd.oci.image.layer.nondistributable.v1.tar',
+};
+
+export const ociType = (mt: string) => OCI_TYPE_OF[mt] ?? mt;
+export const ociDescriptor = <T extends { mediaType: string }>(d: T): T => ({ ...d, mediaType: ociType(d.mediaType) });
+
+/**
+ * The OCI equivalent of a node: docker manifests and lists rewritten with OCI media types (same
+ * config and layer blobs), indexes rewritten when a child's digest changed; anything else unchanged.
+ */
+export function toOciNode(node: GraphNode, memo = new Map<string, GraphNode>()): GraphNode {
+  const done = memo.get(node.digest);
+  if (done) return done;
+  let out: GraphNode = node;
+  if (node.kind === 'manifest' && node.mediaType === MT.dockerManifest) {
+    const json = JSON.parse(node.bytes.toString('utf8')) as { config: Descriptor; layers: Descriptor[]; annotations?: unknown };
+    const m: Record<string, unknown> = { schemaVersion: 2, mediaType: MT.ociManifest, config: ociDescriptor(json.config), layers: json.layers.map(ociDescriptor) };
+    if (json.annotations) m.annotations = json.annotations;
+    const bytes = Buffer.from(JSON.stringify(m));
+    out = { ...node, mediaType: MT.ociManifest, bytes, digest: sha256(bytes), config: ociDescriptor(node.config), layers: node.layers.map(ociDescriptor) };
+  } else if (node.kind === 'index') {
+    const children = node.children.map((c) => toOciNode(c, memo));
+    const changed = new Map<string, GraphNode>();
+    node.children.forEach((c, i) => children[i] !== c && changed.set(c.digest, children[i]!));
+    if (changed.size || node.mediaType !== MT.ociIndex) {
+      const json = JSON.parse(node.bytes.toString('utf8')) as Record<string, unknown> & { manifests: Descriptor[] };
+      const manifests = json.manifests.map((d) => {
+        const c = changed.get(d.digest);
+        return c ? { ...d, mediaType: c.mediaType, digest: c.digest, size: c.bytes.length } : ociDescriptor(d);
+      });
+      const bytes = Buffer.from(JSON.stringify({ ...json, mediaType: MT.ociIndex, manifests }));
+      out = { ...node, mediaType: MT.ociIndex, bytes, digest: sha256(bytes), children };
+    }
+  }
+  memo.set(node.digest, out);
+  return out;
+}
+
 interface LayoutPlan {
   manifests: Map<string, Buffer>;
   blobs: Map<string, Descriptor>;
@@ -171,7 +229,8 @@ interface LayoutPlan {
 }
 
 /** Everything the layout holds, checked before anything is written. */
-export function planLayout(graph: ImageGraph, cache: Cache): LayoutPlan {
+export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = false): LayoutPlan {
+  const memo = new Map<string, GraphNode>();
   const manifests = new Map<string, Buffer>();
   const blobs = new Map<string, Descriptor>();
   const roots: Descriptor[] = [];
@@ -185,11 +244,14 @@ export function planLayout(graph: ImageGraph, cache: Cache): LayoutPlan {
       continue;
     }
     named.set(name, image.root.digest);
-    roots.push(rootDescriptor(image.root, name));
     for (const node of walkNodes(image.root)) {
       if (sha256(node.bytes) !== node.digest) {
         throw new Error(`${imageLabel(image)}: manifest bytes do not hash to ${node.digest}; refusing to write a layout that would not verify`);
       }
+    }
+    const root = preserveDigests ? image.root : toOciNode(image.root, memo);
+    roots.push(rootDescriptor(root, name));
+    for (const node of walkNodes(root)) {
       manifests.set(node.digest, node.bytes);
       if (node.kind !== 'manifest') continue;
       for (const d of blobsOf(node)) {
@@ -223,7 +285,7 @@ function report(plan: LayoutPlan, opts: LinkOptions): void {
 
 /** `--format oci`: the layout as a directory, blobs hard-linked from the cache where possible. */
 export async function linkOciLayout(opts: LinkOptions): Promise<LinkResult> {
-  const plan = planLayout(opts.graph, opts.cache);
+  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests);
   await guardOutput(opts.out, 'dir', 'oci-layout');
   report(plan, opts);
   return writeAtomically(opts.out, async (staging) => {
@@ -236,11 +298,11 @@ export async function linkOciLayout(opts: LinkOptions): Promise<LinkResult> {
 
 /** `--format oci-archive`: the same layout as one tar file. */
 export async function linkOciArchive(opts: LinkOptions): Promise<LinkResult> {
-  const plan = planLayout(opts.graph, opts.cache);
+  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests);
   await guardOutput(opts.out, 'file');
   report(plan, opts);
   return writeAtomically(opts.out, async (staging) => {
-    const sink = new TarSink(staging);
+    const sink = await TarSink.create(staging);
     try {
       await writeLayout(sink, plan, opts);
       await sink.finish();

@@ -3,6 +3,7 @@
 // An existing layout is added to, not replaced: several saves can fill one bundle. Blob data is
 // placed before any link names it, and tags are written last, so a registry serving the directory
 // mid-write never sees a tag whose content is missing.
+import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hexOf } from '../cache/cache.js';
@@ -33,13 +34,18 @@ function linkFile(dir: string, digest: string): Promise<void> {
   return writeFileAtomic(join(dir, 'link'), digest);
 }
 
-export async function linkRegistryLayout({ graph, cache, out }: LinkOptions): Promise<LinkResult> {
+export async function linkRegistryLayout({ graph, cache, out, since }: LinkOptions): Promise<LinkResult> {
   const result: LinkResult = { path: out, linked: 0, copied: 0, written: 0 };
   const placed = new Set<string>();
+  // A delta bundle (--since BASE): bytes BASE already holds are left out, links and tags are
+  // still written, so BASE plus the delta (copied over it, or pushed after it) is the full set.
+  if (since && !existsSync(join(since, REGISTRY_ROOT))) throw new Error(`--since ${since}: not a registry layout (no ${REGISTRY_ROOT} inside)`);
+  const inBase = (digest: string) => !!since && existsSync(blobDataPath(since, digest));
 
   const placeCached = async (digest: string) => {
     if (placed.has(digest)) return;
     placed.add(digest);
+    if (inBase(digest)) return;
     const how = await placeBlob(cache.blobPath(digest), blobDataPath(out, digest));
     if (how === 'linked') result.linked++;
     else if (how === 'copied') result.copied++;
@@ -47,6 +53,7 @@ export async function linkRegistryLayout({ graph, cache, out }: LinkOptions): Pr
   const placeBytes = async (digest: string, bytes: Buffer) => {
     if (placed.has(digest)) return;
     placed.add(digest);
+    if (inBase(digest)) return;
     await writeFileAtomic(blobDataPath(out, digest), bytes);
     result.written++;
   };

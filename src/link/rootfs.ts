@@ -168,7 +168,8 @@ export class LayerError extends Error {
 
 interface DirMeta {
   mode: number;
-  mtime: Date;
+  /** Undefined once a later layer changed the directory without an entry of its own (umoci leaves that mtime as is). */
+  mtime?: Date;
 }
 
 const WH = '.wh.';
@@ -203,6 +204,8 @@ class Unpacker {
   private readonly dirMeta = new Map<string, DirMeta>();
   /** Paths (resolved, relative) created by the layer being applied, and their ancestors. */
   private upper = new Set<string>();
+  /** Paths verified to be real directories (no symlink on the way); forgotten whenever anything is removed. */
+  private readonly knownDirs = new Set<string>();
   private layer = '';
   private entry = '';
 
@@ -229,6 +232,12 @@ class Unpacker {
     for (let i = 1; i <= rel.length; i++) this.upper.add(rel.slice(0, i).join('/'));
   }
 
+  /** Every removal goes through here: it may turn a known directory into nothing (or, later, a symlink). */
+  private async remove(p: string): Promise<void> {
+    this.knownDirs.clear();
+    await rm(p, { recursive: true, force: true });
+  }
+
   private forget(rel: string): void {
     for (const k of this.dirMeta.keys()) if (k === rel || k.startsWith(`${rel}/`)) this.dirMeta.delete(k);
   }
@@ -239,6 +248,7 @@ class Unpacker {
    * non-directories in the way are replaced; without it, null when the path does not exist.
    */
   private async resolveDir(comps: string[], create: boolean): Promise<string[] | null> {
+    if (comps.length === 0 || this.knownDirs.has(comps.join('/'))) return comps;
     const out: string[] = [];
     const queue = [...comps];
     let links = 0;
@@ -258,12 +268,20 @@ class Unpacker {
         queue.unshift(...target.split('/'));
         continue;
       }
-      out.push(c);
-      if (st?.isDirectory()) continue;
+      if (st?.isDirectory()) {
+        out.push(c);
+        this.knownDirs.add(out.join('/'));
+        continue;
+      }
       if (!create) return null;
-      if (st) await rm(p, { recursive: true, force: true });
+      if (st) await this.remove(p);
       await mkdir(p, { mode: 0o755 });
+      // An implicit directory changes its parent without a header to restore the mtime from.
+      const parentMeta = this.dirMeta.get(out.join('/'));
+      if (parentMeta) parentMeta.mtime = undefined;
+      out.push(c);
       this.markUpper(out);
+      this.knownDirs.add(out.join('/'));
     }
     return out;
   }
@@ -316,7 +334,7 @@ class Unpacker {
       const rel = victim.join('/');
       // A whiteout hides lower layers only, never what this same layer created.
       if (this.upper.has(rel)) return;
-      await rm(this.abs(victim), { recursive: true, force: true });
+      await this.remove(this.abs(victim));
       this.forget(rel);
       return;
     }
@@ -330,7 +348,7 @@ class Unpacker {
     switch (h.type) {
       case 'directory':
         if (!existing?.isDirectory()) {
-          if (existing) await rm(p, { recursive: true, force: true });
+          if (existing) await this.remove(p);
           await mkdir(p, { mode: 0o755 });
         }
         this.dirMeta.set(rel.join('/'), { mode, mtime });
@@ -368,7 +386,7 @@ class Unpacker {
   /** Remove whatever is at `p` (never following a symlink) so a new entry can take its place. */
   private async clear(p: string, existing: Stats | null, rel: string[]): Promise<void> {
     if (!existing) return;
-    await rm(p, { recursive: existing.isDirectory(), force: true });
+    await this.remove(p);
     if (existing.isDirectory()) this.forget(rel.join('/'));
   }
 
@@ -395,7 +413,7 @@ class Unpacker {
           const st = await lstat(this.abs(child));
           if (st.isDirectory()) await walk(child);
         } else {
-          await rm(this.abs(child), { recursive: true, force: true });
+          await this.remove(this.abs(child));
           this.forget(rel);
         }
       }
@@ -411,7 +429,7 @@ class Unpacker {
       const st = await lstatOrNull(p);
       if (!st?.isDirectory()) continue;
       await chmod(p, meta.mode);
-      await lutimes(p, meta.mtime, meta.mtime);
+      if (meta.mtime) await lutimes(p, meta.mtime, meta.mtime);
     }
   }
 }

@@ -8,6 +8,7 @@ import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } f
 import type { Credential } from './credentials.js';
 import { MANIFEST_ACCEPT, MT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
+import { DOCKER_HUB_API_ENV } from './mirror.js';
 
 export type CredentialLookup = (registry: string) => Promise<Credential | undefined>;
 
@@ -36,7 +37,21 @@ export const USER_AGENT = 'ocisave/0.1';
 
 /** Hosts the registry API actually lives on. */
 export function apiHost(registry: string): string {
-  return registry === 'docker.io' ? 'registry-1.docker.io' : registry;
+  // OCISAVE_DOCKERHUB_API (tests only, see mirror.ts) stands a loopback registry in for Docker Hub.
+  return registry === 'docker.io' ? process.env[DOCKER_HUB_API_ENV] || 'registry-1.docker.io' : registry;
+}
+
+/** Extra options of RegistryClient.api(): the token scope's actions and a request body. */
+export interface ApiOptions {
+  /** Token actions on the repository; default "pull". */
+  actions?: string;
+  /** Repositories that also need pull access (cross-repository mount sources). */
+  alsoPull?: readonly string[];
+  body?: string | Buffer;
+}
+
+function tokenScope(repository: string, actions = 'pull', alsoPull: readonly string[] = []): string {
+  return [`repository:${repository}:${actions}`, ...alsoPull.filter((r) => r !== repository).map((r) => `repository:${r}:pull`)].join(' ');
 }
 
 export class RegistryClient {
@@ -44,6 +59,7 @@ export class RegistryClient {
   private readonly challenges = new Map<string, Challenge | null>();
   private readonly tokens = new Map<string, Promise<Token>>();
   private readonly credentialCache = new Map<string, Promise<Credential | undefined>>();
+  private readonly pings = new Map<string, Promise<Challenge | null | undefined>>();
 
   constructor(private readonly opts: ClientOptions = {}) {
     this.dispatcher = new Agent({ connections: opts.connections ?? 16, pipelining: 1, keepAliveTimeout: 30_000 });
@@ -64,9 +80,15 @@ export class RegistryClient {
     return c;
   }
 
-  /** The Authorization header value for pulling from `repository`, once the registry's challenge is known. */
-  async authorization(registry: string, repository: string): Promise<string | undefined> {
-    const challenge = this.challenges.get(registry);
+  /**
+   * The Authorization header value for `repository`, once the registry's challenge is known.
+   * `actions` defaults to pull; push asks for "pull,push", and a cross-repository mount also
+   * needs pull on the repositories in `alsoPull`.
+   */
+  async authorization(registry: string, repository: string, actions = 'pull', alsoPull: readonly string[] = []): Promise<string | undefined> {
+    // A caller that never talked to this registry (blobs whose manifests came from the cache, a
+    // mirror) would otherwise go anonymous, get 401s and fail: learn the challenge first.
+    const challenge = this.challenges.has(registry) ? this.challenges.get(registry) : await this.discoverChallenge(registry);
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') {
       const cred = await this.credential(registry);
@@ -74,15 +96,45 @@ export class RegistryClient {
       return undefined;
     }
     if (challenge.scheme === 'bearer') {
-      const token = await this.token(registry, challenge, `repository:${repository}:pull`);
+      // docker's `registrytoken`: a bearer token to send as is, no exchange.
+      const cred = await this.credential(registry);
+      if (cred && 'registryToken' in cred) return `Bearer ${cred.registryToken}`;
+      const token = await this.token(registry, challenge, tokenScope(repository, actions, alsoPull));
       return `Bearer ${token}`;
     }
     return undefined;
   }
 
+  /** GET /v2/ once per registry (docker's ping) to learn its auth challenge; undefined when it cannot be reached. */
+  private discoverChallenge(registry: string): Promise<Challenge | null | undefined> {
+    let p = this.pings.get(registry);
+    if (!p) {
+      p = request(`${this.baseUrl(registry)}/v2/`, {
+        method: 'GET',
+        dispatcher: this.dispatcher,
+        headers: { 'user-agent': this.opts.userAgent ?? USER_AGENT },
+        headersTimeout: 30_000,
+        bodyTimeout: 30_000,
+      })
+        .then(async (res) => {
+          await res.body.dump();
+          const c = res.statusCode === 401 ? parseChallenge(res.headers['www-authenticate']) : undefined;
+          if (!this.challenges.has(registry)) this.challenges.set(registry, c && (c.scheme === 'bearer' || c.scheme === 'basic') ? c : null);
+          return this.challenges.get(registry);
+        })
+        .catch(() => {
+          // Unreachable: let the real request report it (with its retries).
+          this.pings.delete(registry);
+          return undefined;
+        });
+      this.pings.set(registry, p);
+    }
+    return p;
+  }
+
   /** Forget the token for `repository` (after a 401 mid-download): the next authorization() fetches a new one. */
-  invalidate(registry: string, repository: string): void {
-    this.tokens.delete(`${registry} repository:${repository}:pull`);
+  invalidate(registry: string, repository: string, actions = 'pull', alsoPull: readonly string[] = []): void {
+    this.tokens.delete(`${registry} ${tokenScope(repository, actions, alsoPull)}`);
   }
 
   private async token(registry: string, challenge: Challenge, scope: string): Promise<string> {
@@ -115,7 +167,8 @@ export class RegistryClient {
       body = form.toString();
     } else {
       if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
-      url.searchParams.set('scope', scope);
+      // Several scopes (a mount's source repository) go as repeated parameters, as docker sends them.
+      for (const one of scope.split(' ')) url.searchParams.append('scope', one);
       if (cred && 'username' in cred) headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
     }
     const res = await this.send(url.toString(), { method, headers, body }, `token for ${registry}`);
@@ -180,18 +233,19 @@ export class RegistryClient {
     path: string,
     headers: Record<string, string> = {},
     what = `${registry}/${repository}`,
+    opts: ApiOptions = {},
   ) {
     const url = `${this.baseUrl(registry)}${path}`;
     for (let authTry = 0; ; authTry++) {
       const h: Record<string, string> = { 'user-agent': this.opts.userAgent ?? USER_AGENT, ...headers };
-      const auth = await this.authorization(registry, repository);
+      const auth = await this.authorization(registry, repository, opts.actions, opts.alsoPull);
       if (auth) h.authorization = auth;
-      const res = await this.send(url, { method, headers: h }, what);
+      const res = await this.send(url, { method, headers: h, body: opts.body }, what);
       if (res.status === 401 && authTry === 0) {
         const challenge = parseChallenge(res.headers['www-authenticate']);
         if (challenge && (challenge.scheme === 'bearer' || challenge.scheme === 'basic')) {
           this.challenges.set(registry, challenge);
-          this.invalidate(registry, repository);
+          this.invalidate(registry, repository, opts.actions, opts.alsoPull);
           continue;
         }
       }

@@ -9,6 +9,7 @@ import { blobsOf, leafManifests, type BlobNeed, type Descriptor, type GraphNode,
 import { isIndexType, isManifestType } from './mediatypes.js';
 import { mapLimit } from '../engine/limit.js';
 import type { EngineEvents } from '../engine/events.js';
+import type { Mirrors } from '../registry/mirror.js';
 
 export interface ResolveInput {
   input: string;
@@ -24,6 +25,8 @@ export interface ResolveOptions {
   /** Use only what the cache knows (tags resolved by an earlier run). */
   offline?: boolean;
   events?: EngineEvents;
+  /** Docker Hub mirrors tried before Docker Hub, for manifests and blobs. */
+  mirrors?: Mirrors;
 }
 
 interface RawIndex {
@@ -56,7 +59,8 @@ export class Resolver {
     for (const image of results) {
       if (!image) continue;
       graph.images.push(image);
-      addBlobs(graph.blobs, image);
+      const { registry, repository } = image.ref;
+      addBlobs(graph.blobs, image, this.opts.mirrors ? await this.opts.mirrors.blobSources(registry, repository, image.root.digest) : undefined);
     }
     return graph;
   }
@@ -65,7 +69,8 @@ export class Resolver {
     const { ref } = item;
     const rootRef = ref.digest ?? ref.tag!;
     const top = await this.manifest(ref.registry, ref.repository, rootRef);
-    if (ref.tag) {
+    // A tag given with a digest (a lock file's entries) is a name only: it says nothing about where the tag points now.
+    if (ref.tag && !ref.digest) {
       await this.opts.cache.putTag(`${ref.registry}/${ref.repository}:${ref.tag}`, { digest: top.digest, mediaType: top.mediaType, resolvedAt: Date.now() });
     }
     const root = await this.node(ref, top, undefined);
@@ -130,14 +135,17 @@ export class Resolver {
       if (rec) return { digest, mediaType: rec.mediaType, bytes: rec.bytes };
       if (offline) throw new RegistryError('not-found', `${registry}/${repository}@${digest}: not in the cache (--offline)`);
     }
-    const m = await client.getManifest(registry, repository, reference);
+    const m = this.opts.mirrors ? await this.opts.mirrors.getManifest(registry, repository, reference) : await client.getManifest(registry, repository, reference);
     await cache.putManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes });
     return m;
   }
 }
 
-function addBlobs(blobs: Map<string, BlobNeed>, image: ResolvedImage): void {
-  const source = { registry: image.ref.registry, repository: image.ref.repository };
+function addBlobs(blobs: Map<string, BlobNeed>, image: ResolvedImage, sources = [{ registry: image.ref.registry, repository: image.ref.repository }]): void {
+  for (const source of sources) addBlobsFrom(blobs, image, source);
+}
+
+function addBlobsFrom(blobs: Map<string, BlobNeed>, image: ResolvedImage, source: { registry: string; repository: string }): void {
   for (const m of leafManifests(image.root)) {
     for (const d of blobsOf(m)) {
       let need = blobs.get(d.digest);

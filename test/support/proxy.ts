@@ -8,7 +8,7 @@ import type net from 'node:net';
 export interface FaultRule {
   /** HTTP method to match (case-insensitive); any when omitted. */
   method?: string;
-  /** Matched against the request path including the query string; any when omitted. */
+  /** Matched against the request path including the query string (a string is a RegExp source); any when omitted. */
   path?: RegExp | string;
   /** How many matching requests the rule fires on; unlimited when omitted. */
   count?: number;
@@ -263,31 +263,43 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
   async function write(res: http.ServerResponse, chunk: Buffer, rec: RequestRecord): Promise<void> {
     if (chunk.length === 0 || res.destroyed) return;
     rec.bodyBytes += chunk.length;
-    if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    if (res.write(chunk)) return;
+    // Wait for drain or for the client to go away, leaving no listeners behind.
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        res.off('drain', done);
+        res.off('close', done);
+        resolve();
+      };
+      res.on('drain', done);
+      res.on('close', done);
+    });
   }
 
-  // Token bucket per client connection, in slices of ~20 ms so pacing stays smooth
-  // without a timer per small write.
+  // Token bucket per client connection, in slices of at most ~20 ms of data.
   async function paced(res: http.ServerResponse, p: Pacer, chunk: Buffer, rec: RequestRecord): Promise<void> {
     const slice = Math.max(1024, Math.floor(p.rate / 50));
     for (let i = 0; i < chunk.length && !res.destroyed; i += slice) {
       const part = chunk.subarray(i, i + slice);
       const now = performance.now();
-      if (p.next > now + 1) await sleep(p.next - now);
-      p.next = Math.max(p.next, now) + (part.length * 1000) / p.rate;
+      // Sleep only for a real debt (timers are coarse), and keep up to 20 ms of
+      // lag as credit so timer overshoot does not lower the rate.
+      if (p.next > now + 4) await sleep(p.next - now);
+      p.next = Math.max(p.next, performance.now() - 20) + (part.length * 1000) / p.rate;
       await write(res, part, rec);
     }
   }
 
-  const primary = http.createServer(handler('primary', () => host));
+  let host = '';
+  const primary: http.Server = http.createServer(handler('primary', () => host));
   primary.keepAliveTimeout = 30_000;
   primary.listen(0, '127.0.0.1');
   await once(primary, 'listening');
-  const host = `127.0.0.1:${(primary.address() as net.AddressInfo).port}`;
+  host = `127.0.0.1:${(primary.address() as net.AddressInfo).port}`;
 
-  const secondary = http.createServer(handler('secondary', () => secondaryHost));
+  let secondaryHost = '';
+  const secondary: http.Server = http.createServer(handler('secondary', () => secondaryHost));
   secondary.keepAliveTimeout = 30_000;
-  let secondaryHost: string;
   try {
     secondary.listen(0, '127.0.0.2');
     await once(secondary, 'listening');

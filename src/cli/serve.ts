@@ -1,0 +1,56 @@
+// `ocisave serve BUNDLE --addr 127.0.0.1:5000`: serve a saved bundle read-only over the registry
+// API until interrupted. Prints the address it listens on (port 0 picks a free one).
+import { Command, InvalidArgumentError } from 'commander';
+import { openBundle } from '../bundle/index.js';
+import { isLoopbackHost } from '../registry/hosts.js';
+import { serveBundle } from '../serve/server.js';
+
+interface ServeFlags {
+  addr: string;
+  accessLog?: boolean;
+  json?: boolean;
+}
+
+/** "HOST:PORT", "[::1]:PORT" or ":PORT" (every interface). */
+export function parseAddr(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new InvalidArgumentError('HOST:PORT, [IPv6]:PORT or :PORT');
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('serve a saved bundle (registry layout, OCI layout/archive, docker-save tar) read-only over the registry API')
+    .argument('<bundle>', 'bundle directory or archive')
+    .option('--addr <host:port>', 'address to listen on (port 0: any free port)', '127.0.0.1:5000')
+    .option('--access-log', 'one line per request on stderr')
+    .option('--json', 'print the listening address as JSON')
+    .action(async (path: string, flags: ServeFlags) => {
+      const { host, port } = parseAddr(flags.addr);
+      const bundle = await openBundle(path);
+      for (const p of bundle.problems) process.stderr.write(`warning: ${p.message}\n`);
+      const server = await serveBundle(bundle, {
+        host,
+        port,
+        onRequest: flags.accessLog ? (r) => process.stderr.write(`${r.method} ${r.path} ${r.status} ${r.bytes}\n`) : undefined,
+      });
+      if (!isLoopbackHost(host)) {
+        process.stderr.write(`warning: serving on ${server.host} without TLS or authentication: anyone who can reach it can pull\n`);
+      }
+      const repositories = bundle.repositories.size;
+      const tags = [...bundle.repositories.values()].reduce((n, r) => n + r.tags.size, 0);
+      process.stdout.write(
+        flags.json
+          ? `${JSON.stringify({ url: server.url, host: server.host, format: bundle.format, repositories, tags })}\n`
+          : `serving ${bundle.format} bundle ${path} (${repositories} repositories, ${tags} tags) on ${server.url}\n`,
+      );
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await server.close();
+      await bundle.close();
+    });
+}

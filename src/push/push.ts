@@ -1,0 +1,285 @@
+// `ocisave push`: load a saved bundle into a registry, digests unchanged.
+// Per repository: every blob first (HEAD, skip when present; mount when this run already put it
+// in another repository of the target; else a chunked upload streamed from the bundle), then
+// manifests children-first with their exact bytes and media type (the registry checks that
+// everything a manifest references is there), then tags. Repositories go in parallel; uploads
+// share one limit. A delta bundle (`save --since`) lacks blobs and manifests its base has: those
+// must already be in the target (push the base first), which HEAD and mount find.
+import { Semaphore, mapLimit } from '../engine/limit.js';
+import { openBundle, type OpenedBundle } from '../bundle/index.js';
+import { manifestRefs, type Bundle, type BundleRepository } from '../bundle/types.js';
+import { RegistryClient, type CredentialLookup } from '../registry/client.js';
+import { RegistryError } from '../registry/errors.js';
+import { MANIFEST_ACCEPT } from '../resolve/mediatypes.js';
+import { sha256Bytes } from '../hash/hasher.js';
+import { parseTarget, targetRepository, type PushTarget } from './target.js';
+import { DEFAULT_CHUNK_BYTES, errorDetail, httpError, PushSession } from './upload.js';
+
+export interface PushOptions {
+  /** HOST[:PORT][/prefix] */
+  to: string;
+  plainHttp?: boolean;
+  credentials?: CredentialLookup;
+  /** Blob uploads in flight at once (default 4). */
+  jobs?: number;
+  /** Bytes per PATCH (default 16 MiB). */
+  chunkBytes?: number;
+  /** Only these bundle repositories (default: all). */
+  only?: string[];
+  onEvent?: (e: PushEvent) => void;
+}
+
+export type PushEvent =
+  | { type: 'blob'; repository: string; digest: string; size: number; how: 'uploaded' | 'mounted' | 'present' }
+  | { type: 'manifest'; repository: string; digest: string; how: 'pushed' | 'present' }
+  | { type: 'tag'; reference: string; digest: string; platformOf?: string }
+  | { type: 'warning'; message: string };
+
+export interface PushSummary {
+  bundle: string;
+  format: string;
+  target: string;
+  repositories: number;
+  tags: string[];
+  /** Tags of indexes the target refused because the bundle holds one platform only: they name that platform's manifest. */
+  retagged: { reference: string; index: string; manifest: string }[];
+  manifests: { pushed: number; present: number };
+  blobs: { uploaded: number; mounted: number; present: number; uploadedBytes: number };
+  failures: { repository: string; error: string }[];
+  seconds: number;
+}
+
+interface RepoPlan {
+  source: BundleRepository;
+  target: string;
+  /** Manifests in push order: every child before its index. `absent`: an index entry the bundle lacks. */
+  manifests: { digest: string; absent?: boolean }[];
+  /** Index → the entries the bundle holds, for indexes that lack some (saved for some platforms only). */
+  partialIndexes: Map<string, string[]>;
+  blobs: Map<string, number | undefined>;
+}
+
+/** Post-order walk of the repository's manifests, collecting blobs; absent manifests are left to the target. */
+async function planRepository(bundle: Bundle, repo: BundleRepository, target: string): Promise<RepoPlan> {
+  const order: RepoPlan['manifests'] = [];
+  const partialIndexes = new Map<string, string[]>();
+  const seen = new Set<string>();
+  const blobs = new Map<string, number | undefined>();
+  const visit = async (digest: string) => {
+    if (seen.has(digest)) return;
+    seen.add(digest);
+    const m = await bundle.manifest(digest);
+    if (m) {
+      const refs = manifestRefs(m.mediaType, m.bytes, `manifest ${digest}`);
+      const held: string[] = [];
+      let lacking = false;
+      for (const child of refs.manifests) {
+        // An index saved for some platforms only: its other children are not in the bundle.
+        if (repo.manifests.has(child.digest) || (await bundle.manifest(child.digest))) {
+          held.push(child.digest);
+          await visit(child.digest);
+        } else {
+          lacking = true;
+          order.push({ digest: child.digest, absent: true });
+        }
+      }
+      if (lacking) partialIndexes.set(digest, held);
+      for (const b of refs.blobs) blobs.set(b.digest, b.size);
+    }
+    order.push({ digest });
+  };
+  for (const digest of [...repo.tags.values(), ...repo.manifests]) await visit(digest);
+  for (const b of repo.blobs) if (!blobs.has(b)) blobs.set(b, undefined);
+  return { source: repo, target, manifests: order, blobs, partialIndexes };
+}
+
+export async function push(bundlePath: string, opts: PushOptions): Promise<PushSummary> {
+  const started = Date.now();
+  const target: PushTarget = parseTarget(opts.to);
+  const bundle = await openBundle(bundlePath);
+  const jobs = opts.jobs ?? 4;
+  const client = new RegistryClient({ plainHttp: opts.plainHttp || target.plainHttp, credentials: opts.credentials, connections: jobs + 4 });
+  const emit = opts.onEvent ?? (() => {});
+  const summary: PushSummary = {
+    bundle: bundlePath,
+    format: bundle.format,
+    target: target.prefix ? `${target.registry}/${target.prefix}` : target.registry,
+    repositories: 0,
+    tags: [],
+    retagged: [],
+    manifests: { pushed: 0, present: 0 },
+    blobs: { uploaded: 0, mounted: 0, present: 0, uploadedBytes: 0 },
+    failures: [],
+    seconds: 0,
+  };
+  try {
+    for (const p of bundle.problems) emit({ type: 'warning', message: p.message });
+    let repos = [...bundle.repositories.values()];
+    if (opts.only?.length) {
+      const missing = opts.only.filter((n) => !bundle.repositories.has(n));
+      if (missing.length) throw new Error(`${bundlePath} has no repository ${missing.join(', ')} (it has ${[...bundle.repositories.keys()].join(', ')})`);
+      repos = repos.filter((r) => opts.only!.includes(r.name));
+    }
+    if (repos.length === 0) throw new Error(`${bundlePath} holds no repositories: nothing to push`);
+    summary.repositories = repos.length;
+
+    const session = new PushSession(client, target.registry);
+    await ping(session, targetRepository(target, repos[0]!.name));
+    const plans = await Promise.all(repos.map((r) => planRepository(bundle, r, targetRepository(target, r.name))));
+    const uploads = new Semaphore(jobs);
+    /** Where this run put (or found) each blob: the source of later mounts. */
+    const homes = new Map<string, Promise<string>>();
+    // Target names of bundle repositories that link a blob: mount sources for a delta's absent blobs.
+    const linkedIn = (digest: string) => plans.filter((p) => p.source.blobs.has(digest)).map((p) => p.target);
+
+    const ensureBlob = async (plan: RepoPlan, digest: string, declared: number | undefined) => {
+      const repo = plan.target;
+      if (await session.blobExists(repo, digest)) {
+        if (!homes.has(digest)) homes.set(digest, Promise.resolve(repo));
+        summary.blobs.present++;
+        emit({ type: 'blob', repository: repo, digest, size: declared ?? 0, how: 'present' });
+        return;
+      }
+      const size = await bundle.blobSize(digest);
+      let location: string | undefined;
+      const home = homes.get(digest);
+      const mountFrom = async (from: string): Promise<boolean> => {
+        if (from === repo) return false;
+        const r = await session.mount(repo, digest, from);
+        if (r.mounted) {
+          summary.blobs.mounted++;
+          emit({ type: 'blob', repository: repo, digest, size: size ?? declared ?? 0, how: 'mounted' });
+          return true;
+        }
+        location ??= r.location;
+        return false;
+      };
+      if (home) {
+        const from = await home.catch(() => undefined);
+        if (from && (await mountFrom(from))) return;
+      }
+      if (size === undefined) {
+        // Not in this bundle (a delta): the base pushed it to the target, maybe to another repository.
+        for (const from of linkedIn(digest)) if (await mountFrom(from)) return;
+        throw new RegistryError(
+          'not-found',
+          `blob ${digest} is neither in ${bundlePath} nor in ${target.registry}/${repo}: if this is a delta bundle (save --since), push its base bundle first`,
+        );
+      }
+      if (declared !== undefined && declared !== size) {
+        throw new Error(`blob ${digest} in ${bundlePath} is ${size} bytes but its manifest says ${declared}: the bundle is damaged (run ocisave verify)`);
+      }
+      const work = (async () => {
+        const release = await uploads.acquire();
+        try {
+          await session.upload(repo, digest, size, (s, e) => bundle.openBlob(digest, s, e), { chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, location });
+        } finally {
+          release();
+        }
+        return repo;
+      })();
+      if (!home) homes.set(digest, work);
+      await work;
+      summary.blobs.uploaded++;
+      summary.blobs.uploadedBytes += size;
+      emit({ type: 'blob', repository: repo, digest, size, how: 'uploaded' });
+    };
+
+    const pushRepository = async (plan: RepoPlan) => {
+      const repo = plan.target;
+      const settled = await Promise.allSettled([...plan.blobs].map(([digest, size]) => ensureBlob(plan, digest, size)));
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      const pushed = new Set<string>();
+      /** Index the target refused → the one platform manifest its tags name instead. */
+      const stand = new Map<string, string>();
+      for (const { digest, absent } of plan.manifests) {
+        if (pushed.has(digest)) continue;
+        pushed.add(digest);
+        const m = await bundle.manifest(digest);
+        const accept = `${MANIFEST_ACCEPT}${m ? `, ${m.mediaType}` : ''}`;
+        const head = await session.api(repo, 'HEAD', `/v2/${repo}/manifests/${digest}`, { accept });
+        if (head.status === 200) {
+          summary.manifests.present++;
+          emit({ type: 'manifest', repository: repo, digest, how: 'present' });
+          continue;
+        }
+        if (!m) {
+          if (absent) continue; // a platform left out at save time; see partialIndexes below
+          throw new RegistryError('not-found', `manifest ${digest} is neither in ${bundlePath} nor in ${target.registry}/${repo}: if this is a delta bundle (save --since), push its base bundle first`);
+        }
+        try {
+          await putManifest(session, repo, digest, m.bytes, m.mediaType);
+        } catch (err) {
+          // Registries that check index entries (distribution does) refuse an index saved for some
+          // platforms. With one platform held, its tags name that manifest, as `skopeo copy` without
+          // --all would do; the index itself cannot go in unchanged.
+          const held = plan.partialIndexes.get(digest);
+          if (!held || !/MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN|MANIFEST_UNKNOWN/.test((err as Error).message)) throw err;
+          if (held.length !== 1) {
+            throw new Error(
+              `${target.registry}/${repo}: the registry refuses index ${digest} because the bundle holds only ${held.length} of its platforms; ` +
+                `save with --platform all (or one platform) to push it`,
+            );
+          }
+          stand.set(digest, held[0]!);
+          emit({ type: 'warning', message: `${repo}: the registry refuses index ${digest} (the bundle holds one of its platforms); its tags will name platform manifest ${held[0]}` });
+          continue;
+        }
+        summary.manifests.pushed++;
+        emit({ type: 'manifest', repository: repo, digest, how: 'pushed' });
+      }
+      for (const [tag, named] of plan.source.tags) {
+        const digest = stand.get(named) ?? named;
+        let m = await bundle.manifest(digest);
+        if (!m) {
+          // A delta bundle re-tags a manifest its base already pushed: fetch its bytes back.
+          const got = await client.getManifest(target.registry, repo, digest);
+          m = { digest, mediaType: got.mediaType, bytes: got.bytes };
+        }
+        await putManifest(session, repo, tag, m.bytes, m.mediaType, digest);
+        const reference = `${target.registry}/${repo}:${tag}`;
+        summary.tags.push(reference);
+        if (digest !== named) summary.retagged.push({ reference, index: named, manifest: digest });
+        emit({ type: 'tag', reference, digest, ...(digest !== named ? { platformOf: named } : {}) });
+      }
+    };
+
+    await mapLimit(plans, Math.max(1, Math.min(4, jobs)), async (plan) => {
+      try {
+        await pushRepository(plan);
+      } catch (err) {
+        summary.failures.push({ repository: plan.target, error: (err as Error).message });
+      }
+    });
+    summary.tags.sort();
+    summary.seconds = (Date.now() - started) / 1000;
+    return summary;
+  } finally {
+    await bundle.close();
+    await client.close();
+  }
+}
+
+async function ping(session: PushSession, repo: string): Promise<void> {
+  const res = await session.api(repo, 'GET', '/v2/');
+  if (res.status !== 200) throw httpError(session.registry, repo, 'GET /v2/ (is this a registry?)', res);
+}
+
+/** PUT a manifest by digest or tag with its exact bytes; the registry must agree on the digest. */
+async function putManifest(session: PushSession, repo: string, ref: string, bytes: Buffer, mediaType: string, expect = ref): Promise<void> {
+  const digest = sha256Bytes(bytes);
+  if (digest !== expect) throw new Error(`manifest ${expect} in the bundle hashes to ${digest}: the bundle is damaged (run ocisave verify)`);
+  const res = await session.api(repo, 'PUT', `/v2/${repo}/manifests/${ref}`, { 'content-type': mediaType }, bytes);
+  if (res.status !== 201 && res.status !== 200 && res.status !== 202) {
+    const detail = errorDetail(res);
+    const hint = /MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN/.test(detail) ? ' — something it references is missing in the target' : '';
+    throw new RegistryError('http', `${session.registry}/${repo}: PUT manifest ${ref} (${mediaType}): HTTP ${res.status}${detail ? ` (${detail})` : ''}${hint}`, res.status);
+  }
+  const got = res.headers['docker-content-digest'];
+  if (typeof got === 'string' && got.startsWith('sha256:') && got !== digest) {
+    throw new RegistryError('digest-mismatch', `${session.registry}/${repo}: the registry stored manifest ${digest} as ${got}`);
+  }
+}
+
+export type { OpenedBundle };

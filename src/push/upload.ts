@@ -1,0 +1,204 @@
+// Blob uploads over the distribution API: HEAD, cross-repository mount, and chunked uploads
+// (POST → PATCH with Content-Range, one chunk at a time, each streamed from the bundle file →
+// PUT ?digest=). A blob is never held in memory whole. A chunk that fails is resumed from what
+// the registry says it has (GET on the upload URL → Range: 0-N).
+import type { Readable } from 'node:stream';
+import { request, type Dispatcher } from 'undici';
+import { RegistryError } from '../registry/errors.js';
+import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../registry/retry.js';
+import { USER_AGENT, type RegistryClient } from '../registry/client.js';
+
+export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
+const PUSH = 'pull,push';
+
+export interface Response {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** The registry's error message out of a distribution error body, for one-line reports. */
+export function errorDetail(res: Response): string {
+  try {
+    const j = JSON.parse(res.body.toString('utf8')) as { errors?: { code?: string; message?: string }[] };
+    const e = j.errors?.[0];
+    if (e) return `${e.code ?? ''}${e.message ? `: ${e.message}` : ''}`;
+  } catch {
+    // not JSON
+  }
+  return res.body.toString('utf8').slice(0, 200).trim();
+}
+
+function header(res: Response, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** A registry session for one push: authenticated requests for a target repository. */
+export class PushSession {
+  readonly base: string;
+
+  constructor(
+    readonly client: RegistryClient,
+    readonly registry: string,
+  ) {
+    this.base = client.baseUrl(registry);
+  }
+
+  /** A request through RegistryClient.api (auth challenge learnt and followed, retries on 5xx). */
+  api(repo: string, method: Dispatcher.HttpMethod, path: string, headers: Record<string, string> = {}, body?: Buffer, alsoPull: readonly string[] = []): Promise<Response> {
+    return this.client.api(this.registry, repo, method, path, headers, `${this.registry}/${repo}`, { actions: PUSH, body, alsoPull });
+  }
+
+  /**
+   * A request to an upload URL with a streamed body. Authorization goes only to the registry's
+   * own origin; a 401 refreshes the token once; resets and 5xx are left to the caller, which knows
+   * how to resume.
+   */
+  async stream(repo: string, method: Dispatcher.HttpMethod, url: string, headers: Record<string, string>, body?: () => Readable): Promise<Response> {
+    for (let authTry = 0; ; authTry++) {
+      const h: Record<string, string> = { 'user-agent': USER_AGENT, ...headers };
+      if (new URL(url).origin === new URL(this.base).origin) {
+        const auth = await this.client.authorization(this.registry, repo, PUSH);
+        if (auth) h.authorization = auth;
+      }
+      const res = await request(url, { method, headers: h, body: body?.(), dispatcher: this.client.dispatcher, headersTimeout: 120_000, bodyTimeout: 120_000 });
+      const chunks: Buffer[] = [];
+      for await (const c of res.body) chunks.push(c as Buffer);
+      const out = { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+      if (out.status === 401 && authTry === 0) {
+        this.client.invalidate(this.registry, repo, PUSH);
+        continue;
+      }
+      return out;
+    }
+  }
+
+  /** Absolute URL of a Location header (distribution sends absolute ones; the spec allows relative). */
+  resolve(location: string | undefined, what: string): string {
+    if (!location) throw new RegistryError('bad-response', `${this.registry}: ${what} answered without a Location header`);
+    return new URL(location, this.base).toString();
+  }
+
+  /** `Location` as a path on the registry, for api(); undefined when it points elsewhere. */
+  pathOf(url: string): string | undefined {
+    const u = new URL(url);
+    return u.origin === new URL(this.base).origin ? `${u.pathname}${u.search}` : undefined;
+  }
+
+  async blobExists(repo: string, digest: string): Promise<boolean> {
+    const res = await this.api(repo, 'HEAD', `/v2/${repo}/blobs/${digest}`);
+    if (res.status === 200) return true;
+    if (res.status === 404) return false;
+    throw httpError(this.registry, repo, `HEAD blob ${digest}`, res);
+  }
+
+  /** POST a new upload session; returns its URL. */
+  async startUpload(repo: string): Promise<string> {
+    const res = await this.api(repo, 'POST', `/v2/${repo}/blobs/uploads/`, { 'content-length': '0' });
+    if (res.status !== 202) throw httpError(this.registry, repo, 'starting a blob upload', res);
+    return this.resolve(header(res, 'location'), 'POST blobs/uploads');
+  }
+
+  /** Cross-repository mount: true when mounted; else the upload session the registry opened instead (if any). */
+  async mount(repo: string, digest: string, from: string): Promise<{ mounted: true } | { mounted: false; location?: string }> {
+    const path = `/v2/${repo}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`;
+    let res: Response;
+    try {
+      res = await this.api(repo, 'POST', path, { 'content-length': '0' }, undefined, [from]);
+    } catch (err) {
+      // No pull right on the source repository: fall back to uploading.
+      if (err instanceof RegistryError && (err.kind === 'unauthorized' || err.kind === 'denied')) return { mounted: false };
+      throw err;
+    }
+    if (res.status === 201) return { mounted: true };
+    if (res.status === 202) return { mounted: false, location: this.resolve(header(res, 'location'), 'mount') };
+    return { mounted: false };
+  }
+
+  /** Where the registry says an upload stands: the next byte it expects. */
+  private async uploadOffset(repo: string, url: string): Promise<number | undefined> {
+    const res = await this.stream(repo, 'GET', url, {});
+    if (res.status !== 204 && res.status !== 200) return undefined;
+    const range = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range') ?? '');
+    return range ? Number(range[1]) + 1 : 0;
+  }
+
+  /**
+   * Upload `size` bytes of `digest` in chunks of `chunkBytes`, each PATCH streaming its range
+   * from `open(start, end)`. `location` continues a session already opened (a failed mount's).
+   */
+  async upload(
+    repo: string,
+    digest: string,
+    size: number,
+    open: (start: number, end: number) => Readable,
+    opts: { chunkBytes?: number; location?: string; onBytes?: (n: number) => void } = {},
+  ): Promise<void> {
+    const chunk = Math.max(1, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+    for (let session = 1; ; session++) {
+      let url = opts.location && session === 1 ? opts.location : await this.startUpload(repo);
+      let offset = 0;
+      let failures = 0;
+      try {
+        while (offset < size) {
+          const end = Math.min(offset + chunk, size) - 1;
+          let res: Response | undefined;
+          let error: unknown;
+          try {
+            res = await this.stream(
+              repo,
+              'PATCH',
+              url,
+              { 'content-type': 'application/octet-stream', 'content-length': String(end - offset + 1), 'content-range': `${offset}-${end}` },
+              () => open(offset, end),
+            );
+          } catch (err) {
+            if (!isRetryableError(err) && !String((err as Error)?.message).includes('terminated')) throw err;
+            error = err;
+          }
+          if (res && res.status === 202) {
+            url = this.resolve(header(res, 'location'), 'PATCH upload');
+            const range = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range') ?? '');
+            const next = range ? Number(range[1]) + 1 : end + 1;
+            opts.onBytes?.(next - offset);
+            offset = next;
+            failures = 0;
+            continue;
+          }
+          if (res && res.status === 404) throw new SessionLost();
+          if (res && !isRetryableStatus(res.status) && res.status !== 416) throw httpError(this.registry, repo, `uploading ${digest} (bytes ${offset}-${end})`, res);
+          // A reset, a 5xx or a range the registry disagrees with: ask where it stands, go on from there.
+          if (++failures >= MAX_ATTEMPTS) {
+            throw res ? httpError(this.registry, repo, `uploading ${digest}`, res) : new RegistryError('unreachable', `${this.registry}: uploading ${digest} failed: ${(error as Error)?.message}`);
+          }
+          await sleep(backoffMs(failures, res?.headers['retry-after']));
+          const at = await this.uploadOffset(repo, url);
+          if (at === undefined) throw new SessionLost();
+          offset = at;
+        }
+        const sep = url.includes('?') ? '&' : '?';
+        const res = await this.stream(repo, 'PUT', `${url}${sep}digest=${encodeURIComponent(digest)}`, { 'content-length': '0' });
+        if (res.status === 404) throw new SessionLost();
+        if (res.status !== 201 && res.status !== 204) throw httpError(this.registry, repo, `completing the upload of ${digest}`, res);
+        const got = header(res, 'docker-content-digest');
+        if (got && got !== digest) throw new RegistryError('digest-mismatch', `${this.registry}/${repo}: the registry stored ${digest} as ${got}`);
+        return;
+      } catch (err) {
+        // The registry forgot the session (restart, purge): start over a couple of times.
+        if (err instanceof SessionLost && session < 3) continue;
+        if (err instanceof SessionLost) throw new RegistryError('bad-response', `${this.registry}/${repo}: the upload session for ${digest} keeps disappearing`);
+        throw err;
+      }
+    }
+  }
+}
+
+class SessionLost extends Error {}
+
+export function httpError(registry: string, repo: string, what: string, res: Response): RegistryError {
+  const detail = errorDetail(res);
+  if (res.status === 401) return new RegistryError('unauthorized', `${registry}/${repo}: ${what}: not authorized to push (log in, or --username/--password-stdin)`, 401);
+  if (res.status === 403) return new RegistryError('denied', `${registry}/${repo}: ${what}: push denied by the registry${detail ? ` (${detail})` : ''}`, 403);
+  return new RegistryError('http', `${registry}/${repo}: ${what}: HTTP ${res.status}${detail ? ` (${detail})` : ''}`, res.status);
+}

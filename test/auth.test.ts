@@ -1,0 +1,217 @@
+// Issue 5, auth end to end: the real registry behind htpasswd basic auth and behind bearer tokens
+// from the test token server; credentials from config.json and --username/--password-stdin; a
+// token that expires in the middle of a blob download is refreshed and the download resumes.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ocisave, summaryOf, type CliResult } from './support/cli.js';
+import { skopeoInspectRaw } from './support/exec.js';
+import { startFaultProxy } from './support/proxy.js';
+import { startRegistry, startTokenServer, type RunningRegistry, type TokenServer } from './support/registry.js';
+import { seedStandardFixtures } from './fixtures/index.js';
+import type { FixtureSet } from './fixtures/model.js';
+
+const sha = (s: string | Buffer) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+const USER = 'alice';
+const SECRET = 'S3cret-basic-Pa55';
+const WRONG = 'wr0ng-Pa55-never-print';
+const TOKEN_USER = 'bob';
+const TOKEN_SECRET = 'T0ken-user-S3cret';
+const BIG = 24 << 20;
+
+let work: string;
+const stops: (() => Promise<void>)[] = [];
+let basic: RunningRegistry;
+let basicFx: FixtureSet;
+let tokenFx: FixtureSet;
+let tokenData: string;
+
+/** Nothing from the machine's own docker/podman config may leak in: a fresh HOME and config dirs. */
+async function cleanEnv(name: string, auths?: Record<string, { auth: string }>): Promise<NodeJS.ProcessEnv> {
+  const home = join(work, `home-${name}`);
+  await mkdir(join(home, 'docker'), { recursive: true });
+  if (auths) await writeFile(join(home, 'docker', 'config.json'), JSON.stringify({ auths }));
+  return {
+    HOME: home,
+    DOCKER_CONFIG: join(home, 'docker'),
+    REGISTRY_AUTH_FILE: join(home, 'no-auth.json'),
+    XDG_RUNTIME_DIR: join(home, 'run'),
+    XDG_CONFIG_HOME: join(home, 'config'),
+    OCISAVE_CACHE: join(home, 'cache'),
+  };
+}
+
+const errorLines = (r: CliResult) => r.stderr.split('\n').filter((l) => l.startsWith('ocisave: error:'));
+
+function expectNoSecret(r: CliResult, ...secrets: string[]): void {
+  for (const s of secrets) {
+    for (const form of [s, b64(s), b64(`${USER}:${s}`), b64(`${TOKEN_USER}:${s}`)]) {
+      expect(r.stdout).not.toContain(form);
+      expect(r.stderr).not.toContain(form);
+    }
+  }
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ocisave-auth-'));
+  basic = await startRegistry({ htpasswd: { username: USER, password: SECRET } });
+  stops.push(() => basic.stop());
+
+  // The token registry's storage is seeded by a plain registry first (the fixture pusher speaks
+  // Basic auth only), then served by registries that demand bearer tokens.
+  tokenData = join(work, 'token-data');
+  const seeder = await startRegistry({ dataDir: tokenData });
+  [basicFx, tokenFx] = await Promise.all([
+    seedStandardFixtures({ url: basic.url, username: USER, password: SECRET }, { skipBig: true }),
+    seedStandardFixtures(seeder.url, { bigBlobBytes: BIG }),
+  ]);
+  await seeder.stop();
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(stops.map((s) => s()));
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('basic auth (htpasswd)', () => {
+  const ref = () => basicFx.references.find((r) => r.endsWith('/app/web:1.0'))!;
+
+  it('without credentials fails with one clear line naming the registry', async () => {
+    const out = join(work, 'basic-none');
+    const r = await ocisave(['save', ref(), '-o', out], { env: await cleanEnv('basic-none') });
+    expect(r.code).toBe(1);
+    const lines = errorLines(r);
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toContain(basic.host);
+    expect(lines[0]).toMatch(/no credentials/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('uses auths from $DOCKER_CONFIG/config.json', async () => {
+    const env = await cleanEnv('basic-config', { [basic.host]: { auth: b64(`${USER}:${SECRET}`) } });
+    const out = join(work, 'basic-config');
+    const r = await ocisave(['save', ref(), '-o', out, '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(summaryOf(r).images).toBe(1);
+    expectNoSecret(r, SECRET);
+    const served = await startRegistry({ dataDir: out, readOnly: true, keepDataDir: true });
+    stops.push(() => served.stop());
+    expect(sha(await skopeoInspectRaw(ref().replace(basic.host, served.host)))).toBe(basicFx.refs[ref()]!.digest);
+  });
+
+  it('uses --username with --password-stdin', async () => {
+    const r = await ocisave(['save', ref(), '-o', join(work, 'basic-stdin'), '--username', USER, '--password-stdin', '--json'], {
+      env: await cleanEnv('basic-stdin'),
+      input: `${SECRET}\n`,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(summaryOf(r).images).toBe(1);
+    expectNoSecret(r, SECRET);
+  });
+
+  it('a wrong password fails clearly and is never printed', async () => {
+    for (const json of [false, true]) {
+      const r = await ocisave(['save', ref(), '-o', join(work, 'basic-wrong'), '--username', USER, '--password-stdin', ...(json ? ['--json'] : [])], {
+        env: await cleanEnv('basic-wrong'),
+        input: WRONG,
+      });
+      expect(r.code).toBe(1);
+      const lines = errorLines(r);
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toContain(basic.host);
+      expect(lines[0]).toMatch(/rejected the credentials/);
+      expectNoSecret(r, WRONG);
+    }
+  });
+});
+
+describe('bearer token auth', () => {
+  let ts: TokenServer;
+  let reg: RunningRegistry;
+
+  beforeAll(async () => {
+    ts = await startTokenServer({ users: { [TOKEN_USER]: TOKEN_SECRET } });
+    reg = await startRegistry({ dataDir: tokenData, tokenAuth: ts.tokenAuth, readOnly: true });
+    stops.push(() => reg.stop(), () => ts.stop());
+  });
+
+  const refOn = (host: string, repoTag: string) => tokenFx.references.find((r) => r.endsWith(`/${repoTag}`))!.replace(tokenFx.registry, host);
+
+  it('anonymous access is denied with one clear line', async () => {
+    const r = await ocisave(['save', refOn(reg.host, 'app/web:1.0'), '-o', join(work, 'tok-anon')], { env: await cleanEnv('tok-anon') });
+    expect(r.code).toBe(1);
+    const lines = errorLines(r);
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toContain(reg.host);
+    expect(ts.requests().some((q) => q.user === null && q.scope.includes('repository:app/web:pull'))).toBe(true);
+  });
+
+  it('pulls with credentials exchanged for a token', async () => {
+    const env = await cleanEnv('tok-ok', { [reg.host]: { auth: b64(`${TOKEN_USER}:${TOKEN_SECRET}`) } });
+    const refs = ['app/web:1.0', 'charts/mysql:8.8.19'].map((t) => refOn(reg.host, t));
+    const r = await ocisave(['save', ...refs, '-o', join(work, 'tok-ok'), '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(summaryOf(r).images).toBe(2);
+    expectNoSecret(r, TOKEN_SECRET);
+    const granted = ts.requests().filter((q) => q.user === TOKEN_USER);
+    expect(granted.map((q) => q.scope).flat()).toEqual(expect.arrayContaining(['repository:app/web:pull', 'repository:charts/mysql:pull']));
+  });
+
+  it('a wrong password is rejected by the token server, clearly and without printing it', async () => {
+    const r = await ocisave(['save', refOn(reg.host, 'app/web:1.0'), '-o', join(work, 'tok-wrong'), '--username', TOKEN_USER, '--password-stdin'], {
+      env: await cleanEnv('tok-wrong'),
+      input: WRONG,
+    });
+    expect(r.code).toBe(1);
+    const lines = errorLines(r);
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toContain(reg.host);
+    expect(lines[0]).toMatch(/rejected the credentials/);
+    expectNoSecret(r, WRONG);
+  });
+
+  it('refreshes a token that expires in the middle of a blob download, and resumes the blob', async () => {
+    // distribution accepts a token up to 60 s past its `exp` (clock-skew leeway), so an honest
+    // short expiry would need a test longer than a minute. Instead the token server signs tokens
+    // whose exp is 58 s in the past (the registry accepts them for about 2 s) and reports a
+    // negative expires_in, which clients treat as the 60 s default: the client believes its token
+    // good while the registry already refuses it, which is the situation the scheduler's
+    // re-dispatch on 401 exists for. The fault proxy paces the first transfer of the big blob past
+    // that point and then cuts it, so the worker's resuming Range request meets a 401.
+    const shortTs = await startTokenServer({ users: { [TOKEN_USER]: TOKEN_SECRET }, expiresIn: -58 });
+    const shortReg = await startRegistry({ dataDir: tokenData, tokenAuth: shortTs.tokenAuth, readOnly: true });
+    const proxy = await startFaultProxy(shortReg.url);
+    stops.push(() => proxy.stop(), () => shortReg.stop(), () => shortTs.stop());
+    const bigRef = tokenFx.references.find((r) => r.endsWith('/big/blob:latest'))!;
+    const bigLayer = tokenFx.refs[bigRef]!.layers![0]!;
+    const blobPath = `/v2/big/blob/blobs/${bigLayer}`;
+    proxy.setFaults([{ method: 'GET', path: `^${blobPath}$`, count: 1, bandwidthBytesPerSec: 2_000_000, dropAfterBytes: 6 << 20 }]);
+
+    const env = await cleanEnv('tok-expire', { [proxy.host]: { auth: b64(`${TOKEN_USER}:${TOKEN_SECRET}`) } });
+    const r = await ocisave(['save', bigRef.replace(tokenFx.registry, proxy.host), '-o', join(work, 'tok-expire'), '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const summary = summaryOf(r);
+    expect(summary.images).toBe(1);
+
+    // What the registry saw for the blob: the paced transfer cut at 6 MiB, the resume refused
+    // (token expired), the resume again with a fresh token, from where the first one stopped.
+    const gets = proxy.stats().requests.filter((q) => q.path === blobPath);
+    expect(gets.map((q) => [q.status, q.range ?? null])).toEqual([
+      [200, null],
+      [401, `bytes=${6 << 20}-`],
+      [206, `bytes=${6 << 20}-`],
+    ]);
+    expect(summary.resumedBytes).toBe(6 << 20);
+    const events = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    expect(events.some((e) => e.type === 'blob-retry' && e.digest === bigLayer && /token/.test(e.reason))).toBe(true);
+    const tokens = shortTs.requests().filter((q) => q.user === TOKEN_USER && q.scope.includes('repository:big/blob:pull'));
+    expect(tokens.length).toBeGreaterThanOrEqual(2);
+    expectNoSecret(r, TOKEN_SECRET);
+  });
+});
+

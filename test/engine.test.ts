@@ -1,0 +1,89 @@
+// The download engine against a real registry: processes sharing one cache, segmented
+// downloads, both hashers, and memory that stays flat whatever the blob size.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collect, ocisave, startCli, summaryOf } from './support/cli.js';
+import { startRegistry, type RunningRegistry } from './support/registry.js';
+import { MT, pushBlobStream, pushImage, randomLayerStream, seedStandardFixtures, type FixtureSet } from './fixtures/index.js';
+import { blobDataPath } from '../src/link/registry.js';
+
+let source: RunningRegistry;
+let fx: FixtureSet;
+let work: string;
+const MiB = 1024 * 1024;
+
+/** One image whose single layer is `bytes` of incompressible data, pushed streaming. */
+async function pushRandomImage(repo: string, bytes: number): Promise<{ ref: string; layer: string }> {
+  const { stream, result } = randomLayerStream({ seed: repo, bytes, path: 'data/blob.bin' });
+  const blob = await pushBlobStream(source.url, repo, stream, MT.dockerLayer);
+  const { diffId } = await result;
+  await pushImage(source.url, repo, 'latest', { format: 'docker', layers: [{ digest: blob.digest, size: blob.size, diffId, repo }] });
+  return { ref: `${source.host}/${repo}:latest`, layer: blob.digest };
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return `sha256:${h.digest('hex')}`;
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ocisave-engine-'));
+  source = await startRegistry();
+  fx = await seedStandardFixtures(source.url, { bigBlobBytes: 24 * MiB });
+});
+
+afterAll(async () => {
+  await source?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('download engine', () => {
+  it('two processes saving overlapping sets into one cache both succeed and fetch each blob once', async () => {
+    const cache = join(work, 'shared-cache');
+    const a = fx.references.slice(0, 7);
+    const b = fx.references.slice(3);
+    const run = (refs: string[], out: string) => collect(startCli(['save', ...refs, '-o', join(work, out), '--cache', cache, '--platform', 'all', '--json']));
+    const [ra, rb] = await Promise.all([run(a, 'a'), run(b, 'b')]);
+    expect(ra.code, ra.stderr).toBe(0);
+    expect(rb.code, rb.stderr).toBe(0);
+    const union = new Set([...a, ...b].flatMap((r) => fx.refs[r]!.blobs));
+    const unionBytes = [...union].reduce((n, d) => n + fx.blobs[d]!.size, 0);
+    const sa = summaryOf(ra);
+    const sb = summaryOf(rb);
+    expect(sa.downloaded.bytes + sb.downloaded.bytes).toBe(unionBytes);
+    expect(sa.downloaded.blobs + sb.downloaded.blobs).toBe(union.size);
+  });
+
+  it('splits a big blob into ranges and verifies the whole digest', async () => {
+    const big = fx.references.find((r) => r.includes('big/blob'))!;
+    const layer = fx.refs[big]!.layers![0]!;
+    for (const [segment, hasher] of [['4', 'node'], ['0', 'wasm'], ['3', 'wasm']] as const) {
+      const out = join(work, `seg-${segment}-${hasher}`);
+      const r = await ocisave(['save', big, '-o', out, '--cache', join(work, `cache-seg-${segment}-${hasher}`), '--segment-size', segment, '--hasher', hasher, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(summaryOf(r).downloaded.bytes).toBe(fx.refs[big]!.blobBytes);
+      expect(await sha256File(blobDataPath(out, layer))).toBe(layer);
+    }
+  });
+
+  it('keeps peak memory flat whatever the blob size', async () => {
+    // Both sizes split into at least `jobs` segments, so both run the same number of streams.
+    const small = await pushRandomImage('mem/small', 64 * MiB);
+    const large = await pushRandomImage('mem/large', 256 * MiB);
+    const peak = async (ref: string, segment: string) => {
+      const r = await ocisave(['save', ref, '-o', join(work, `mem-${segment}-${ref.length}`), '--cache', join(work, `cache-mem-${segment}-${ref.length}`), '--segment-size', segment, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      return summaryOf(r).peakRssBytes as number;
+    };
+    for (const segment of ['0', '8']) {
+      const [s, l] = [await peak(small.ref, segment), await peak(large.ref, segment)];
+      // 4x the bytes may not cost more than a few buffers' worth of memory.
+      expect(l - s, `segment ${segment}: ${s} vs ${l}`).toBeLessThan(32 * MiB);
+    }
+  });
+});

@@ -130,6 +130,21 @@ describe('basic auth (htpasswd)', () => {
   });
 });
 
+describe('credentials across commands', () => {
+  it('save --lock after resolve (every manifest already cached) still authenticates the blob downloads', async () => {
+    // The save asks the registry for blobs only: the client must learn the auth challenge itself.
+    const env = await cleanEnv('lock', { [basic.host]: { auth: b64(`${USER}:${SECRET}`) } });
+    const ref = basicFx.references.find((r) => r.endsWith('/app/web:1.1'))!;
+    const lock = join(work, 'basic.lock.json');
+    const r = await ocisave(['resolve', ref, '--lock', lock], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const s = await ocisave(['save', '--lock', lock, '-o', join(work, 'basic-lock'), '--json'], { env });
+    expect(s.code, s.stderr).toBe(0);
+    expect(summaryOf(s).downloaded.blobs).toBe(basicFx.refs[ref]!.blobs.length);
+    expectNoSecret(s, SECRET);
+  });
+});
+
 describe('bearer token auth', () => {
   let ts: TokenServer;
   let reg: RunningRegistry;

@@ -157,6 +157,32 @@ describe('faults', () => {
   });
 });
 
+describe('interrupts', () => {
+  it('stops cleanly on Ctrl-C (SIGINT) with exit 130, writes nothing, and the rerun resumes', async () => {
+    const cache = join(work, 'cache-int');
+    const big = fx.references.find((r) => r.includes('big/blob'))!.replace(fx.registry, proxy.host);
+    proxy.setFaults([{ method: 'GET', path: new RegExp(bigLayer), bandwidthBytesPerSec: 12 * MiB }]);
+    const out = join(work, 'interrupted');
+    const child = startCli(['save', big, '-o', out, '--cache', cache, '--json', '--segment-size', '0']);
+    let sent = false;
+    child.stderr!.on('data', (d: Buffer) => {
+      if (!sent && /"type":"progress","done":[1-9]/.test(d.toString())) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    const first = await collect(child);
+    proxy.setFaults([]);
+    expect(first.code).toBe(130);
+    expect(first.stderr).toContain('run the same command again to resume');
+    expect(existsSync(out)).toBe(false);
+
+    const second = await ocisave(['save', big, '-o', out, '--cache', cache, '--json', '--segment-size', '0']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(summaryOf(second).resumedBytes).toBeGreaterThan(0);
+  });
+});
+
 describe('redirects', () => {
   it('follows a 307 to another host without sending it the Authorization header', async () => {
     const user = { username: 'ci', password: 's3cret-pass' };

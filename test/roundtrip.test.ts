@@ -8,12 +8,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ocisave, startCli, summaryOf } from './support/cli.js';
 import { skopeoCopy, skopeoInspectRaw, skopeoListTags } from './support/exec.js';
 import { startRegistry, startTokenServer, type RunningRegistry, type TokenServer } from './support/registry.js';
 import { seedStandardFixtures } from './fixtures/index.js';
+import { parseTarget } from '../src/push/target.js';
+import { parseRange } from '../src/serve/server.js';
 import type { FixtureSet } from './fixtures/model.js';
+
+// Real registries and child processes: generous limits, whichever vitest config runs this file.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const sha = (s: string | Buffer) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 const BIG = 6 << 20;
@@ -51,15 +56,24 @@ async function registry(opts: Parameters<typeof startRegistry>[0] = {}): Promise
 const on = (host: string, ref: string, prefix = '') => ref.replace(`${fx.registry}/`, `${host}/${prefix ? `${prefix}/` : ''}`);
 
 /** Every fixture reference resolves on `host` to the source's digests, index children included. */
-async function expectSameDigests(host: string, refs: readonly string[], prefix = ''): Promise<void> {
+async function expectSameDigests(host: string, refs: readonly string[], prefix = '', creds?: string): Promise<void> {
   for (const ref of refs) {
     const want = fx.refs[ref]!;
-    expect(sha(await skopeoInspectRaw(on(host, ref, prefix))), ref).toBe(want.digest);
+    expect(sha(await skopeoInspectRaw(on(host, ref, prefix), { creds })), ref).toBe(want.digest);
     for (const child of want.children) {
       const repo = prefix ? `${prefix}/${want.repository}` : want.repository;
-      expect(sha(await skopeoInspectRaw(`${host}/${repo}@${child.digest}`)), `${ref} ${child.platform}`).toBe(child.digest);
+      expect(sha(await skopeoInspectRaw(`${host}/${repo}@${child.digest}`, { creds })), `${ref} ${child.platform}`).toBe(child.digest);
     }
   }
+}
+
+/**
+ * The digests an OCI layout lists in index.json, by reference. The OCI writer converts docker-typed
+ * manifests to OCI ones (as skopeo does), so those differ from the source's; OCI ones do not.
+ */
+async function ociRoots(dir: string): Promise<Map<string, string>> {
+  const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  return new Map(index.manifests.map((m) => [m.annotations!['org.opencontainers.image.ref.name']!, m.digest]));
 }
 
 /** Blob digests whose bytes a registry layout holds. */
@@ -134,7 +148,10 @@ describe('ocisave push', () => {
     expect((await ocisave(['save', ...some, '-o', oci, '--format', 'oci', '--cache', cache, '-q'])).code).toBe(0);
     const r2 = await ocisave(['push', oci, '--to', `${target.host}/oci`, '--json']);
     expect(r2.code, r2.stderr).toBe(0);
-    await expectSameDigests(target.host, some, 'oci');
+    const roots = await ociRoots(oci);
+    expect(roots.size).toBe(some.length);
+    for (const ref of some) expect(sha(await skopeoInspectRaw(on(target.host, ref, 'oci'))), ref).toBe(roots.get(ref));
+    await expectSameDigests(target.host, some.filter((x) => fx.refs[x]!.mediaType.includes('oci')), 'oci');
 
     // docker archive, one platform: a single-manifest image keeps its digest; a multi-arch tag names
     // the saved platform's manifest, since the registry refuses an index missing its other platforms.
@@ -149,6 +166,35 @@ describe('ocisave push', () => {
     const amd64 = fx.refs[web]!.children.find((c) => c.platform === 'linux/amd64')!;
     expect(s3.retagged).toEqual([{ reference: on(target.host, web, 'docker'), index: fx.refs[web]!.digest, manifest: amd64.digest }]);
     expect(sha(await skopeoInspectRaw(on(target.host, web, 'docker')))).toBe(amd64.digest);
+  });
+
+  it('reads a docker archive without manifests (skopeo docker-archive:): config digest kept, layers as archived', async () => {
+    const wh = fx.refs[fx.references.find((x) => x.includes('/test/whiteouts:'))!]!;
+    const tar = join(work, 'legacy.tar');
+    await skopeoCopy(`docker://${wh.ref}`, `docker-archive:${tar}:test/whiteouts:latest`);
+    const v = await ocisave(['verify', tar, '--json']);
+    expect(v.code, v.stdout).toBe(0);
+    expect(JSON.parse(v.stdout).blobs.checked).toBe(wh.layers!.length); // each layer against its diff_id
+    const target = await registry();
+    const r = await ocisave(['push', tar, '--to', `${target.host}/legacy`, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const manifest = JSON.parse(await skopeoInspectRaw(`${target.host}/legacy/test/whiteouts:latest`)) as { config: { digest: string }; layers: unknown[] };
+    expect(manifest.config.digest).toBe(wh.config);
+    expect(manifest.layers).toHaveLength(wh.layers!.length);
+    await skopeoCopy(`docker://${target.host}/legacy/test/whiteouts:latest`, `oci:${join(work, 'legacy-pulled')}:x`);
+  });
+
+  it('parses --to and Range the way registries and clients write them', () => {
+    expect(parseTarget('127.0.0.1:5000')).toEqual({ registry: '127.0.0.1:5000', prefix: '', plainHttp: false });
+    expect(parseTarget('http://reg.local:5000/mirror/site/')).toEqual({ registry: 'reg.local:5000', prefix: 'mirror/site', plainHttp: true });
+    expect(parseTarget('index.docker.io/acme')).toEqual({ registry: 'docker.io', prefix: 'acme', plainHttp: false });
+    expect(() => parseTarget('reg.local/Bad_Prefix')).toThrow(/prefix/);
+    expect(parseRange('bytes=0-99', 1000)).toEqual({ start: 0, end: 99 });
+    expect(parseRange('bytes=900-', 1000)).toEqual({ start: 900, end: 999 });
+    expect(parseRange('bytes=-10', 1000)).toEqual({ start: 990, end: 999 });
+    expect(parseRange('bytes=500-5000', 1000)).toEqual({ start: 500, end: 999 });
+    expect(parseRange('bytes=1000-', 1000)).toBe('unsatisfiable');
+    expect(parseRange('bytes=0-1,5-6', 1000)).toBeUndefined();
   });
 
   it('asks the token server for pull,push scopes (and pull on the mount source)', async () => {
@@ -172,6 +218,8 @@ describe('ocisave push', () => {
     await expectSameDigests(
       target.host,
       fx.references.filter((x) => ['library/alpine', 'app/web'].includes(fx.refs[x]!.repository)),
+      '',
+      'ci:s3cret',
     );
   });
 });
@@ -226,7 +274,9 @@ describe('ocisave serve', () => {
     const oci = join(work, 'oci-serve');
     expect((await ocisave(['save', ...refs, '-o', oci, '--format', 'oci', '--cache', cache, '-q'])).code).toBe(0);
     const srv = await serve(oci);
-    await expectSameDigests(srv.host, refs);
+    const roots = await ociRoots(oci);
+    for (const ref of refs) expect(sha(await skopeoInspectRaw(on(srv.host, ref))), ref).toBe(roots.get(ref));
+    await expectSameDigests(srv.host, refs.filter((x) => fx.refs[x]!.mediaType.includes('oci')));
     await skopeoCopy(`docker://${on(srv.host, refs[0]!)}`, `oci:${join(work, 'from-serve-oci')}:x`, ['--all']);
   });
 });

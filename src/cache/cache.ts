@@ -62,6 +62,7 @@ export class Cache {
   private constructor(
     readonly dir: string,
     private readonly env: RootDatabase,
+    private readonly lockEnv: RootDatabase,
     private readonly blobs: Database<BlobRecord, string>,
     private readonly partials: Database<PartialRecord, string>,
     private readonly manifests: Database<ManifestRecord, string>,
@@ -73,14 +74,18 @@ export class Cache {
   static open(dir: string): Cache {
     for (const sub of ['blobs/sha256', 'partial', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
     const env = open({ path: join(dir, 'index.lmdb'), maxDbs: 8, mapSize: 2 ** 34 });
+    // Locks need atomicity among live processes, not durability (after a crash every lock is stale),
+    // so their environment skips the fsync that costs ~4 ms a commit in the index.
+    const lockEnv = open({ path: join(dir, 'locks.lmdb'), noSync: true });
     return new Cache(
       dir,
       env,
+      lockEnv,
       env.openDB<BlobRecord, string>({ name: 'blobs' }),
       env.openDB<PartialRecord, string>({ name: 'partials' }),
       env.openDB<ManifestRecord, string>({ name: 'manifests' }),
       env.openDB<TagRecord, string>({ name: 'tags' }),
-      env.openDB<LockRecord, string>({ name: 'locks' }),
+      lockEnv.openDB<LockRecord, string>({ name: 'locks' }),
       env.openDB<SegmentRecord, string>({ name: 'segments' }),
     );
   }
@@ -117,9 +122,12 @@ export class Cache {
   async commitBlob(digest: string, verifiedPath: string, size: number, mediaType: string): Promise<void> {
     await rename(verifiedPath, this.blobPath(digest));
     const now = Date.now();
-    await this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now });
-    await this.partials.remove(digest);
-    await this.clearSegments(digest);
+    // One transaction: lmdb-js batches it with the other writes of this thread into one commit.
+    await this.env.transaction(() => {
+      this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now });
+      this.partials.remove(digest);
+      this.removeSegments(digest);
+    });
   }
 
   async forgetBlob(digest: string): Promise<void> {
@@ -154,8 +162,10 @@ export class Cache {
   }
 
   async clearPartial(digest: string): Promise<void> {
-    await this.partials.remove(digest);
-    await this.clearSegments(digest);
+    await this.env.transaction(() => {
+      this.partials.remove(digest);
+      this.removeSegments(digest);
+    });
     await rm(this.partialPath(digest), { force: true });
   }
 
@@ -175,9 +185,9 @@ export class Cache {
     return out;
   }
 
-  private async clearSegments(digest: string): Promise<void> {
-    const keys = [...this.segments.getKeys({ start: `${digest}@`, end: `${digest}@\uffff` })];
-    for (const k of keys) await this.segments.remove(k);
+  /** Inside a transaction. */
+  private removeSegments(digest: string): void {
+    for (const k of [...this.segments.getKeys({ start: `${digest}@`, end: `${digest}@\uffff` })]) this.segments.remove(k);
   }
 
   /**
@@ -185,7 +195,7 @@ export class Cache {
    * are serialised across processes, so the check and the claim are one atomic step.
    */
   tryLock(digest: string, owner: string): boolean {
-    return this.env.transactionSync(() => {
+    return this.lockEnv.transactionSync(() => {
       const held = this.locks.get(digest);
       if (held && held.owner !== owner && held.pid !== process.pid && isAlive(held.pid)) return false;
       this.locks.putSync(digest, { pid: process.pid, owner, at: Date.now() });
@@ -194,7 +204,7 @@ export class Cache {
   }
 
   unlock(digest: string, owner: string): void {
-    this.env.transactionSync(() => {
+    this.lockEnv.transactionSync(() => {
       if (this.locks.get(digest)?.owner === owner) this.locks.removeSync(digest);
     });
   }
@@ -218,6 +228,7 @@ export class Cache {
 
   async close(): Promise<void> {
     await this.env.close();
+    await this.lockEnv.close();
   }
 }
 

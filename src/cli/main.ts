@@ -9,6 +9,7 @@ import { pushCommand } from './push.js';
 import { serveCommand } from './serve.js';
 import { verifyCommand } from './verify.js';
 import { cacheCommand } from './cache.js';
+import { unpackCommand } from './unpack.js';
 
 const program = new Command('ocisave')
   .description('save container images and OCI artifacts from registries to disk')
@@ -23,6 +24,7 @@ program.addCommand(pushCommand());
 program.addCommand(serveCommand());
 program.addCommand(verifyCommand());
 program.addCommand(cacheCommand());
+program.addCommand(unpackCommand());
 
 try {
   await program.parseAsync(process.argv);

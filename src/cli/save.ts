@@ -20,6 +20,7 @@ interface SaveFlags extends CommonFlags {
   lock?: string[];
   withSignatures?: boolean;
   since?: string;
+  preserveDigests?: boolean;
 }
 
 /** References from the arguments and every -f file (lock files included), in order, each once. */
@@ -79,6 +80,7 @@ export function saveCommand(): Command {
     .requiredOption('-o, --output <path>', 'where to write the output')
     .addOption(new Option('--format <format>', 'output format').choices([...OUTPUT_FORMATS]).default('registry'))
     .option('--uncompressed', 'docker format: write uncompressed layers, as docker save does')
+    .option('--preserve-digests', 'oci formats: keep docker-typed manifests byte for byte (skopeo 1.9 and umoci cannot read them by name)')
     .option('--since <bundle>', 'registry format: a delta bundle, leaving out blobs and manifests this earlier bundle (registry layout) holds')
     .option('--keep-going', 'save what can be saved when some images fail (exit status still non-zero)')
     .option('--offline', 'use only the cache: tags as an earlier run resolved them')
@@ -97,7 +99,7 @@ export function saveCommand(): Command {
     const events = new EngineEvents().on((e) => (e.type === 'resolve-failed' && mode !== 'json' ? undefined : render(e)));
     // docker save archives hold one platform per image: default to the host's, as docker pull does.
     // A lock's own --platform is the default for a save from it (a multi-platform lock cannot make a docker archive).
-    const docker = (flags.format as string) === 'docker';
+    const docker = flags.format === 'docker';
     const lockDefault = locked.platforms && !(docker && locked.platforms === 'all') ? locked.platforms : undefined;
     const platforms = platformsFrom(flags, lockDefault ?? (docker ? defaultPlatform() : 'all'));
     const summary = await save(inputs, {
@@ -105,6 +107,7 @@ export function saveCommand(): Command {
       out: flags.output,
       uncompressed: flags.uncompressed,
       since: flags.since,
+      preserveDigests: flags.preserveDigests,
       platforms,
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,

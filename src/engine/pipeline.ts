@@ -44,6 +44,8 @@ export interface SaveOptions extends FetchOptions {
   uncompressed?: boolean;
   /** registry format: write only what this base bundle lacks (a delta bundle). */
   since?: string;
+  /** oci formats: keep docker-typed manifests as fetched instead of converting them (see link/oci-layout.ts). */
+  preserveDigests?: boolean;
 }
 
 export interface Summary {
@@ -213,7 +215,15 @@ export async function save(inputs: string[], opts: SaveOptions): Promise<Summary
   try {
     const { graph, cache, summary } = fetched;
     if (graph.images.length > 0) {
-      await linkOutput(opts.format, { graph, cache, out: opts.out, uncompressed: opts.uncompressed, since: opts.since });
+      await linkOutput(opts.format, {
+        graph,
+        cache,
+        out: opts.out,
+        uncompressed: opts.uncompressed,
+        since: opts.since,
+        preserveDigests: opts.preserveDigests,
+        onWarning: (message) => opts.events?.emit({ type: 'warning', message }),
+      });
       opts.events?.emit({ type: 'link', format: opts.format, path: opts.out });
       summary.output = { format: opts.format, path: opts.out };
     }

@@ -1,0 +1,586 @@
+#!/usr/bin/env node
+// `npm run bench [-- --fleet small|medium|large] [--runs N] [--only a,b] [--out DIR]`
+//
+// Seeds a real docker-registry on loopback with a fleet of images, then times, in the same run and
+// against the same registry, with the order of contenders alternating from round to round:
+//   cold    ocisave save, fresh cache, --format registry
+//   warm    ocisave save, cache from an earlier run, fresh output
+//   wasm    as cold, --hasher wasm (cold itself uses the default hasher)
+//   seg0    as cold, --segment-size 0 (no ranged downloads)
+//   seg8    as cold, --segment-size 8 (blobs of 16 MiB and more in parallel 8 MiB ranges)
+//   sync    skopeo sync --all, one process, every reference from a YAML source, into a second registry
+//   copy    skopeo copy --all of every reference into one OCI layout, one after another (a shell loop)
+//   floor   raw parallel GET of every unique blob (undici, --jobs connections, no hashing, no disk)
+// then two scenarios:
+//   resume  SIGKILL a cold save at ~50% of the bytes, run it again, count what the second run fetched
+//   wan     a proxy adding 20 ms per request and 8 MB/s per connection, a workload with big blobs:
+//           --jobs 1 vs default, --segment-size 0 vs default
+// Prints a Markdown table, writes OUT/<fleet>.json and OUT/<fleet>.svg.
+import { execFileSync, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_JOBS, DEFAULT_SEGMENT_BYTES } from '../src/engine/pipeline.js';
+import { DEFAULT_HASHER } from '../src/hash/hasher.js';
+import { FLEET_PRESETS, seedFleet } from '../test/fixtures/fleet.js';
+import type { FixtureSet } from '../test/fixtures/model.js';
+import { CLI, projectRoot } from '../test/support/cli.js';
+import { startFaultProxy } from '../test/support/proxy.js';
+import { startRegistry, type RunningRegistry } from '../test/support/registry.js';
+import { barChartSvg, type Panel } from './chart.js';
+import { HAVE_GNU_TIME, median, processCpuSeconds, registryPid, timed, treeBytes, type Measured } from './measure.js';
+import { copyScript, rehost, seedWan, syncYaml, uniqueBlobs, writeImageList } from './workloads.js';
+
+const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'sync', 'copy', 'floor'] as const;
+const SCENARIOS = ['resume', 'wan'] as const;
+type ContenderName = (typeof CONTENDERS)[number];
+type SectionName = ContenderName | (typeof SCENARIOS)[number];
+
+const LABELS: Record<ContenderName, string> = {
+  cold: 'ocisave cold',
+  warm: 'ocisave warm (all blobs cached)',
+  wasm: 'ocisave cold --hasher wasm',
+  seg0: 'ocisave cold --segment-size 0',
+  seg8: 'ocisave cold --segment-size 8',
+  sync: 'skopeo sync --all (YAML source) → registry',
+  copy: 'skopeo copy --all × refs, sequential → OCI layout',
+  floor: `floor: raw GET, ${DEFAULT_JOBS} conns, no hash/disk`,
+};
+
+interface RunRecord {
+  round: number;
+  position: number;
+  ok: boolean;
+  error?: string;
+  wallSeconds: number;
+  cpuSeconds: number;
+  peakRssBytes: number;
+  /** CPU the registries (source, and the destination for sync) spent during the run. */
+  registryCpuSeconds: number;
+  downloadedBytes?: number;
+}
+
+interface ContenderResult {
+  name: string;
+  label: string;
+  runs: RunRecord[];
+  median: { wallSeconds: number; mbPerSec: number; cpuSeconds: number; peakRssBytes: number; registryCpuSeconds: number };
+}
+
+const MB = 1e6;
+const MiB = 1 << 20;
+const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+function usage(): string {
+  return `usage: npm run bench -- [--fleet small|medium|large] [--runs N] [--only ${[...CONTENDERS, ...SCENARIOS].join(',')}] [--out DIR]`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      fleet: { type: 'string', default: 'small' },
+      runs: { type: 'string', default: '3' },
+      only: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${usage()}\n`);
+    return;
+  }
+  const fleetName = values.fleet as keyof typeof FLEET_PRESETS;
+  if (!FLEET_PRESETS[fleetName]) throw new Error(`--fleet must be one of ${Object.keys(FLEET_PRESETS).join(', ')}\n${usage()}`);
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a whole number of at least 1\n${usage()}`);
+  const all: SectionName[] = [...CONTENDERS, ...SCENARIOS];
+  const only = values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : all;
+  for (const s of only) if (!all.includes(s as SectionName)) throw new Error(`--only: unknown "${s}"\n${usage()}`);
+  const selected = new Set(only as SectionName[]);
+  const outDir = resolve(values.out ?? join(projectRoot(), 'bench', 'results'));
+  if (!HAVE_GNU_TIME) log('warning: /usr/bin/time not found (apt-get install -y time): CPU seconds and peak RSS will be n/a');
+
+  const work = await mkdtemp(join(os.tmpdir(), 'ocisave-bench-'));
+  const registries: RunningRegistry[] = [];
+  const cleanup = () => rmSync(work, { recursive: true, force: true });
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+
+  const started = new Date();
+  const report: Record<string, unknown> = {
+    date: started.toISOString(),
+    machine: machineInfo(),
+    fleet: fleetName,
+    runs,
+    ocisaveDefaults: { jobs: DEFAULT_JOBS, segmentBytes: DEFAULT_SEGMENT_BYTES, hasher: DEFAULT_HASHER },
+  };
+  try {
+    // --- workload ---------------------------------------------------------------------------
+    const source = await startRegistry();
+    registries.push(source);
+    const seedStart = performance.now();
+    const set = await seedFleet(source.url, {
+      ...FLEET_PRESETS[fleetName],
+      onProgress: (d, n) => process.stderr.write(`\rseeding ${fleetName} fleet: ${d}/${n} repositories`),
+    });
+    process.stderr.write('\n');
+    const repos = new Set(Object.values(set.refs).map((r) => r.repository)).size;
+    const blobSizes = Object.values(set.blobs).map((b) => b.size);
+    const fleet = {
+      name: fleetName,
+      references: set.references.length,
+      repositories: repos,
+      manifests: Object.keys(set.manifests).length,
+      uniqueBlobs: blobSizes.length,
+      uniqueBytes: set.totalBlobBytes,
+      largestBlobBytes: Math.max(...blobSizes),
+      blobsSegmentedByDefault: blobSizes.filter((s) => s >= 2 * DEFAULT_SEGMENT_BYTES).length,
+      blobsSegmentedAt8MiB: blobSizes.filter((s) => s >= 2 * 8 * MiB).length,
+      seedSeconds: (performance.now() - seedStart) / 1000,
+    };
+    report.fleet = fleet;
+    log(
+      `fleet ${fleetName}: ${fleet.references} references in ${repos} repositories, ${fleet.uniqueBlobs} unique blobs, ` +
+        `${fmt(fleet.uniqueBytes / MB)} MB (largest ${fmt(fleet.largestBlobBytes / MiB)} MiB), seeded in ${fmt(fleet.seedSeconds)} s`,
+    );
+    const list = join(work, 'images.txt');
+    await writeImageList(list, set.references);
+    const sourcePid = await registryPid(source.configPath);
+
+    // --- contenders, alternating order ------------------------------------------------------------
+    const contenders = CONTENDERS.filter((c) => selected.has(c));
+    if (contenders.length) {
+      const ctx: Ctx = { work, list, set, source, sourcePid, warmCache: join(work, 'warm-cache') };
+      if (contenders.includes('warm')) {
+        log('preparing the warm cache (one cold save, not timed)');
+        const prep = await ocisaveSave(ctx, ctx.warmCache, join(work, 'warm-prep-out'), []);
+        if (!prep.ok) throw new Error(`warm cache preparation failed: ${prep.error}`);
+        await rm(join(work, 'warm-prep-out'), { recursive: true, force: true });
+      }
+      const results = new Map<ContenderName, RunRecord[]>(contenders.map((c) => [c, []]));
+      for (let round = 0; round < runs; round++) {
+        const order = round % 2 === 0 ? contenders : [...contenders].reverse();
+        for (const [position, name] of order.entries()) {
+          const rec = await runContender(ctx, name, round, position);
+          results.get(name)!.push(rec);
+          log(`[round ${round + 1}/${runs}] ${name.padEnd(5)} ${rec.ok ? `${fmt(rec.wallSeconds, 2)} s wall, ${fmt(rec.cpuSeconds, 2)} s CPU` : `FAILED: ${rec.error}`}`);
+          execFileSync('sync'); // dirty pages of one contender should not be written back during the next
+        }
+      }
+      const table: ContenderResult[] = contenders.map((name) => summarise(name, LABELS[name], results.get(name)!, set.totalBlobBytes));
+      report.contenders = table;
+    }
+
+    if (selected.has('resume')) report.resume = await resumeScenario({ work, list, set, source, sourcePid, warmCache: '' });
+    if (selected.has('wan')) report.wan = await wanScenario(work, runs);
+
+    // --- output -----------------------------------------------------------------------------------------
+    report.totalSeconds = (Date.now() - started.getTime()) / 1000;
+    await mkdir(outDir, { recursive: true });
+    const jsonPath = join(outDir, `${fleetName}.json`);
+    const svgPath = join(outDir, `${fleetName}.svg`);
+    await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+    await writeFile(svgPath, chart(report));
+    process.stdout.write(markdown(report));
+    log(`\nwrote ${jsonPath}\nwrote ${svgPath}\nbench took ${fmt(report.totalSeconds as number, 0)} s`);
+  } finally {
+    await Promise.all(registries.map((r) => r.stop().catch(() => undefined)));
+    cleanup();
+  }
+}
+
+// --- contenders ---------------------------------------------------------------------------------------
+
+interface Ctx {
+  work: string;
+  list: string;
+  set: FixtureSet;
+  source: RunningRegistry;
+  sourcePid: number | undefined;
+  warmCache: string;
+}
+
+interface SaveRun extends RunRecord {
+  summary?: any;
+}
+
+/** One `ocisave save` of the image list into a registry layout, measured. */
+async function ocisaveSave(ctx: Ctx, cache: string, out: string, extra: string[], listFile = ctx.list, expectImages = ctx.set.references.length): Promise<SaveRun> {
+  const args = [CLI, 'save', '-f', listFile, '-o', out, '--cache', cache, '--format', 'registry', '--json', ...extra];
+  const reg0 = await processCpuSeconds(ctx.sourcePid);
+  const m = await timed(process.execPath, args);
+  const regCpu = (await processCpuSeconds(ctx.sourcePid)) - reg0;
+  let summary: any;
+  try {
+    summary = JSON.parse(m.stdout.trim().split('\n').pop() ?? '');
+  } catch {
+    summary = undefined;
+  }
+  const problem =
+    m.code !== 0 ? `exit ${m.code ?? m.signal}: ${lastLines(m.stderr)}` : !summary ? 'no JSON summary' : summary.failures?.length ? JSON.stringify(summary.failures[0]) : summary.images !== expectImages ? `${summary.images} images, expected ${expectImages}` : undefined;
+  return { ...record(m, regCpu, 0, 0), ok: !problem, error: problem, downloadedBytes: summary?.downloaded?.bytes, summary };
+}
+
+function record(m: Measured, registryCpuSeconds: number, round: number, position: number): RunRecord {
+  return {
+    round,
+    position,
+    ok: m.code === 0,
+    error: m.code === 0 ? undefined : `exit ${m.code ?? m.signal}${m.timedOut ? ' (timed out)' : ''}: ${lastLines(m.stderr || m.stdout)}`,
+    wallSeconds: m.wallSeconds,
+    cpuSeconds: m.cpuSeconds,
+    peakRssBytes: m.peakRssBytes,
+    registryCpuSeconds,
+  };
+}
+
+const lastLines = (s: string) => s.trim().split('\n').slice(-3).join(' | ').slice(0, 400);
+
+async function runContender(ctx: Ctx, name: ContenderName, round: number, position: number): Promise<RunRecord> {
+  const dir = join(ctx.work, `${name}-${round}`);
+  await mkdir(dir, { recursive: true });
+  try {
+    switch (name) {
+      case 'cold':
+      case 'wasm':
+      case 'seg0':
+      case 'seg8': {
+        const extra = { cold: [], wasm: ['--hasher', 'wasm'], seg0: ['--segment-size', '0'], seg8: ['--segment-size', '8'] }[name];
+        const r = await ocisaveSave(ctx, join(dir, 'cache'), join(dir, 'out'), extra);
+        if (r.ok && r.downloadedBytes !== ctx.set.totalBlobBytes) {
+          r.ok = false;
+          r.error = `downloaded ${r.downloadedBytes} bytes, expected ${ctx.set.totalBlobBytes}`;
+        }
+        return { ...r, summary: undefined, round, position } as RunRecord;
+      }
+      case 'warm': {
+        const r = await ocisaveSave(ctx, ctx.warmCache, join(dir, 'out'), []);
+        if (r.ok && r.downloadedBytes !== 0) {
+          r.ok = false;
+          r.error = `warm run downloaded ${r.downloadedBytes} bytes`;
+        }
+        return { ...r, summary: undefined, round, position } as RunRecord;
+      }
+      case 'sync': {
+        const dest = await startRegistry();
+        try {
+          const yamlFile = join(dir, 'sync.yaml');
+          await writeFile(yamlFile, syncYaml(ctx.set));
+          const destPid = await registryPid(dest.configPath);
+          const s0 = await processCpuSeconds(ctx.sourcePid);
+          const d0 = await processCpuSeconds(destPid);
+          const m = await timed('skopeo', ['sync', '--all', '--src', 'yaml', '--dest', 'docker', '--dest-tls-verify=false', yamlFile, dest.host]);
+          const regCpu = (await processCpuSeconds(ctx.sourcePid)) - s0 + ((await processCpuSeconds(destPid)) - d0);
+          return record(m, regCpu, round, position);
+        } finally {
+          await dest.stop();
+        }
+      }
+      case 'copy': {
+        const script = join(dir, 'copy.sh');
+        await writeFile(script, copyScript(ctx.set, join(dir, 'oci')));
+        const s0 = await processCpuSeconds(ctx.sourcePid);
+        const m = await timed('sh', [script]);
+        return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
+      }
+      case 'floor': {
+        const blobs = join(dir, 'blobs.json');
+        await writeFile(blobs, JSON.stringify(uniqueBlobs(ctx.set)));
+        const s0 = await processCpuSeconds(ctx.sourcePid);
+        const m = await timed(process.execPath, [floorScript(), blobs, String(DEFAULT_JOBS)]);
+        return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const floorScript = () => join(projectRoot(), 'dist', 'bench', 'floor.js');
+
+function summarise(name: string, label: string, runs: RunRecord[], bytes: number): ContenderResult {
+  const ok = runs.filter((r) => r.ok);
+  const wall = median(ok.map((r) => r.wallSeconds));
+  return {
+    name,
+    label,
+    runs,
+    median: {
+      wallSeconds: wall,
+      mbPerSec: bytes / MB / wall,
+      cpuSeconds: median(ok.map((r) => r.cpuSeconds)),
+      peakRssBytes: median(ok.map((r) => r.peakRssBytes)),
+      registryCpuSeconds: median(ok.map((r) => r.registryCpuSeconds)),
+    },
+  };
+}
+
+// --- resume ---------------------------------------------------------------------------------------------
+
+interface ResumeResult {
+  totalBytes: number;
+  killedAtBytes: number;
+  killedAtFraction: number;
+  killedAfterSeconds: number;
+  completeBlobBytesAtKill: number;
+  partialFileBytesAtKill: number;
+  remainderBytes: number;
+  secondRun: { ok: boolean; error?: string; downloadedBytes: number; resumedBytes: number; reusedBytes: number; wallSeconds: number };
+  /** downloaded by the second run − remainder: bytes fetched twice. */
+  refetchedBytes: number;
+}
+
+async function resumeScenario(ctx: Ctx): Promise<ResumeResult | { error: string }> {
+  const dir = join(ctx.work, 'resume');
+  const cache = join(dir, 'cache');
+  const out = join(dir, 'out');
+  await mkdir(dir, { recursive: true });
+  try {
+    log('resume: cold save, SIGKILL at 50% of the bytes');
+    const args = [CLI, 'save', '-f', ctx.list, '-o', out, '--cache', cache, '--format', 'registry', '--json'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const t0 = performance.now();
+    let killed: { done: number; total: number; seconds: number } | undefined;
+    let buf = '';
+    child.stdout.resume();
+    child.stderr.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        let e: any;
+        try {
+          e = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (!killed && e.type === 'progress' && e.total > 0 && e.done >= e.total / 2) {
+          killed = { done: e.done, total: e.total, seconds: (performance.now() - t0) / 1000 };
+          child.kill('SIGKILL');
+        }
+      }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10 * 60_000);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('close', (c, s) => res([c, s])));
+    clearTimeout(timer);
+    if (!killed) return { error: `the first run ended (exit ${code ?? signal}) before a progress event reached 50%` };
+    const completeBlobBytesAtKill = await treeBytes(join(cache, 'blobs'));
+    const partialFileBytesAtKill = await treeBytes(join(cache, 'partial'));
+    log(`resume: killed at ${fmt((100 * killed.done) / killed.total)}% after ${fmt(killed.seconds)} s; running again`);
+    const again = await ocisaveSave(ctx, cache, out, []);
+    const s = again.summary ?? {};
+    const remainder = killed.total - killed.done;
+    const downloaded = s.downloaded?.bytes ?? NaN;
+    return {
+      totalBytes: killed.total,
+      killedAtBytes: killed.done,
+      killedAtFraction: killed.done / killed.total,
+      killedAfterSeconds: killed.seconds,
+      completeBlobBytesAtKill,
+      partialFileBytesAtKill,
+      remainderBytes: remainder,
+      secondRun: { ok: again.ok, error: again.error, downloadedBytes: downloaded, resumedBytes: s.resumedBytes ?? NaN, reusedBytes: s.reused?.bytes ?? NaN, wallSeconds: again.wallSeconds },
+      refetchedBytes: downloaded - remainder,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// --- WAN --------------------------------------------------------------------------------------------------
+
+const WAN = { delayMs: 20, bandwidthBytesPerSec: 8 * MB, bigBlobs: [72 * MiB, 66 * MiB], smallBytes: 16 * MiB };
+
+async function wanScenario(work: string, runs: number): Promise<unknown> {
+  const dir = join(work, 'wan');
+  await mkdir(dir, { recursive: true });
+  const registry = await startRegistry();
+  const proxy = await startFaultProxy(registry.url);
+  try {
+    log(`wan: seeding ${WAN.bigBlobs.length} big blobs and a small fleet`);
+    const { set, bigBlobs } = await seedWan(registry.url, WAN.bigBlobs, WAN.smallBytes);
+    proxy.setFaults([{ delayMs: WAN.delayMs }, { method: 'GET', path: '/blobs/', bandwidthBytesPerSec: WAN.bandwidthBytesPerSec }]);
+    const refs = set.references.map((r) => rehost(r, set.registry, proxy.host));
+    const list = join(dir, 'images.txt');
+    await writeImageList(list, refs);
+    const blobsFile = join(dir, 'blobs.json');
+    await writeFile(blobsFile, JSON.stringify(uniqueBlobs(set, proxy.url)));
+    const pid = await registryPid(registry.configPath);
+    const ctx: Ctx = { work: dir, list, set, source: registry, sourcePid: pid, warmCache: '' };
+    const configs: { name: string; label: string; extra?: string[] }[] = [
+      { name: 'default', label: `ocisave (--jobs ${DEFAULT_JOBS}, --segment-size ${DEFAULT_SEGMENT_BYTES / MiB})`, extra: [] },
+      { name: 'jobs1', label: 'ocisave --jobs 1', extra: ['--jobs', '1'] },
+      { name: 'seg0', label: 'ocisave --segment-size 0', extra: ['--segment-size', '0'] },
+      { name: 'floor', label: `floor: raw GET, ${DEFAULT_JOBS} conns, whole blobs` },
+    ];
+    const results = new Map<string, RunRecord[]>(configs.map((c) => [c.name, []]));
+    for (let round = 0; round < runs; round++) {
+      const order = round % 2 === 0 ? configs : [...configs].reverse();
+      for (const [position, c] of order.entries()) {
+        const runDir = join(dir, `${c.name}-${round}`);
+        let rec: RunRecord;
+        if (c.extra) {
+          const r = await ocisaveSave(ctx, join(runDir, 'cache'), join(runDir, 'out'), c.extra, list, refs.length);
+          if (r.ok && r.downloadedBytes !== set.totalBlobBytes) Object.assign(r, { ok: false, error: `downloaded ${r.downloadedBytes} of ${set.totalBlobBytes} bytes` });
+          rec = { ...r, summary: undefined, round, position } as RunRecord;
+        } else {
+          const s0 = await processCpuSeconds(pid);
+          const m = await timed(process.execPath, [floorScript(), blobsFile, String(DEFAULT_JOBS)]);
+          rec = record(m, (await processCpuSeconds(pid)) - s0, round, position);
+        }
+        await rm(runDir, { recursive: true, force: true });
+        results.get(c.name)!.push(rec);
+        log(`[wan ${round + 1}/${runs}] ${c.name.padEnd(7)} ${rec.ok ? `${fmt(rec.wallSeconds, 2)} s` : `FAILED: ${rec.error}`}`);
+      }
+    }
+    return {
+      profile: { delayMsPerRequest: WAN.delayMs, bandwidthBytesPerSecPerConnection: WAN.bandwidthBytesPerSec },
+      workload: { references: refs.length, uniqueBlobs: Object.keys(set.blobs).length, uniqueBytes: set.totalBlobBytes, bigBlobs },
+      contenders: configs.map((c) => summarise(c.name, c.label, results.get(c.name)!, set.totalBlobBytes)),
+    };
+  } finally {
+    await proxy.stop();
+    await registry.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// --- reporting --------------------------------------------------------------------------------------------
+
+function machineInfo(): Record<string, unknown> {
+  const version = (cmd: string, args: string[]) => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8' }).trim().split('\n')[0];
+    } catch {
+      return 'n/a';
+    }
+  };
+  return {
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+    skopeo: version('skopeo', ['--version']),
+    registry: version('docker-registry', ['--version']),
+  };
+}
+
+function markdown(r: Record<string, any>): string {
+  const lines: string[] = [];
+  const f = r.fleet;
+  const m = r.machine;
+  lines.push(`## ocisave benchmark — ${f.name ?? r.fleet} fleet, ${r.runs} run(s), medians`);
+  lines.push('');
+  lines.push(`${r.date.slice(0, 10)}; ${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.os}, node ${m.node}, ${m.skopeo}, ${m.registry}.`);
+  if (f.references) {
+    lines.push(
+      `Workload: ${f.references} references in ${f.repositories} repositories, ${f.manifests} manifests, ${f.uniqueBlobs} unique blobs, ` +
+        `${fmt(f.uniqueBytes / MB)} MB (largest blob ${fmt(f.largestBlobBytes / MiB)} MiB; ${f.blobsSegmentedByDefault} blob(s) ≥ 2 × ${DEFAULT_SEGMENT_BYTES / MiB} MiB, ${f.blobsSegmentedAt8MiB} ≥ 16 MiB).`,
+    );
+  }
+  lines.push('');
+  const cs: ContenderResult[] | undefined = r.contenders;
+  if (cs?.length) {
+    const cold = cs.find((c) => c.name === 'cold');
+    lines.push('| contender | wall s | MB/s | CPU s (user+sys) | peak RSS MB | registry CPU s | ocisave cold ÷ this (wall) | runs ok |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const c of cs) {
+      const x = c.median;
+      const walls = c.runs.filter((q) => q.ok).map((q) => q.wallSeconds);
+      const spread = walls.length > 1 ? ` (${fmt(Math.min(...walls))}–${fmt(Math.max(...walls))})` : '';
+      const ratio = cold ? cold.median.wallSeconds / x.wallSeconds : NaN;
+      lines.push(
+        `| ${c.label} | ${fmt(x.wallSeconds)}${spread} | ${c.name === 'warm' ? `(${fmt(x.mbPerSec, 0)})` : fmt(x.mbPerSec, 0)} | ${fmt(x.cpuSeconds)} | ${fmt(x.peakRssBytes / MB, 0)} | ${fmt(x.registryCpuSeconds)} | ${fmt(ratio, 2)} | ${c.runs.filter((q) => q.ok).length}/${c.runs.length} |`,
+      );
+    }
+    for (const c of cs) for (const q of c.runs) if (!q.ok) lines.push(`\nfailed: ${c.name} round ${q.round + 1}: ${q.error}`);
+    const get = (n: string) => cs.find((c) => c.name === n)?.median;
+    const coldM = get('cold');
+    lines.push('');
+    if (coldM && get('floor')) {
+      const k = coldM.wallSeconds / get('floor')!.wallSeconds;
+      lines.push(`- Target "cold within 1.3× of the floor": ${fmt(k, 2)}× — ${k <= 1.3 ? 'met' : 'NOT met'}.`);
+    }
+    if (coldM && get('sync')) {
+      const k = get('sync')!.wallSeconds / coldM.wallSeconds;
+      lines.push(`- Target "≥ 5× faster than skopeo sync": ${fmt(k, 2)}× — ${k >= 5 ? 'met' : 'NOT met'}.`);
+    }
+    if (coldM && get('copy')) lines.push(`- vs skopeo copy loop: ${fmt(get('copy')!.wallSeconds / coldM.wallSeconds, 2)}× faster.`);
+    if (coldM && get('wasm')) {
+      const w = get('wasm')!;
+      const faster = coldM.wallSeconds <= w.wallSeconds ? 'node' : 'wasm';
+      lines.push(
+        `- Hasher (end to end): node ${fmt(coldM.wallSeconds, 2)} s wall / ${fmt(coldM.cpuSeconds, 2)} s CPU, wasm ${fmt(w.wallSeconds, 2)} s / ${fmt(w.cpuSeconds, 2)} s CPU — ${faster} is faster on wall time (default: ${DEFAULT_HASHER}).`,
+      );
+    }
+    if (coldM && get('seg0')) {
+      lines.push(
+        `- Segments (loopback): default ${DEFAULT_SEGMENT_BYTES / MiB} MiB ${fmt(coldM.wallSeconds, 2)} s, --segment-size 0 ${fmt(get('seg0')!.wallSeconds, 2)} s` +
+          (get('seg8') ? `, --segment-size 8 ${fmt(get('seg8')!.wallSeconds, 2)} s` : '') +
+          ` (${f.blobsSegmentedByDefault} blob(s) big enough to split at the default).`,
+      );
+    }
+  }
+  if (r.resume) {
+    const x = r.resume;
+    lines.push('');
+    if (x.error) lines.push(`Resume: ${x.error}`);
+    else
+      lines.push(
+        `Resume: killed (SIGKILL) at ${fmt(x.killedAtBytes / MB)} of ${fmt(x.totalBytes / MB)} MB (${fmt(100 * x.killedAtFraction, 0)}%), after ${fmt(x.killedAfterSeconds)} s; ` +
+          `cache then held ${fmt(x.completeBlobBytesAtKill / MB)} MB of complete blobs + ${fmt(x.partialFileBytesAtKill / MB)} MB of partial files. ` +
+          `Second run downloaded ${fmt(x.secondRun.downloadedBytes / MB)} MB for a remainder of ${fmt(x.remainderBytes / MB)} MB ` +
+          `(${x.refetchedBytes >= 0 ? `${fmt(x.refetchedBytes / MB)} MB fetched twice, ${fmt((100 * x.refetchedBytes) / x.totalBytes)}% of the total` : `${fmt(-x.refetchedBytes / MB)} MB less than the remainder`}); ` +
+          `it reused ${fmt(x.secondRun.reusedBytes / MB)} MB of complete blobs and resumed ${fmt(x.secondRun.resumedBytes / MB)} MB of partial ones, in ${fmt(x.secondRun.wallSeconds)} s${x.secondRun.ok ? '' : ` — FAILED: ${x.secondRun.error}`}.`,
+      );
+  }
+  if (r.wan && r.wan.contenders) {
+    const w = r.wan;
+    lines.push('');
+    lines.push(
+      `WAN profile (fault proxy: +${w.profile.delayMsPerRequest} ms per request, ${fmt(w.profile.bandwidthBytesPerSecPerConnection / MB, 0)} MB/s per connection); ` +
+        `${w.workload.references} references, ${w.workload.uniqueBlobs} blobs, ${fmt(w.workload.uniqueBytes / MB)} MB, big blobs ${w.workload.bigBlobs.map((b: number) => `${fmt(b / MiB)} MiB`).join(' + ')}:`,
+    );
+    lines.push('');
+    lines.push('| WAN contender | wall s | MB/s | CPU s | runs ok |');
+    lines.push('|---|---:|---:|---:|---:|');
+    for (const c of w.contenders as ContenderResult[]) {
+      lines.push(`| ${c.label} | ${fmt(c.median.wallSeconds)} | ${fmt(c.median.mbPerSec)} | ${fmt(c.median.cpuSeconds)} | ${c.runs.filter((q) => q.ok).length}/${c.runs.length} |`);
+    }
+    for (const c of w.contenders as ContenderResult[]) for (const q of c.runs) if (!q.ok) lines.push(`\nfailed: wan ${c.name} round ${q.round + 1}: ${q.error}`);
+  }
+  lines.push('');
+  return `${lines.join('\n')}\n`;
+}
+
+function chart(r: Record<string, any>): string {
+  const panels: Panel[] = [];
+  const cs: ContenderResult[] | undefined = r.contenders;
+  if (cs?.length) {
+    panels.push({
+      title: `${r.fleet.name} fleet on loopback: ${r.fleet.references} refs, ${fmt(r.fleet.uniqueBytes / MB, 0)} MB — wall seconds (median of ${r.runs}), lower is better`,
+      bars: cs.map((c) => ({ label: c.name === 'floor' ? 'floor (raw GET)' : c.label.replace(/ \(.*\)$/, '').replace(/ → .*$/, '').slice(0, 34), value: c.median.wallSeconds, text: `${fmt(c.median.wallSeconds)} s · ${fmt(c.median.mbPerSec, 0)} MB/s`, highlight: c.name === 'cold' })),
+    });
+  }
+  if (r.wan?.contenders) {
+    panels.push({
+      title: `WAN profile: +${r.wan.profile.delayMsPerRequest} ms/request, ${fmt(r.wan.profile.bandwidthBytesPerSecPerConnection / MB, 0)} MB/s per connection, ${fmt(r.wan.workload.uniqueBytes / MB, 0)} MB — wall seconds`,
+      bars: (r.wan.contenders as ContenderResult[]).map((c) => ({ label: c.label.slice(0, 34), value: c.median.wallSeconds, text: `${fmt(c.median.wallSeconds)} s · ${fmt(c.median.mbPerSec, 0)} MB/s`, highlight: c.name === 'default' })),
+    });
+  }
+  return barChartSvg('ocisave benchmark', panels, `${r.date.slice(0, 10)} · ${r.machine.cpus} cores (${r.machine.cpuModel}) · node ${r.machine.node} · npm run bench -- --fleet ${r.fleet.name} --runs ${r.runs}`);
+}
+
+main()
+  .then(() => process.exit(process.exitCode ?? 0))
+  .catch((err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });

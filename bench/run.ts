@@ -60,6 +60,8 @@ interface RunRecord {
   /** CPU the registries (source, and the destination for sync) spent during the run. */
   registryCpuSeconds: number;
   downloadedBytes?: number;
+  /** 1-minute load average when the run started (other work on the machine shows here). */
+  load1?: number;
 }
 
 interface ContenderResult {
@@ -166,7 +168,8 @@ async function main(): Promise<void> {
       for (let round = 0; round < runs; round++) {
         const order = round % 2 === 0 ? contenders : [...contenders].reverse();
         for (const [position, name] of order.entries()) {
-          const rec = await runContender(ctx, name, round, position);
+          const load1 = os.loadavg()[0];
+          const rec = { ...(await runContender(ctx, name, round, position)), load1 };
           results.get(name)!.push(rec);
           log(`[round ${round + 1}/${runs}] ${name.padEnd(5)} ${rec.ok ? `${fmt(rec.wallSeconds, 2)} s wall, ${fmt(rec.cpuSeconds, 2)} s CPU` : `FAILED: ${rec.error}`}`);
           execFileSync('sync'); // dirty pages of one contender should not be written back during the next
@@ -323,15 +326,19 @@ function summarise(name: string, label: string, runs: RunRecord[], bytes: number
 // --- resume ---------------------------------------------------------------------------------------------
 
 interface ResumeResult {
+  /** Bytes the first run planned to download (all of them: it starts cold). */
   totalBytes: number;
-  killedAtBytes: number;
-  killedAtFraction: number;
+  /** Bytes the first run had reported (progress / finished blobs) when it was killed. */
+  reportedAtKillBytes: number;
   killedAfterSeconds: number;
   completeBlobBytesAtKill: number;
   partialFileBytesAtKill: number;
+  /** (complete blobs + partial files) / total, right after the kill. */
+  onDiskFraction: number;
+  /** total − bytes on disk after the kill: what a perfect resume still has to fetch. */
   remainderBytes: number;
   secondRun: { ok: boolean; error?: string; downloadedBytes: number; resumedBytes: number; reusedBytes: number; wallSeconds: number };
-  /** downloaded by the second run − remainder: bytes fetched twice. */
+  /** downloaded by the second run − remainder: bytes on disk after the kill that were fetched again. */
   refetchedBytes: number;
 }
 
@@ -345,7 +352,11 @@ async function resumeScenario(ctx: Ctx): Promise<ResumeResult | { error: string 
     const args = [CLI, 'save', '-f', ctx.list, '-o', out, '--cache', cache, '--format', 'registry', '--json'];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const t0 = performance.now();
-    let killed: { done: number; total: number; seconds: number } | undefined;
+    // Bytes received so far: the engine's progress samples (every 500 ms) and, in between, the
+    // sizes of finished blobs; the first to reach half of the planned bytes triggers the kill.
+    let total = 0;
+    let finished = 0;
+    let killed: { done: number; seconds: number } | undefined;
     let buf = '';
     child.stdout.resume();
     child.stderr.on('data', (d: Buffer) => {
@@ -360,30 +371,36 @@ async function resumeScenario(ctx: Ctx): Promise<ResumeResult | { error: string 
         } catch {
           continue;
         }
-        if (!killed && e.type === 'progress' && e.total > 0 && e.done >= e.total / 2) {
-          killed = { done: e.done, total: e.total, seconds: (performance.now() - t0) / 1000 };
+        if (e.type === 'plan') total = e.queuedBytes;
+        let done = 0;
+        if (e.type === 'blob-done') done = finished += e.size;
+        if (e.type === 'progress') done = Math.max(finished, e.done);
+        if (!killed && total > 0 && done >= total / 2) {
           child.kill('SIGKILL');
+          killed = { done, seconds: (performance.now() - t0) / 1000 };
         }
       }
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), 10 * 60_000);
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('close', (c, s) => res([c, s])));
     clearTimeout(timer);
-    if (!killed) return { error: `the first run ended (exit ${code ?? signal}) before a progress event reached 50%` };
+    if (!killed) return { error: `the first run ended (exit ${code ?? signal}) before half of the bytes were reported` };
+    // What the killed run left on disk: verified blobs, and partial files (checkpointed or not).
     const completeBlobBytesAtKill = await treeBytes(join(cache, 'blobs'));
     const partialFileBytesAtKill = await treeBytes(join(cache, 'partial'));
-    log(`resume: killed at ${fmt((100 * killed.done) / killed.total)}% after ${fmt(killed.seconds)} s; running again`);
+    const onDisk = completeBlobBytesAtKill + partialFileBytesAtKill;
+    log(`resume: killed after ${fmt(killed.seconds)} s with ${fmt((100 * onDisk) / total)}% of the bytes on disk; running again`);
     const again = await ocisaveSave(ctx, cache, out, []);
     const s = again.summary ?? {};
-    const remainder = killed.total - killed.done;
     const downloaded = s.downloaded?.bytes ?? NaN;
+    const remainder = total - onDisk;
     return {
-      totalBytes: killed.total,
-      killedAtBytes: killed.done,
-      killedAtFraction: killed.done / killed.total,
+      totalBytes: total,
+      reportedAtKillBytes: killed.done,
       killedAfterSeconds: killed.seconds,
       completeBlobBytesAtKill,
       partialFileBytesAtKill,
+      onDiskFraction: onDisk / total,
       remainderBytes: remainder,
       secondRun: { ok: again.ok, error: again.error, downloadedBytes: downloaded, resumedBytes: s.resumedBytes ?? NaN, reusedBytes: s.reused?.bytes ?? NaN, wallSeconds: again.wallSeconds },
       refetchedBytes: downloaded - remainder,
@@ -424,6 +441,7 @@ async function wanScenario(work: string, runs: number): Promise<unknown> {
       const order = round % 2 === 0 ? configs : [...configs].reverse();
       for (const [position, c] of order.entries()) {
         const runDir = join(dir, `${c.name}-${round}`);
+        const load1 = os.loadavg()[0];
         let rec: RunRecord;
         if (c.extra) {
           const r = await ocisaveSave(ctx, join(runDir, 'cache'), join(runDir, 'out'), c.extra, list, refs.length);
@@ -435,6 +453,7 @@ async function wanScenario(work: string, runs: number): Promise<unknown> {
           rec = record(m, (await processCpuSeconds(pid)) - s0, round, position);
         }
         await rm(runDir, { recursive: true, force: true });
+        rec.load1 = load1;
         results.get(c.name)!.push(rec);
         log(`[wan ${round + 1}/${runs}] ${c.name.padEnd(7)} ${rec.ok ? `${fmt(rec.wallSeconds, 2)} s` : `FAILED: ${rec.error}`}`);
       }
@@ -501,6 +520,8 @@ function markdown(r: Record<string, any>): string {
       );
     }
     for (const c of cs) for (const q of c.runs) if (!q.ok) lines.push(`\nfailed: ${c.name} round ${q.round + 1}: ${q.error}`);
+    const loads = cs.flatMap((c) => c.runs.map((q) => q.load1 ?? NaN)).filter((x) => Number.isFinite(x));
+    if (loads.length) lines.push(`\n1-minute load average at the start of the runs: median ${fmt(median(loads))} (${fmt(Math.min(...loads))}–${fmt(Math.max(...loads))}) on ${m.cpus} cores.`);
     const get = (n: string) => cs.find((c) => c.name === n)?.median;
     const coldM = get('cold');
     lines.push('');
@@ -534,11 +555,11 @@ function markdown(r: Record<string, any>): string {
     if (x.error) lines.push(`Resume: ${x.error}`);
     else
       lines.push(
-        `Resume: killed (SIGKILL) at ${fmt(x.killedAtBytes / MB)} of ${fmt(x.totalBytes / MB)} MB (${fmt(100 * x.killedAtFraction, 0)}%), after ${fmt(x.killedAfterSeconds)} s; ` +
-          `cache then held ${fmt(x.completeBlobBytesAtKill / MB)} MB of complete blobs + ${fmt(x.partialFileBytesAtKill / MB)} MB of partial files. ` +
-          `Second run downloaded ${fmt(x.secondRun.downloadedBytes / MB)} MB for a remainder of ${fmt(x.remainderBytes / MB)} MB ` +
-          `(${x.refetchedBytes >= 0 ? `${fmt(x.refetchedBytes / MB)} MB fetched twice, ${fmt((100 * x.refetchedBytes) / x.totalBytes)}% of the total` : `${fmt(-x.refetchedBytes / MB)} MB less than the remainder`}); ` +
-          `it reused ${fmt(x.secondRun.reusedBytes / MB)} MB of complete blobs and resumed ${fmt(x.secondRun.resumedBytes / MB)} MB of partial ones, in ${fmt(x.secondRun.wallSeconds)} s${x.secondRun.ok ? '' : ` — FAILED: ${x.secondRun.error}`}.`,
+        `Resume: a cold save SIGKILLed after ${fmt(x.killedAfterSeconds)} s, when it had reported ${fmt(x.reportedAtKillBytes / MB)} of ${fmt(x.totalBytes / MB)} MB; ` +
+          `on disk: ${fmt(x.completeBlobBytesAtKill / MB)} MB of verified blobs + ${fmt(x.partialFileBytesAtKill / MB)} MB of partial files (${fmt(100 * x.onDiskFraction, 0)}%), ` +
+          `so a perfect resume fetches the remaining ${fmt(x.remainderBytes / MB)} MB. The second run downloaded ${fmt(x.secondRun.downloadedBytes / MB)} MB ` +
+          `(${x.refetchedBytes >= 0 ? `${fmt(x.refetchedBytes / MB)} MB fetched again, ${fmt((100 * x.refetchedBytes) / x.totalBytes)}% of the total` : `${fmt(-x.refetchedBytes / MB)} MB less than the remainder`}), ` +
+          `reused ${fmt(x.secondRun.reusedBytes / MB)} MB of complete blobs and continued ${fmt(x.secondRun.resumedBytes / MB)} MB of partial ones from their checkpoints, in ${fmt(x.secondRun.wallSeconds)} s${x.secondRun.ok ? '' : ` — FAILED: ${x.secondRun.error}`}.`,
       );
   }
   if (r.wan && r.wan.contenders) {

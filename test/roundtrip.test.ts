@@ -7,6 +7,8 @@ import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ocisave, startCli, summaryOf } from './support/cli.js';
@@ -184,6 +186,49 @@ describe('ocisave push', () => {
     await skopeoCopy(`docker://${target.host}/legacy/test/whiteouts:latest`, `oci:${join(work, 'legacy-pulled')}:x`);
   });
 
+  it('survives a connection cut mid-PATCH and a 503 (fault-injecting proxy in front of the real registry)', async () => {
+    const target = await registry();
+    const upstream = new URL(target.url);
+    let patches = 0;
+    let failedOnce = false;
+    const cuts: string[] = [];
+    // Forwards everything (Host included, so the registry's Locations point back here), except:
+    // the third PATCH is cut off after a few bytes, and the first manifest PUT answers 503.
+    const proxy = http.createServer((req, res) => {
+      if (req.method === 'PATCH' && ++patches === 3) {
+        cuts.push(req.url!);
+        req.once('data', () => req.socket.destroy());
+        return;
+      }
+      if (req.method === 'PUT' && req.url!.includes('/manifests/') && !failedOnce) {
+        failedOnce = true;
+        req.resume();
+        res.writeHead(503, { 'retry-after': '0' }).end();
+        return;
+      }
+      const up = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode!, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    proxy.listen(0, '127.0.0.1');
+    await new Promise((r) => proxy.once('listening', r));
+    stops.push(async () => {
+      proxy.closeAllConnections();
+      await new Promise((r) => proxy.close(r));
+    });
+    const host = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const r = await ocisave(['push', bundle, '--to', host, '--repository', 'big/blob', '--chunk-size', '1MiB', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(cuts).toHaveLength(1);
+    expect(failedOnce).toBe(true);
+    const bigRef = fx.references.find((x) => x.includes('/big/blob:'))!;
+    await expectSameDigests(target.host, [bigRef]);
+    await skopeoCopy(`docker://${on(target.host, bigRef)}`, `oci:${join(work, 'after-faults')}:x`);
+  });
+
   it('parses --to and Range the way registries and clients write them', () => {
     expect(parseTarget('127.0.0.1:5000')).toEqual({ registry: '127.0.0.1:5000', prefix: '', plainHttp: false });
     expect(parseTarget('http://reg.local:5000/mirror/site/')).toEqual({ registry: 'reg.local:5000', prefix: 'mirror/site', plainHttp: true });
@@ -323,13 +368,16 @@ describe('ocisave save --since', () => {
     const base = join(work, 'base');
     const delta = join(work, 'delta');
     expect((await ocisave(['save', ...baseRefs, '-o', base, '--cache', cache, '-q'])).code).toBe(0);
-    const r = await ocisave(['save', ...fx.references, '-o', delta, '--since', base, '--cache', cache, '-q']);
+    // A fresh cache: what the base holds is not even downloaded.
+    const r = await ocisave(['save', ...fx.references, '-o', delta, '--since', base, '--cache', join(work, 'cache-delta'), '--json']);
     expect(r.code, r.stderr).toBe(0);
 
     const [full, baseBlobs, deltaBlobs] = await Promise.all([layoutBlobs(bundle), layoutBlobs(base), layoutBlobs(delta)]);
     expect(deltaBlobs.size).toBeGreaterThan(0);
     for (const d of deltaBlobs) expect(baseBlobs.has(d), d).toBe(false);
     expect(new Set([...baseBlobs, ...deltaBlobs])).toEqual(full);
+    const newBytes = Object.keys(fx.blobs).filter((d) => !baseBlobs.has(d)).reduce((n, d) => n + fx.blobs[d]!.size, 0);
+    expect(summaryOf(r).downloaded.bytes).toBe(newBytes);
     // Tags are all there, even those whose content is only in the base.
     for (const ref of fx.references) {
       const { repository, tag } = fx.refs[ref]!;

@@ -5,8 +5,7 @@
 // made per image (docker schema 2, as `docker push` would), so its digest is new — the config
 // and layer digests stay what the files hash to.
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { Readable as ReadableStream } from 'node:stream';
+import { Readable } from 'node:stream';
 import { parseReference } from '../ref/reference.js';
 import { MT } from '../resolve/mediatypes.js';
 import { OciBundle, scanOciLayout, type OciScan } from './oci.js';
@@ -170,10 +169,10 @@ export class LegacyDockerBundle implements Bundle {
 
   openBlob(digest: string, start = 0, end?: number): Readable {
     const m = this.scan.manifests.get(digest);
-    if (m) return ReadableStream.from([m.bytes.subarray(start, end === undefined ? undefined : end + 1)]);
+    if (m) return Readable.from([m.bytes.subarray(start, end === undefined ? undefined : end + 1)]);
     const member = this.members.get(digest);
     if (member === undefined) throw new BundleError(`${this.path} holds no blob ${digest}`);
-    if (end !== undefined && end < start) return ReadableStream.from([]);
+    if (end !== undefined && end < start) return Readable.from([]);
     return this.store.stream(member, start, end);
   }
 

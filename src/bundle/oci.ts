@@ -4,8 +4,7 @@
 // or `org.opencontainers.image.ref.name` (a full reference, or only a tag as skopeo writes for
 // `oci:DIR:TAG` — then the repository is named after the bundle). Children of an index that are
 // absent are not an error: a layout saved for some platforms keeps the full index bytes.
-import type { Readable } from 'node:stream';
-import { Readable as ReadableStream } from 'node:stream';
+import { Readable } from 'node:stream';
 import { parseReference } from '../ref/reference.js';
 import { hexOf } from '../cache/cache.js';
 import type { FileStore } from './store.js';
@@ -180,7 +179,7 @@ export class OciBundle implements Bundle {
   }
 
   openBlob(digest: string, start = 0, end?: number): Readable {
-    if (end !== undefined && end < start) return ReadableStream.from([]);
+    if (end !== undefined && end < start) return Readable.from([]);
     return this.store.stream(blobMember(digest), start, end);
   }
 

@@ -6,10 +6,9 @@
 //   repositories/<name>/_manifests/tags/<tag>/current/link        what the tag points at
 // Repository names nest (`a/b/c`): a directory is a repository when it has `_manifests` or
 // `_layers`; names never have components starting with `_`, so those are never descended into.
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { blobDataPath, REGISTRY_ROOT } from '../link/registry.js';
 import {

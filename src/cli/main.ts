@@ -26,6 +26,15 @@ program.addCommand(verifyCommand());
 program.addCommand(cacheCommand());
 program.addCommand(unpackCommand());
 
+// Subcommands do not inherit these: usage errors anywhere exit 2 with help, not 1.
+const inherit = (cmd: Command) => {
+  for (const sub of cmd.commands) {
+    sub.showHelpAfterError().exitOverride();
+    inherit(sub);
+  }
+};
+inherit(program);
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { Cache, defaultCacheDir } from '../cache/cache.js';
 import { DEFAULT_HASHER, type HasherKind } from '../hash/hasher.js';
 import { linkOutput, type OutputFormat } from '../link/index.js';
+import { baseHolds } from '../link/registry.js';
 import type { PlatformSelector } from '../ref/platform.js';
 import { parseReference } from '../ref/reference.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
@@ -36,6 +37,8 @@ export interface FetchOptions {
   withSignatures?: boolean;
   /** Interrupt (Ctrl-C): downloads checkpoint and stop; nothing is linked. */
   signal?: AbortSignal;
+  /** Blobs the output will not hold (a delta bundle's base has them): not downloaded. */
+  notNeeded?: (digest: string) => boolean;
 }
 
 export interface SaveOptions extends FetchOptions {
@@ -155,7 +158,7 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     await resolved.close();
   };
   try {
-    const plan = planDownloads(graph, cache);
+    const plan = planDownloads(graph, cache, opts.notNeeded);
     events.emit({ type: 'plan', blobs: graph.blobs.size, bytes: plan.totalBytes, cached: plan.cached.length, cachedBytes: plan.cachedBytes, queued: plan.queue.length, queuedBytes: plan.queuedBytes });
     pool = plan.queue.length ? new DownloadPool(Math.min(jobs, Math.max(plan.queue.length, availableParallelism()))) : undefined;
     const report = pool
@@ -211,7 +214,7 @@ function countNodes(node: import('../resolve/graph.js').GraphNode): number {
 /** fetchImages, then materialise the output. Failed images (with keepGoing) are left out of it. */
 export async function save(inputs: string[], opts: SaveOptions): Promise<Summary> {
   const started = Date.now();
-  const fetched = await fetchImages(inputs, opts);
+  const fetched = await fetchImages(inputs, opts.since ? { ...opts, notNeeded: baseHolds(opts.since) } : opts);
   try {
     const { graph, cache, summary } = fetched;
     if (graph.images.length > 0) {

@@ -34,13 +34,20 @@ function linkFile(dir: string, digest: string): Promise<void> {
   return writeFileAtomic(join(dir, 'link'), digest);
 }
 
+/**
+ * For a delta bundle (--since BASE): whether BASE already holds a blob's bytes. Those are left out
+ * (and not downloaded); links and tags are still written, so BASE plus the delta (copied over it,
+ * or pushed after it) is the full set.
+ */
+export function baseHolds(base: string): (digest: string) => boolean {
+  if (!existsSync(join(base, REGISTRY_ROOT))) throw new Error(`--since ${base}: not a registry layout (no ${REGISTRY_ROOT} inside)`);
+  return (digest) => existsSync(blobDataPath(base, digest));
+}
+
 export async function linkRegistryLayout({ graph, cache, out, since }: LinkOptions): Promise<LinkResult> {
   const result: LinkResult = { path: out, linked: 0, copied: 0, written: 0 };
   const placed = new Set<string>();
-  // A delta bundle (--since BASE): bytes BASE already holds are left out, links and tags are
-  // still written, so BASE plus the delta (copied over it, or pushed after it) is the full set.
-  if (since && !existsSync(join(since, REGISTRY_ROOT))) throw new Error(`--since ${since}: not a registry layout (no ${REGISTRY_ROOT} inside)`);
-  const inBase = (digest: string) => !!since && existsSync(blobDataPath(since, digest));
+  const inBase = since ? baseHolds(since) : () => false;
 
   const placeCached = async (digest: string) => {
     if (placed.has(digest)) return;

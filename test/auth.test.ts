@@ -177,6 +177,20 @@ describe('bearer token auth', () => {
     expect(granted.map((q) => q.scope).flat()).toEqual(expect.arrayContaining(['repository:app/web:pull', 'repository:charts/mysql:pull']));
   });
 
+  it("sends a config.json registrytoken as the bearer token, without asking the token server", async () => {
+    const res = await fetch(`${ts.realm}?service=${ts.service}&scope=repository:app/web:pull`, {
+      headers: { authorization: `Basic ${b64(`${TOKEN_USER}:${TOKEN_SECRET}`)}` },
+    });
+    const { token } = (await res.json()) as { token: string };
+    const env = await cleanEnv('tok-registrytoken');
+    await writeFile(join(env.DOCKER_CONFIG!, 'config.json'), JSON.stringify({ auths: { [reg.host]: { registrytoken: token } } }));
+    const before = ts.requests().length;
+    const r = await ocisave(['save', refOn(reg.host, 'app/web:1.0'), '-o', join(work, 'tok-registrytoken'), '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(ts.requests().length).toBe(before);
+    expectNoSecret(r, token);
+  });
+
   it('a wrong password is rejected by the token server, clearly and without printing it', async () => {
     const r = await ocisave(['save', refOn(reg.host, 'app/web:1.0'), '-o', join(work, 'tok-wrong'), '--username', TOKEN_USER, '--password-stdin'], {
       env: await cleanEnv('tok-wrong'),
@@ -193,19 +207,21 @@ describe('bearer token auth', () => {
   it('refreshes a token that expires in the middle of a blob download, and resumes the blob', async () => {
     // distribution accepts a token up to 60 s past its `exp` (clock-skew leeway), so an honest
     // short expiry would need a test longer than a minute. Instead the token server signs tokens
-    // whose exp is 58 s in the past (the registry accepts them for about 2 s) and reports a
+    // whose exp is 57 s in the past (the registry accepts them for about 3 s) and reports a
     // negative expires_in, which clients treat as the 60 s default: the client believes its token
     // good while the registry already refuses it, which is the situation the scheduler's
     // re-dispatch on 401 exists for. The fault proxy paces the first transfer of the big blob past
     // that point and then cuts it, so the worker's resuming Range request meets a 401.
-    const shortTs = await startTokenServer({ users: { [TOKEN_USER]: TOKEN_SECRET }, expiresIn: -58 });
+    const shortTs = await startTokenServer({ users: { [TOKEN_USER]: TOKEN_SECRET }, expiresIn: -57 });
     const shortReg = await startRegistry({ dataDir: tokenData, tokenAuth: shortTs.tokenAuth, readOnly: true });
     const proxy = await startFaultProxy(shortReg.url);
     stops.push(() => proxy.stop(), () => shortReg.stop(), () => shortTs.stop());
     const bigRef = tokenFx.references.find((r) => r.endsWith('/big/blob:latest'))!;
     const bigLayer = tokenFx.refs[bigRef]!.layers![0]!;
     const blobPath = `/v2/big/blob/blobs/${bigLayer}`;
-    proxy.setFaults([{ method: 'GET', path: `^${blobPath}$`, count: 1, bandwidthBytesPerSec: 2_000_000, dropAfterBytes: 6 << 20 }]);
+    // count 2: when the machine is slow enough for the token to be stale before the blob's first
+    // request, that request's 401 uses up one, and the transfer with the fresh token the other.
+    proxy.setFaults([{ method: 'GET', path: `^${blobPath}$`, count: 2, bandwidthBytesPerSec: 1_500_000, dropAfterBytes: 6 << 20 }]);
 
     const env = await cleanEnv('tok-expire', { [proxy.host]: { auth: b64(`${TOKEN_USER}:${TOKEN_SECRET}`) } });
     const r = await ocisave(['save', bigRef.replace(tokenFx.registry, proxy.host), '-o', join(work, 'tok-expire'), '--json'], { env });
@@ -223,7 +239,7 @@ describe('bearer token auth', () => {
     expect(gets.slice(0, first).every((q) => q.status === 401)).toBe(true);
     const rest = gets.slice(first + 1);
     const resumeAt = /^bytes=(\d+)-$/.exec(rest[0]?.range ?? '')?.[1];
-    expect(Number(resumeAt)).toBeGreaterThan(0);
+    expect(Number(resumeAt), JSON.stringify(gets)).toBeGreaterThan(0);
     expect(rest.map((q) => [q.status, q.range])).toEqual([
       [401, `bytes=${resumeAt}-`],
       [206, `bytes=${resumeAt}-`],

@@ -74,7 +74,7 @@ describe('download engine', () => {
   it('keeps peak memory flat whatever the blob size', async () => {
     // Both sizes split into at least `jobs` segments, so both run the same number of streams.
     const small = await pushRandomImage('mem/small', 64 * MiB);
-    const large = await pushRandomImage('mem/large', 256 * MiB);
+    const large = await pushRandomImage('mem/large', 640 * MiB);
     const peak = async (ref: string, segment: string) => {
       const r = await ocisave(['save', ref, '-o', join(work, `mem-${segment}-${ref.length}`), '--cache', join(work, `cache-mem-${segment}-${ref.length}`), '--segment-size', segment, '--json']);
       expect(r.code, r.stderr).toBe(0);
@@ -82,8 +82,9 @@ describe('download engine', () => {
     };
     for (const segment of ['0', '8']) {
       const [s, l] = [await peak(small.ref, segment), await peak(large.ref, segment)];
-      // 4x the bytes may not cost more than a few buffers' worth of memory.
-      expect(l - s, `segment ${segment}: ${s} vs ${l}`).toBeLessThan(32 * MiB);
+      // 576 MiB more data may cost a few buffers' worth of memory (and GC slack when the machine
+      // is busy), far from what holding the blob would cost.
+      expect(l - s, `segment ${segment}: ${s} vs ${l}`).toBeLessThan(96 * MiB);
     }
   });
 });

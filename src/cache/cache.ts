@@ -195,12 +195,16 @@ export class Cache {
    * are serialised across processes, so the check and the claim are one atomic step.
    */
   tryLock(digest: string, owner: string): boolean {
-    return this.lockEnv.transactionSync(() => {
+    const taken = this.lockEnv.transactionSync(() => {
       const held = this.locks.get(digest);
       if (held && held.owner !== owner && held.pid !== process.pid && isAlive(held.pid)) return false;
       this.locks.putSync(digest, { pid: process.pid, owner, at: Date.now() });
       return true;
     });
+    // lmdb-js keeps one read snapshot per event-loop turn: drop it, so the holder's next look
+    // (has another process finished this blob meanwhile?) sees commits made before the lock.
+    if (taken) this.env.resetReadTxn();
+    return taken;
   }
 
   unlock(digest: string, owner: string): void {
@@ -232,7 +236,8 @@ export class Cache {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process with this pid runs (EPERM: it does, as another user). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -6,7 +6,7 @@ import { open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mapLimit } from '../engine/limit.js';
 import { hashFile } from '../hash/hasher.js';
-import type { Cache } from './cache.js';
+import { isAlive, type Cache } from './cache.js';
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
@@ -146,15 +146,6 @@ export interface CacheVerifyReport {
   /** Left alone because a live download holds them. */
   locked: string[];
   seconds: number;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export async function verifyCache(cache: Cache, opts: { jobs?: number } = {}): Promise<CacheVerifyReport> {

@@ -78,6 +78,7 @@ export async function runDownloads(queue: PlannedBlob[], opts: ScheduleOptions):
   abort.signal.addEventListener('abort', () => Atomics.store(new Int32Array(cancel), 0, 1));
   opts.signal?.addEventListener('abort', () => abort.abort());
   let active = 0;
+  const started = new Set<string>();
 
   const ticker = setInterval(() => {
     let sum = 0;
@@ -108,6 +109,10 @@ export async function runDownloads(queue: PlannedBlob[], opts: ScheduleOptions):
       let result: DownloadResult;
       try {
         active++;
+        if (!started.has(blob.digest)) {
+          started.add(blob.digest);
+          opts.events.emit({ type: 'blob-start', digest: blob.digest, size: blob.size });
+        }
         const auth = await opts.client.authorization(source.registry, source.repository);
         const task = taskFor(blob, source, slot, auth);
         result = await opts.pool.run(range ? { ...task, start: range[0], end: range[1] } : task, name);
@@ -171,7 +176,7 @@ export async function runDownloads(queue: PlannedBlob[], opts: ScheduleOptions):
 
   const one = async ({ blob, segments }: (typeof plans)[number], index: number): Promise<void> => {
     const slot = firstSlot[index]!;
-    opts.events.emit({ type: 'blob-start', digest: blob.digest, size: blob.size, resumeFrom: blob.resumeFrom });
+    opts.events.emit({ type: 'blob-queued', digest: blob.digest, size: blob.size, resumeFrom: blob.resumeFrom });
     const result = segments.length ? await split(blob, segments, slot) : await whole(blob, slot);
     if (typeof result !== 'string') {
       if (!result.alreadyCached) report.downloaded++;

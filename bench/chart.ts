@@ -17,7 +17,7 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 
 export function barChartSvg(title: string, panels: Panel[], footer?: string): string {
   const width = 760;
-  const labelW = 220;
+  const labelW = 230;
   const valueW = 150;
   const barH = 20;
   const gap = 8;

@@ -26,11 +26,12 @@ import { DEFAULT_JOBS, DEFAULT_SEGMENT_BYTES } from '../src/engine/pipeline.js';
 import { DEFAULT_HASHER } from '../src/hash/hasher.js';
 import { FLEET_PRESETS, seedFleet } from '../test/fixtures/fleet.js';
 import type { FixtureSet } from '../test/fixtures/model.js';
-import { CLI, projectRoot } from '../test/support/cli.js';
+import { projectRoot } from '../test/support/cli.js';
 import { startFaultProxy } from '../test/support/proxy.js';
 import { startRegistry, type RunningRegistry } from '../test/support/registry.js';
 import { barChartSvg, type Panel } from './chart.js';
 import { HAVE_GNU_TIME, median, processCpuSeconds, registryPid, timed, treeBytes, type Measured } from './measure.js';
+import { snapshotBuild } from './snapshot.js';
 import { copyScript, rehost, seedWan, syncYaml, uniqueBlobs, writeImageList } from './workloads.js';
 
 const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'sync', 'copy', 'floor'] as const;
@@ -49,6 +50,20 @@ const LABELS: Record<ContenderName, string> = {
   floor: `floor: raw GET, ${DEFAULT_JOBS} conns, no hash/disk`,
 };
 
+/** Short names for the chart. */
+const SHORT: Record<string, string> = {
+  cold: 'ocisave cold',
+  warm: 'ocisave warm',
+  wasm: 'ocisave cold, wasm hasher',
+  seg0: 'ocisave cold, no segments',
+  seg8: 'ocisave cold, 8 MiB segments',
+  sync: 'skopeo sync (1 process)',
+  copy: 'skopeo copy loop',
+  floor: 'floor (raw GET)',
+  default: 'ocisave defaults',
+  jobs1: 'ocisave --jobs 1',
+};
+
 interface RunRecord {
   round: number;
   position: number;
@@ -56,6 +71,8 @@ interface RunRecord {
   error?: string;
   wallSeconds: number;
   cpuSeconds: number;
+  userSeconds: number;
+  sysSeconds: number;
   peakRssBytes: number;
   /** CPU the registries (source, and the destination for sync) spent during the run. */
   registryCpuSeconds: number;
@@ -72,6 +89,9 @@ interface ContenderResult {
 }
 
 const MB = 1e6;
+/** The CLI and the floor, run from a snapshot of dist/ taken at the start (see snapshot.ts). */
+let cliPath = '';
+let floorPath = '';
 const MiB = 1 << 20;
 const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -120,8 +140,13 @@ async function main(): Promise<void> {
     fleet: fleetName,
     runs,
     ocisaveDefaults: { jobs: DEFAULT_JOBS, segmentBytes: DEFAULT_SEGMENT_BYTES, hasher: DEFAULT_HASHER },
+    gitHead: gitHead(),
   };
   try {
+    const snap = await snapshotBuild(projectRoot(), join(work, 'build'));
+    cliPath = snap.cli;
+    floorPath = snap.floor;
+
     // --- workload ---------------------------------------------------------------------------
     const source = await startRegistry();
     registries.push(source);
@@ -214,7 +239,7 @@ interface SaveRun extends RunRecord {
 
 /** One `ocisave save` of the image list into a registry layout, measured. */
 async function ocisaveSave(ctx: Ctx, cache: string, out: string, extra: string[], listFile = ctx.list, expectImages = ctx.set.references.length): Promise<SaveRun> {
-  const args = [CLI, 'save', '-f', listFile, '-o', out, '--cache', cache, '--format', 'registry', '--json', ...extra];
+  const args = [cliPath, 'save', '-f', listFile, '-o', out, '--cache', cache, '--format', 'registry', '--json', ...extra];
   const reg0 = await processCpuSeconds(ctx.sourcePid);
   const m = await timed(process.execPath, args);
   const regCpu = (await processCpuSeconds(ctx.sourcePid)) - reg0;
@@ -237,6 +262,8 @@ function record(m: Measured, registryCpuSeconds: number, round: number, position
     error: m.code === 0 ? undefined : `exit ${m.code ?? m.signal}${m.timedOut ? ' (timed out)' : ''}: ${lastLines(m.stderr || m.stdout)}`,
     wallSeconds: m.wallSeconds,
     cpuSeconds: m.cpuSeconds,
+    userSeconds: m.userSeconds,
+    sysSeconds: m.sysSeconds,
     peakRssBytes: m.peakRssBytes,
     registryCpuSeconds,
   };
@@ -295,7 +322,7 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
         const blobs = join(dir, 'blobs.json');
         await writeFile(blobs, JSON.stringify(uniqueBlobs(ctx.set)));
         const s0 = await processCpuSeconds(ctx.sourcePid);
-        const m = await timed(process.execPath, [floorScript(), blobs, String(DEFAULT_JOBS)]);
+        const m = await timed(process.execPath, [floorPath, blobs, String(DEFAULT_JOBS)]);
         return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
       }
     }
@@ -304,7 +331,6 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
   }
 }
 
-const floorScript = () => join(projectRoot(), 'dist', 'bench', 'floor.js');
 
 function summarise(name: string, label: string, runs: RunRecord[], bytes: number): ContenderResult {
   const ok = runs.filter((r) => r.ok);
@@ -349,7 +375,7 @@ async function resumeScenario(ctx: Ctx): Promise<ResumeResult | { error: string 
   await mkdir(dir, { recursive: true });
   try {
     log('resume: cold save, SIGKILL at 50% of the bytes');
-    const args = [CLI, 'save', '-f', ctx.list, '-o', out, '--cache', cache, '--format', 'registry', '--json'];
+    const args = [cliPath, 'save', '-f', ctx.list, '-o', out, '--cache', cache, '--format', 'registry', '--json'];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const t0 = performance.now();
     // Bytes received so far: the engine's progress samples (every 500 ms) and, in between, the
@@ -449,7 +475,7 @@ async function wanScenario(work: string, runs: number): Promise<unknown> {
           rec = { ...r, summary: undefined, round, position } as RunRecord;
         } else {
           const s0 = await processCpuSeconds(pid);
-          const m = await timed(process.execPath, [floorScript(), blobsFile, String(DEFAULT_JOBS)]);
+          const m = await timed(process.execPath, [floorPath, blobsFile, String(DEFAULT_JOBS)]);
           rec = record(m, (await processCpuSeconds(pid)) - s0, round, position);
         }
         await rm(runDir, { recursive: true, force: true });
@@ -471,6 +497,15 @@ async function wanScenario(work: string, runs: number): Promise<unknown> {
 }
 
 // --- reporting --------------------------------------------------------------------------------------------
+
+/** The checked-out commit (read-only: the working tree may hold uncommitted changes on top). */
+function gitHead(): string {
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: projectRoot(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
 
 function machineInfo(): Record<string, unknown> {
   const version = (cmd: string, args: string[]) => {
@@ -533,7 +568,7 @@ function markdown(r: Record<string, any>): string {
       const k = get('sync')!.wallSeconds / coldM.wallSeconds;
       lines.push(`- Target "≥ 5× faster than skopeo sync": ${fmt(k, 2)}× — ${k >= 5 ? 'met' : 'NOT met'}.`);
     }
-    if (coldM && get('copy')) lines.push(`- vs skopeo copy loop: ${fmt(get('copy')!.wallSeconds / coldM.wallSeconds, 2)}× faster.`);
+    if (coldM && get('copy')) lines.push(`- skopeo copy loop ÷ ocisave cold (wall): ${fmt(get('copy')!.wallSeconds / coldM.wallSeconds, 2)}×.`);
     if (coldM && get('wasm')) {
       const w = get('wasm')!;
       const faster = coldM.wallSeconds <= w.wallSeconds ? 'node' : 'wasm';
@@ -587,13 +622,13 @@ function chart(r: Record<string, any>): string {
   if (cs?.length) {
     panels.push({
       title: `${r.fleet.name} fleet on loopback: ${r.fleet.references} refs, ${fmt(r.fleet.uniqueBytes / MB, 0)} MB — wall seconds (median of ${r.runs}), lower is better`,
-      bars: cs.map((c) => ({ label: c.name === 'floor' ? 'floor (raw GET)' : c.label.replace(/ \(.*\)$/, '').replace(/ → .*$/, '').slice(0, 34), value: c.median.wallSeconds, text: `${fmt(c.median.wallSeconds)} s · ${fmt(c.median.mbPerSec, 0)} MB/s`, highlight: c.name === 'cold' })),
+      bars: cs.map((c) => ({ label: SHORT[c.name] ?? c.name, value: c.median.wallSeconds, text: `${fmt(c.median.wallSeconds)} s · ${fmt(c.median.mbPerSec, 0)} MB/s`, highlight: c.name === 'cold' })),
     });
   }
   if (r.wan?.contenders) {
     panels.push({
       title: `WAN profile: +${r.wan.profile.delayMsPerRequest} ms/request, ${fmt(r.wan.profile.bandwidthBytesPerSecPerConnection / MB, 0)} MB/s per connection, ${fmt(r.wan.workload.uniqueBytes / MB, 0)} MB — wall seconds`,
-      bars: (r.wan.contenders as ContenderResult[]).map((c) => ({ label: c.label.slice(0, 34), value: c.median.wallSeconds, text: `${fmt(c.median.wallSeconds)} s · ${fmt(c.median.mbPerSec, 0)} MB/s`, highlight: c.name === 'default' })),
+      bars: (r.wan.contenders as ContenderResult[]).map((c) => ({ label: c.name === 'seg0' ? 'ocisave --segment-size 0' : c.name === 'floor' ? 'floor (whole blobs)' : (SHORT[c.name] ?? c.name), value: c.median.wallSeconds, text: `${fmt(c.median.wallSeconds)} s · ${fmt(c.median.mbPerSec, 0)} MB/s`, highlight: c.name === 'default' })),
     });
   }
   return barChartSvg('ocisave benchmark', panels, `${r.date.slice(0, 10)} · ${r.machine.cpus} cores (${r.machine.cpuModel}) · node ${r.machine.node} · npm run bench -- --fleet ${r.fleet.name} --runs ${r.runs}`);

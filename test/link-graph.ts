@@ -176,7 +176,7 @@ export async function readTree(root: string): Promise<Map<string, TarFileInfo>> 
 export interface TreeEntry {
   type: 'file' | 'dir' | 'symlink' | 'fifo' | 'other';
   mode?: number;
-  mtime?: number;
+  mtime?: number | 'unpack time';
   size?: number;
   digest?: string;
   target?: string;
@@ -185,7 +185,12 @@ export interface TreeEntry {
 }
 
 /** Describe a root filesystem for comparison: type, permission bits, content, link targets, hard-link groups. */
-export async function describeTree(root: string, opts: { mtimes?: boolean } = {}): Promise<Record<string, TreeEntry>> {
+/**
+ * `mtimes`: record modification times (seconds). Times at or after `setSince` (seconds) were set
+ * by the unpacking itself (directories no layer dates, or that got new entries): recorded as
+ * 'unpack time', since two tools unpacking a second apart cannot agree on them.
+ */
+export async function describeTree(root: string, opts: { mtimes?: boolean; setSince?: number } = {}): Promise<Record<string, TreeEntry>> {
   const out: Record<string, TreeEntry> = {};
   const inodes = new Map<number, string[]>();
   const walk = async (rel: string) => {
@@ -194,7 +199,10 @@ export async function describeTree(root: string, opts: { mtimes?: boolean } = {}
       const p = join(root, r);
       const st = await lstat(p);
       const e: TreeEntry = { type: 'other', mode: st.mode & 0o7777 };
-      if (opts.mtimes) e.mtime = Math.floor(st.mtimeMs / 1000);
+      if (opts.mtimes) {
+        const secs = Math.floor(st.mtimeMs / 1000);
+        e.mtime = opts.setSince !== undefined && secs >= opts.setSince ? 'unpack time' : secs;
+      }
       if (st.isDirectory()) e.type = 'dir';
       else if (st.isSymbolicLink()) {
         e.type = 'symlink';

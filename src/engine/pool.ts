@@ -27,6 +27,9 @@ export class DownloadPool {
       minThreads: threads,
       maxThreads: threads,
       concurrentTasksPerWorker: Math.ceil(jobs / threads),
+      // piscina's default ('sync') parks an idle worker in Atomics.wait, which freezes its event
+      // loop, and with it the other downloads that worker is streaming. 'async' waits without blocking.
+      atomics: 'async',
       idleTimeout: 5_000,
     });
   }

@@ -1,14 +1,16 @@
 // The distribution registry's storage layout (registry/storage/paths.go), which `registry:2` or
 // `docker-registry` serves when the directory is its filesystem root — sealer's bundle format.
 // An existing layout is added to, not replaced: several saves can fill one bundle. Blob data is
-// placed before any link names it, and tags are written last, so a registry serving the directory
-// mid-write never sees a tag whose content is missing.
+// placed before any link names it, and tags are written last, each file under a temporary name
+// then renamed, so a registry serving the directory mid-write never sees a tag whose content is
+// missing.
 import { existsSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hexOf } from '../cache/cache.js';
 import { blobsOf, leafManifests, walkNodes } from '../resolve/graph.js';
-import { placeBlob, stagingPath } from './files.js';
+import { mapLimit } from '../engine/limit.js';
+import { ensureDir, placeBlob, stagingPath } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 
 export const REGISTRY_ROOT = 'docker/registry/v2';
@@ -23,16 +25,14 @@ export function repositoryPath(root: string, repository: string): string {
 }
 
 async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
+  await ensureDir(dirname(path));
   const tmp = stagingPath(path);
   await writeFile(tmp, data);
   await rename(tmp, path);
 }
 
-/** A link file holds the digest, with no newline. */
-function linkFile(dir: string, digest: string): Promise<void> {
-  return writeFileAtomic(join(dir, 'link'), digest);
-}
+/** Enough to keep the disk busy, few enough to stay far from the open-files limit. */
+const FILES_AT_ONCE = 32;
 
 /**
  * For a delta bundle (--since BASE): whether BASE already holds a blob's bytes. Those are left out
@@ -46,43 +46,44 @@ export function baseHolds(base: string): (digest: string) => boolean {
 
 export async function linkRegistryLayout({ graph, cache, out, since }: LinkOptions): Promise<LinkResult> {
   const result: LinkResult = { path: out, linked: 0, copied: 0, written: 0 };
-  const placed = new Set<string>();
   const inBase = since ? baseHolds(since) : () => false;
 
-  const placeCached = async (digest: string) => {
-    if (placed.has(digest)) return;
-    placed.add(digest);
-    if (inBase(digest)) return;
-    const how = await placeBlob(cache.blobPath(digest), blobDataPath(out, digest));
-    if (how === 'linked') result.linked++;
-    else if (how === 'copied') result.copied++;
-  };
-  const placeBytes = async (digest: string, bytes: Buffer) => {
-    if (placed.has(digest)) return;
-    placed.add(digest);
-    if (inBase(digest)) return;
-    await writeFileAtomic(blobDataPath(out, digest), bytes);
-    result.written++;
-  };
-
+  // Everything is written in four waves, each in parallel, each file once: blob data, manifest
+  // data, then the links naming them, then the tags.
+  const blobs = new Set<string>();
+  const manifests = new Map<string, Buffer>();
+  const links = new Map<string, string>();
+  const tags = new Map<string, string>();
   for (const image of graph.images) {
     const repo = repositoryPath(out, image.ref.repository);
     for (const m of leafManifests(image.root)) {
       for (const d of blobsOf(m)) {
-        await placeCached(d.digest);
-        await linkFile(join(repo, '_layers', 'sha256', hexOf(d.digest)), d.digest);
+        blobs.add(d.digest);
+        links.set(join(repo, '_layers', 'sha256', hexOf(d.digest), 'link'), d.digest);
       }
     }
-    // Children before parents, so an index's revision appears after those of its manifests.
-    for (const node of [...walkNodes(image.root)].reverse()) {
-      await placeBytes(node.digest, node.bytes);
-      await linkFile(join(repo, '_manifests', 'revisions', 'sha256', hexOf(node.digest)), node.digest);
+    for (const node of walkNodes(image.root)) {
+      manifests.set(node.digest, node.bytes);
+      links.set(join(repo, '_manifests', 'revisions', 'sha256', hexOf(node.digest), 'link'), node.digest);
     }
     if (image.ref.tag) {
       const tagDir = join(repo, '_manifests', 'tags', image.ref.tag);
-      await linkFile(join(tagDir, 'index', 'sha256', hexOf(image.root.digest)), image.root.digest);
-      await linkFile(join(tagDir, 'current'), image.root.digest);
+      links.set(join(tagDir, 'index', 'sha256', hexOf(image.root.digest), 'link'), image.root.digest);
+      tags.set(join(tagDir, 'current', 'link'), image.root.digest);
     }
   }
+
+  await mapLimit([...blobs].filter((d) => !inBase(d)), FILES_AT_ONCE, async (digest) => {
+    const how = await placeBlob(cache.blobPath(digest), blobDataPath(out, digest));
+    if (how === 'linked') result.linked++;
+    else if (how === 'copied') result.copied++;
+  });
+  await mapLimit([...manifests].filter(([d]) => !inBase(d)), FILES_AT_ONCE, async ([digest, bytes]) => {
+    await writeFileAtomic(blobDataPath(out, digest), bytes);
+    result.written++;
+  });
+  // A link file holds the digest, with no newline.
+  await mapLimit([...links], FILES_AT_ONCE, ([path, digest]) => writeFileAtomic(path, digest));
+  await mapLimit([...tags], FILES_AT_ONCE, ([path, digest]) => writeFileAtomic(path, digest));
   return result;
 }

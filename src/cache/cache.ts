@@ -73,7 +73,11 @@ export class Cache {
 
   static open(dir: string): Cache {
     for (const sub of ['blobs/sha256', 'partial', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
-    const env = open({ path: join(dir, 'index.lmdb'), maxDbs: 8, mapSize: 2 ** 34 });
+    // separateFlushed: a write resolves once committed (visible to every process); the fsync
+    // finishes behind it. A record lost to an OS crash means a blob fetched again or re-indexed by
+    // `cache verify`, never a wrong answer, and during a save each awaited fsync would otherwise
+    // queue behind the writeback of the blob data just written.
+    const env = open({ path: join(dir, 'index.lmdb'), maxDbs: 8, mapSize: 2 ** 34, separateFlushed: true });
     // Locks need atomicity among live processes, not durability (after a crash every lock is stale),
     // so their environment skips the fsync that costs ~4 ms a commit in the index.
     const lockEnv = open({ path: join(dir, 'locks.lmdb'), noSync: true });

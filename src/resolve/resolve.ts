@@ -41,6 +41,8 @@ interface RawManifest {
 export class Resolver {
   /** In-flight and finished manifest fetches, by registry/repository@digest. */
   private readonly fetched = new Map<string, Promise<FetchedManifest>>();
+  /** Cache writes (manifests, tags): not waited for one by one, all before resolveAll returns. */
+  private readonly writes: Promise<unknown>[] = [];
 
   constructor(private readonly opts: ResolveOptions) {}
 
@@ -62,6 +64,7 @@ export class Resolver {
       const { registry, repository } = image.ref;
       addBlobs(graph.blobs, image, this.opts.mirrors ? await this.opts.mirrors.blobSources(registry, repository, image.root.digest) : undefined);
     }
+    await Promise.all(this.writes);
     return graph;
   }
 
@@ -71,7 +74,7 @@ export class Resolver {
     const top = await this.manifest(ref.registry, ref.repository, rootRef);
     // A tag given with a digest (a lock file's entries) is a name only: it says nothing about where the tag points now.
     if (ref.tag && !ref.digest) {
-      await this.opts.cache.putTag(`${ref.registry}/${ref.repository}:${ref.tag}`, { digest: top.digest, mediaType: top.mediaType, resolvedAt: Date.now() });
+      this.writes.push(this.opts.cache.putTag(`${ref.registry}/${ref.repository}:${ref.tag}`, { digest: top.digest, mediaType: top.mediaType, resolvedAt: Date.now() }));
     }
     const root = await this.node(ref, top, undefined);
     const image: ResolvedImage = { input: item.input, ref, root };
@@ -136,7 +139,7 @@ export class Resolver {
       if (offline) throw new RegistryError('not-found', `${registry}/${repository}@${digest}: not in the cache (--offline)`);
     }
     const m = this.opts.mirrors ? await this.opts.mirrors.getManifest(registry, repository, reference) : await client.getManifest(registry, repository, reference);
-    await cache.putManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes });
+    this.writes.push(cache.putManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes }));
     return m;
   }
 }

@@ -146,10 +146,10 @@ describe('faults', () => {
     const path = `/v2/big/blob/blobs/${bigLayer}`;
     const range = stats.ranges.find((x) => x.path === path)?.range;
     const from = Number(/^bytes=(\d+)-$/.exec(range ?? '')?.[1]);
-    // It continued from a checkpoint taken during the first run (at most one checkpoint
-    // interval plus one write buffer behind what the first run reported) and fetched only the rest.
+    // It continued from a checkpoint of the first run: checkpoints come every 2 MiB, behind at
+    // most one 1 MiB write buffer, and the newest record may not have committed before the kill.
     expect(from).toBeGreaterThan(0);
-    expect(from).toBeGreaterThanOrEqual(doneAtKill - 9 * MiB);
+    expect(from).toBeGreaterThanOrEqual(doneAtKill - 5 * MiB);
     expect(stats.byPath[path]!.bytes).toBe(bigSize - from);
     expect(summaryOf(second).resumedBytes).toBe(from);
     expect(createHash('sha256').update(await readFile(join(cache, 'blobs', 'sha256', hexOf(bigLayer)))).digest('hex')).toBe(hexOf(bigLayer));

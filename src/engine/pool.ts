@@ -1,5 +1,5 @@
-// The piscina pool that runs workers/download: one thread per core, each running many downloads
-// at once (they wait on the network far more than they compute).
+// The piscina pool that runs workers/download: a thread per core but one, each running many
+// downloads at once (they wait on the network far more than they compute).
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,9 @@ export class DownloadPool {
   private readonly piscina: Piscina;
 
   constructor(jobs: number) {
-    const threads = Math.max(1, Math.min(availableParallelism(), jobs));
+    // One core stays with the main thread (resolve, linking) and, on a small machine, whatever
+    // else runs there; a worker thread streams several downloads at once anyway.
+    const threads = Math.max(1, Math.min(availableParallelism() - 1, jobs));
     this.piscina = new Piscina({
       filename: workerFile(),
       minThreads: threads,

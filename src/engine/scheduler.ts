@@ -41,6 +41,8 @@ export interface ScheduleReport {
   failed: Map<string, string>;
 }
 
+/** A checkpoint is a buffer flush and an LMDB record whose commit is not waited for: cheap enough to take often. */
+const CHECKPOINT_BYTES = 2 * 1024 * 1024;
 const AUTH_RETRIES = 2;
 const BUSY_POLL_MS = 250;
 const USER_AGENT = 'ocisave/0.1';
@@ -96,7 +98,7 @@ export async function runDownloads(queue: PlannedBlob[], opts: ScheduleOptions):
     hasher: opts.hasher,
     progress,
     slot,
-    checkpointBytes: opts.checkpointBytes ?? 8 * 1024 * 1024,
+    checkpointBytes: opts.checkpointBytes ?? CHECKPOINT_BYTES,
     owner,
     cancel,
   });

@@ -1,11 +1,11 @@
 // The distribution registry's storage layout (registry/storage/paths.go), which `registry:2` or
 // `docker-registry` serves when the directory is its filesystem root — sealer's bundle format.
 // An existing layout is added to, not replaced: several saves can fill one bundle. Blob data is
-// placed before any link names it, and tags are written last, each file under a temporary name
-// then renamed, so a registry serving the directory mid-write never sees a tag whose content is
-// missing.
+// placed before any link names it, and tags are written last (a tag's current link replaced
+// through a temporary name), so a registry serving the directory mid-write never sees a tag whose
+// content is missing.
 import { existsSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
+import { rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hexOf } from '../cache/cache.js';
 import { blobsOf, leafManifests, walkNodes } from '../resolve/graph.js';
@@ -22,6 +22,22 @@ export function blobDataPath(root: string, digest: string): string {
 
 export function repositoryPath(root: string, repository: string): string {
   return join(root, REGISTRY_ROOT, 'repositories', repository);
+}
+
+/**
+ * A file whose path names its content (`blobs/…/<hex>/data`, and links such as
+ * `_layers/…/<hex>/link` that always hold `sha256:<hex>`): created in place, once, without the
+ * temporary name and rename. One that exists already is right unless a crash cut its write short,
+ * which its size shows.
+ */
+async function writeContentAddressed(path: string, data: string | Buffer): Promise<void> {
+  await ensureDir(dirname(path));
+  try {
+    await writeFile(path, data, { flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    if ((await stat(path)).size !== Buffer.byteLength(data)) await writeFileAtomic(path, data);
+  }
 }
 
 async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
@@ -79,11 +95,11 @@ export async function linkRegistryLayout({ graph, cache, out, since }: LinkOptio
     else if (how === 'copied') result.copied++;
   });
   await mapLimit([...manifests].filter(([d]) => !inBase(d)), FILES_AT_ONCE, async ([digest, bytes]) => {
-    await writeFileAtomic(blobDataPath(out, digest), bytes);
+    await writeContentAddressed(blobDataPath(out, digest), bytes);
     result.written++;
   });
-  // A link file holds the digest, with no newline.
-  await mapLimit([...links], FILES_AT_ONCE, ([path, digest]) => writeFileAtomic(path, digest));
+  // A link file holds the digest, with no newline. A tag's current link changes: it is replaced whole.
+  await mapLimit([...links], FILES_AT_ONCE, ([path, digest]) => writeContentAddressed(path, digest));
   await mapLimit([...tags], FILES_AT_ONCE, ([path, digest]) => writeFileAtomic(path, digest));
   return result;
 }

@@ -1,7 +1,6 @@
 // Issue 5, auth end to end: the real registry behind htpasswd basic auth and behind bearer tokens
 // from the test token server; credentials from config.json and --username/--password-stdin; a
 // token that expires in the middle of a blob download is refreshed and the download resumes.
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,11 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave, summaryOf, type CliResult } from './support/cli.js';
 import { skopeoInspectRaw } from './support/exec.js';
 import { startFaultProxy } from './support/proxy.js';
-import { startRegistry, startTokenServer, type RunningRegistry, type TokenServer } from './support/registry.js';
-import { seedStandardFixtures } from './fixtures/index.js';
+import { serveLayout, startRegistry, startTokenServer, type RunningRegistry, type TokenServer } from './support/registry.js';
+import { seedStandardFixtures, sha256 } from './fixtures/index.js';
 import type { FixtureSet } from './fixtures/model.js';
 
-const sha = (s: string | Buffer) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const sha = sha256;
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 const USER = 'alice';
@@ -99,7 +98,7 @@ describe('basic auth (htpasswd)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(summaryOf(r).images).toBe(1);
     expectNoSecret(r, SECRET);
-    const served = await startRegistry({ dataDir: out, readOnly: true, keepDataDir: true });
+    const served = await serveLayout(out);
     stops.push(() => served.stop());
     expect(sha(await skopeoInspectRaw(ref().replace(basic.host, served.host)))).toBe(basicFx.refs[ref()]!.digest);
   });

@@ -2,13 +2,12 @@
 // seeds it with the fixture set (multi-arch images, shared layers, a Helm chart), saves everything
 // into a registry v2 layout with ocisave, then serves that layout with a second registry and pulls
 // every reference back with skopeo, comparing digests.
-import { createHash } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ocisave } from './support/cli.js';
 import { skopeoInspectRaw } from './support/exec.js';
-import { startRegistry, type RunningRegistry } from './support/registry.js';
-import { seedStandardFixtures } from './fixtures/index.js';
+import { serveLayout, startRegistry, type RunningRegistry } from './support/registry.js';
+import { seedStandardFixtures, sha256 } from './fixtures/index.js';
 
 const out = resolve(process.argv[2] ?? 'demo');
 const registries: RunningRegistry[] = [];
@@ -31,13 +30,13 @@ async function main(): Promise<void> {
   process.stderr.write(r.stderr);
   if (r.code !== 0) throw new Error(`ocisave save exited ${r.code}`);
 
-  const served = await startRegistry({ dataDir: join(out, 'bundle'), readOnly: true, keepDataDir: true });
+  const served = await serveLayout(join(out, 'bundle'));
   registries.push(served);
   console.log(`\nserving the bundle with a second registry at ${served.url}; pulling back with skopeo:`);
   let bad = 0;
   for (const ref of fx.references) {
     const raw = await skopeoInspectRaw(ref.replace(fx.registry, served.host));
-    const digest = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+    const digest = sha256(raw);
     const ok = digest === fx.refs[ref]!.digest;
     if (!ok) bad++;
     console.log(`  ${ok ? 'ok ' : 'BAD'} ${ref.replace(fx.registry, served.host)} ${digest.slice(0, 19)}`);

@@ -59,6 +59,19 @@ describe('download engine', () => {
     expect(sa.downloaded.blobs + sb.downloaded.blobs).toBe(union.size);
   });
 
+  it('uses verified blob files whose index records were lost, instead of fetching them again', async () => {
+    const cache = join(work, 'cache-lost-index');
+    const refs = fx.references.slice(0, 4);
+    const first = await ocisave(['save', ...refs, '-o', join(work, 'lost-1'), '--cache', cache, '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(summaryOf(first).downloaded.bytes).toBeGreaterThan(0);
+    // As after a crash between a blob's rename into place and its index commit, for every blob.
+    await rm(join(cache, 'index.lmdb'), { recursive: true, force: true });
+    const second = await ocisave(['save', ...refs, '-o', join(work, 'lost-2'), '--cache', cache, '--json']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(summaryOf(second).downloaded).toEqual({ blobs: 0, bytes: 0 });
+  });
+
   it('splits a big blob into ranges and verifies the whole digest', async () => {
     const big = fx.references.find((r) => r.includes('big/blob'))!;
     const layer = fx.refs[big]!.layers![0]!;

@@ -1,7 +1,6 @@
 // Issue 5: --registry-mirror. Two real registries: the "origin" stands in for Docker Hub (through
 // OCISAVE_DOCKERHUB_API) and holds every fixture; the "mirror" holds some of them, with one blob
 // deleted. Counting proxies in front of both show where each manifest and blob came from.
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,11 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave, summaryOf } from './support/cli.js';
 import { skopeoCopy, skopeoInspectRaw } from './support/exec.js';
 import { startFaultProxy, type FaultProxy } from './support/proxy.js';
-import { freePort, startRegistry, type RunningRegistry } from './support/registry.js';
-import { seedStandardFixtures } from './fixtures/index.js';
+import { freePort, serveLayout, startRegistry, type RunningRegistry } from './support/registry.js';
+import { seedStandardFixtures, sha256 } from './fixtures/index.js';
 import type { FixtureRef, FixtureSet } from './fixtures/model.js';
 
-const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const sha = sha256;
 
 let origin: RunningRegistry;
 let mirror: RunningRegistry;
@@ -50,7 +49,7 @@ afterAll(async () => {
 });
 
 async function serve(bundle: string): Promise<RunningRegistry> {
-  const r = await startRegistry({ dataDir: bundle, readOnly: true, keepDataDir: true });
+  const r = await serveLayout(bundle);
   served.push(r);
   return r;
 }

@@ -1,17 +1,16 @@
 // Issue 5: `ocisave resolve` (the dry run), lock files that make a later save reproducible after a
 // tag moved, and `ocisave list-images`.
-import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave, summaryOf } from './support/cli.js';
 import { skopeoInspectRaw } from './support/exec.js';
-import { startRegistry, type RunningRegistry } from './support/registry.js';
-import { pushManifest, seedStandardFixtures } from './fixtures/index.js';
+import { serveLayout, startRegistry, type RunningRegistry } from './support/registry.js';
+import { pushManifest, seedStandardFixtures, sha256 } from './fixtures/index.js';
 import type { FixtureSet } from './fixtures/model.js';
 
-const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const sha = sha256;
 
 let source: RunningRegistry;
 let fx: FixtureSet;
@@ -30,7 +29,7 @@ afterAll(async () => {
 });
 
 async function serve(bundle: string): Promise<RunningRegistry> {
-  const r = await startRegistry({ dataDir: bundle, readOnly: true, keepDataDir: true });
+  const r = await serveLayout(bundle);
   served.push(r);
   return r;
 }

@@ -1,6 +1,5 @@
 // Issue 2 end to end: save fixtures from a real registry into a registry v2 layout, serve that
 // layout with a second real registry, and pull every saved reference back with skopeo.
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,11 +7,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave, summaryOf } from './support/cli.js';
 import { skopeoCopy, skopeoInspectRaw } from './support/exec.js';
-import { freePort, startRegistry, type RunningRegistry } from './support/registry.js';
-import { seedStandardFixtures } from './fixtures/index.js';
+import { freePort, serveLayout, startRegistry, type RunningRegistry } from './support/registry.js';
+import { seedStandardFixtures, sha256 } from './fixtures/index.js';
 import type { FixtureSet } from './fixtures/model.js';
 
-const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const sha = sha256;
 
 let source: RunningRegistry;
 let fx: FixtureSet;
@@ -32,7 +31,7 @@ afterAll(async () => {
 
 /** Serve a saved layout with a second, read-only registry. */
 async function serve(bundle: string): Promise<RunningRegistry> {
-  const r = await startRegistry({ dataDir: bundle, readOnly: true, keepDataDir: true });
+  const r = await serveLayout(bundle);
   served.push(r);
   return r;
 }

@@ -1,7 +1,6 @@
 // Issue 5: --with-signatures (cosign tags and OCI referrers, for the top and per-platform manifests)
 // and Helm charts, saved into a registry layout, served by a second real registry and pulled back
 // byte-identical.
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,11 +8,11 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave, summaryOf } from './support/cli.js';
 import { skopeoCopy, skopeoInspectRaw, skopeoListTags } from './support/exec.js';
-import { startRegistry, type RunningRegistry } from './support/registry.js';
-import { MT, pushArtifact, pushBlob, pushCosignSignature, pushManifest, seedStandardFixtures } from './fixtures/index.js';
+import { serveLayout, startRegistry, type RunningRegistry } from './support/registry.js';
+import { MT, pushArtifact, pushBlob, pushCosignSignature, pushManifest, seedStandardFixtures, sha256 } from './fixtures/index.js';
 import type { FixtureSet } from './fixtures/model.js';
 
-const sha = (s: string | Uint8Array) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const sha = sha256;
 const digestTag = (d: string) => d.replace(':', '-');
 
 let source: RunningRegistry;
@@ -72,7 +71,7 @@ afterAll(async () => {
 });
 
 async function serve(bundle: string): Promise<RunningRegistry> {
-  const r = await startRegistry({ dataDir: bundle, readOnly: true, keepDataDir: true });
+  const r = await serveLayout(bundle);
   served.push(r);
   return r;
 }

@@ -118,6 +118,22 @@ export class Cache {
     }
   }
 
+  /**
+   * A verified file whose index record never committed (the process died between the rename and
+   * the commit): files reach blobs/ only after verification, so one of the expected size is
+   * indexed rather than fetched again.
+   */
+  async adoptBlob(digest: string, size: number, mediaType: string): Promise<boolean> {
+    try {
+      if (statSync(this.blobPath(digest)).size !== size) return false;
+    } catch {
+      return false;
+    }
+    const now = Date.now();
+    await this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now });
+    return true;
+  }
+
   blobRecord(digest: string): BlobRecord | undefined {
     return this.blobs.get(digest);
   }

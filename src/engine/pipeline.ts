@@ -158,7 +158,7 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     await resolved.close();
   };
   try {
-    const plan = planDownloads(graph, cache, opts.notNeeded);
+    const plan = await planDownloads(graph, cache, opts.notNeeded);
     events.emit({ type: 'plan', blobs: graph.blobs.size, bytes: plan.totalBytes, cached: plan.cached.length, cachedBytes: plan.cachedBytes, queued: plan.queue.length, queuedBytes: plan.queuedBytes });
     pool = plan.queue.length ? new DownloadPool(Math.min(jobs, Math.max(plan.queue.length, availableParallelism()))) : undefined;
     const report = pool

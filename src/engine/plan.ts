@@ -17,11 +17,11 @@ export interface Plan {
 }
 
 /** `notNeeded`: blobs the output will not hold (a delta bundle's base has them). */
-export function planDownloads(graph: ImageGraph, cache: Cache, notNeeded: (digest: string) => boolean = () => false): Plan {
+export async function planDownloads(graph: ImageGraph, cache: Cache, notNeeded: (digest: string) => boolean = () => false): Promise<Plan> {
   const plan: Plan = { cached: [], queue: [], totalBytes: 0, cachedBytes: 0, queuedBytes: 0 };
   for (const need of graph.blobs.values()) {
     plan.totalBytes += need.size;
-    if (cache.hasBlob(need.digest) || notNeeded(need.digest)) {
+    if (cache.hasBlob(need.digest) || notNeeded(need.digest) || (await cache.adoptBlob(need.digest, need.size, need.mediaType))) {
       plan.cached.push(need);
       plan.cachedBytes += need.size;
     } else {

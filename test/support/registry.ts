@@ -37,6 +37,14 @@ export interface RunningRegistry {
   stop(): Promise<void>;
 }
 
+/**
+ * A second, read-only registry serving a saved registry layout, as a site would mount a bundle.
+ * The layout is the caller's: stop() leaves it in place.
+ */
+export function serveLayout(bundle: string): Promise<RunningRegistry> {
+  return startRegistry({ dataDir: bundle, readOnly: true, keepDataDir: true });
+}
+
 /** A TCP port that was free a moment ago on 127.0.0.1 (callers retry on EADDRINUSE races). */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const srv = net.createServer();

@@ -1,6 +1,5 @@
 // The library's main job: references → resolve → plan → download pool → cache → link.
 // The CLI is a thin layer over these two functions; a program can call them the same way.
-import { availableParallelism } from 'node:os';
 import { Cache, defaultCacheDir } from '../cache/cache.js';
 import { DEFAULT_HASHER, type HasherKind } from '../hash/hasher.js';
 import { linkOutput, type OutputFormat } from '../link/index.js';
@@ -149,10 +148,17 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
   const started = Date.now();
   const events = opts.events ?? new EngineEvents();
   const jobs = opts.jobs ?? DEFAULT_JOBS;
-  const resolved = await resolveGraph(inputs, { ...opts, events });
+  // The worker threads start (and load their modules) while the manifests resolve.
+  const pool = opts.offline ? undefined : new DownloadPool(jobs);
+  let resolved: Awaited<ReturnType<typeof resolveGraph>>;
+  try {
+    resolved = await resolveGraph(inputs, { ...opts, events });
+  } catch (err) {
+    await pool?.close();
+    throw err;
+  }
   const { graph, cache, client } = resolved;
   const failures: Failure[] = [...graph.failures];
-  let pool: DownloadPool | undefined;
   const close = async () => {
     await pool?.close();
     await resolved.close();
@@ -160,8 +166,8 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
   try {
     const plan = await planDownloads(graph, cache, opts.notNeeded);
     events.emit({ type: 'plan', blobs: graph.blobs.size, bytes: plan.totalBytes, cached: plan.cached.length, cachedBytes: plan.cachedBytes, queued: plan.queue.length, queuedBytes: plan.queuedBytes });
-    pool = plan.queue.length ? new DownloadPool(Math.min(jobs, Math.max(plan.queue.length, availableParallelism()))) : undefined;
-    const report = pool
+    if (plan.queue.length && !pool) throw new SaveError(plan.queue.map((b) => ({ input: b.digest, error: 'not in the cache (--offline)' })));
+    const report = pool && plan.queue.length
       ? await runDownloads(plan.queue, {
           cache,
           client,

@@ -26,8 +26,9 @@ async function main(): Promise<void> {
   const args = ['save', '-f', list, '-o', join(out, 'bundle'), '--cache', join(out, 'cache'), '--platform', 'all'];
   console.log(`$ ocisave ${args.join(' ')}`);
   const r = await ocisave(args);
-  process.stdout.write(r.stdout);
+  // Progress (stderr) came first; the summary (stdout) is the result.
   process.stderr.write(r.stderr);
+  process.stdout.write(r.stdout);
   if (r.code !== 0) throw new Error(`ocisave save exited ${r.code}`);
 
   const served = await serveLayout(join(out, 'bundle'));

@@ -47,6 +47,16 @@ async function cleanEnv(name: string, auths?: Record<string, { auth: string }>):
 
 const errorLines = (r: CliResult) => r.stderr.split('\n').filter((l) => l.startsWith('ocisave: error:'));
 
+/** Exit 1 with one error line naming the registry, and the wrong password nowhere in the output. */
+function expectWrongPasswordRejected(r: CliResult, host: string): void {
+  expect(r.code).toBe(1);
+  const lines = errorLines(r);
+  expect(lines, r.stderr).toHaveLength(1);
+  expect(lines[0]).toContain(host);
+  expect(lines[0]).toMatch(/rejected the credentials/);
+  expectNoSecret(r, WRONG);
+}
+
 function expectNoSecret(r: CliResult, ...secrets: string[]): void {
   for (const s of secrets) {
     for (const form of [s, b64(s), b64(`${USER}:${s}`), b64(`${TOKEN_USER}:${s}`)]) {
@@ -119,12 +129,7 @@ describe('basic auth (htpasswd)', () => {
         env: await cleanEnv('basic-wrong'),
         input: WRONG,
       });
-      expect(r.code).toBe(1);
-      const lines = errorLines(r);
-      expect(lines, r.stderr).toHaveLength(1);
-      expect(lines[0]).toContain(basic.host);
-      expect(lines[0]).toMatch(/rejected the credentials/);
-      expectNoSecret(r, WRONG);
+      expectWrongPasswordRejected(r, basic.host);
     }
   });
 });
@@ -195,12 +200,7 @@ describe('bearer token auth', () => {
       env: await cleanEnv('tok-wrong'),
       input: WRONG,
     });
-    expect(r.code).toBe(1);
-    const lines = errorLines(r);
-    expect(lines, r.stderr).toHaveLength(1);
-    expect(lines[0]).toContain(reg.host);
-    expect(lines[0]).toMatch(/rejected the credentials/);
-    expectNoSecret(r, WRONG);
+    expectWrongPasswordRejected(r, reg.host);
   });
 
   it('refreshes a token that expires in the middle of a blob download, and resumes the blob', async () => {

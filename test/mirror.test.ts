@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave, summaryOf } from './support/cli.js';
 import { skopeoCopy, skopeoInspectRaw } from './support/exec.js';
 import { startFaultProxy, type FaultProxy } from './support/proxy.js';
-import { freePort, serveLayout, startRegistry, type RunningRegistry } from './support/registry.js';
+import { freePort, layoutServers, startRegistry, type RunningRegistry } from './support/registry.js';
 import { seedStandardFixtures, sha256 } from './fixtures/index.js';
 import type { FixtureRef, FixtureSet } from './fixtures/model.js';
 
@@ -22,7 +22,7 @@ let mirrorProxy: FaultProxy;
 let fx: FixtureSet;
 let work: string;
 let deleted: string;
-const served: RunningRegistry[] = [];
+const layouts = layoutServers();
 
 const fix = (repoTag: string): FixtureRef => fx.refs[`${fx.registry}/${repoTag}`]!;
 
@@ -44,15 +44,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([originProxy?.stop(), mirrorProxy?.stop()]);
-  await Promise.all([origin?.stop(), mirror?.stop(), ...served.map((r) => r.stop())]);
+  await Promise.all([origin?.stop(), mirror?.stop(), layouts.stopAll()]);
   await rm(work, { recursive: true, force: true });
 });
 
-async function serve(bundle: string): Promise<RunningRegistry> {
-  const r = await serveLayout(bundle);
-  served.push(r);
-  return r;
-}
+const serve = layouts.serve;
 
 const hubEnv = (api: string) => ({ OCISAVE_DOCKERHUB_API: api });
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave, summaryOf } from './support/cli.js';
 import { skopeoInspectRaw } from './support/exec.js';
-import { serveLayout, startRegistry, type RunningRegistry } from './support/registry.js';
+import { layoutServers, startRegistry, type RunningRegistry } from './support/registry.js';
 import { pushManifest, seedStandardFixtures, sha256 } from './fixtures/index.js';
 import type { FixtureSet } from './fixtures/model.js';
 
@@ -15,7 +15,7 @@ const sha = sha256;
 let source: RunningRegistry;
 let fx: FixtureSet;
 let work: string;
-const served: RunningRegistry[] = [];
+const layouts = layoutServers();
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ocisave-resolve-'));
@@ -24,15 +24,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([source?.stop(), ...served.map((r) => r.stop())]);
+  await Promise.all([source?.stop(), layouts.stopAll()]);
   await rm(work, { recursive: true, force: true });
 });
 
-async function serve(bundle: string): Promise<RunningRegistry> {
-  const r = await serveLayout(bundle);
-  served.push(r);
-  return r;
-}
+const serve = layouts.serve;
 
 const refOf = (repoTag: string) => fx.references.find((r) => r.endsWith(`/${repoTag}`))!;
 

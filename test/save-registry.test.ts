@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave, summaryOf } from './support/cli.js';
 import { skopeoCopy, skopeoInspectRaw } from './support/exec.js';
-import { freePort, serveLayout, startRegistry, type RunningRegistry } from './support/registry.js';
+import { freePort, layoutServers, startRegistry, type RunningRegistry } from './support/registry.js';
 import { seedStandardFixtures, sha256 } from './fixtures/index.js';
 import type { FixtureSet } from './fixtures/model.js';
 
@@ -16,7 +16,7 @@ const sha = sha256;
 let source: RunningRegistry;
 let fx: FixtureSet;
 let work: string;
-const served: RunningRegistry[] = [];
+const layouts = layoutServers();
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ocisave-save-'));
@@ -25,16 +25,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([source?.stop(), ...served.map((r) => r.stop())]);
+  await Promise.all([source?.stop(), layouts.stopAll()]);
   await rm(work, { recursive: true, force: true });
 });
 
-/** Serve a saved layout with a second, read-only registry. */
-async function serve(bundle: string): Promise<RunningRegistry> {
-  const r = await serveLayout(bundle);
-  served.push(r);
-  return r;
-}
+const serve = layouts.serve;
 
 /** Served name for a fixture reference: same repository and tag, other host. */
 const on = (reg: RunningRegistry, ref: string) => ref.replace(fx.registry, reg.host);

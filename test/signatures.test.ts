@@ -8,7 +8,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave, summaryOf } from './support/cli.js';
 import { skopeoCopy, skopeoInspectRaw, skopeoListTags } from './support/exec.js';
-import { serveLayout, startRegistry, type RunningRegistry } from './support/registry.js';
+import { layoutServers, startRegistry, type RunningRegistry } from './support/registry.js';
 import { MT, pushArtifact, pushBlob, pushCosignSignature, pushManifest, seedStandardFixtures, sha256 } from './fixtures/index.js';
 import type { FixtureSet } from './fixtures/model.js';
 
@@ -18,7 +18,7 @@ const digestTag = (d: string) => d.replace(':', '-');
 let source: RunningRegistry;
 let fx: FixtureSet;
 let work: string;
-const served: RunningRegistry[] = [];
+const layouts = layoutServers();
 
 /** Tag → manifest digest of everything pushed about app/web, beyond the standard .sig of 1.0. */
 const extra: Record<string, string> = {};
@@ -66,15 +66,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([source?.stop(), ...served.map((r) => r.stop())]);
+  await Promise.all([source?.stop(), layouts.stopAll()]);
   await rm(work, { recursive: true, force: true });
 });
 
-async function serve(bundle: string): Promise<RunningRegistry> {
-  const r = await serveLayout(bundle);
-  served.push(r);
-  return r;
-}
+const serve = layouts.serve;
 
 describe('save --with-signatures', () => {
   it('saves cosign tags and referrers of the top and per-platform manifests; a second registry serves them byte-identical', async () => {

@@ -45,6 +45,21 @@ export function serveLayout(bundle: string): Promise<RunningRegistry> {
   return startRegistry({ dataDir: bundle, readOnly: true, keepDataDir: true });
 }
 
+/** Registries serving saved layouts for one test file, all stopped together when it ends. */
+export function layoutServers(): { serve(bundle: string): Promise<RunningRegistry>; stopAll(): Promise<void> } {
+  const running: RunningRegistry[] = [];
+  return {
+    async serve(bundle) {
+      const r = await serveLayout(bundle);
+      running.push(r);
+      return r;
+    },
+    async stopAll() {
+      await Promise.all(running.map((r) => r.stop()));
+    },
+  };
+}
+
 /** A TCP port that was free a moment ago on 127.0.0.1 (callers retry on EADDRINUSE races). */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const srv = net.createServer();

@@ -1,5 +1,6 @@
 // The download engine against a real registry: processes sharing one cache, segmented
 // downloads, both hashers, and memory that stays flat whatever the blob size.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -70,6 +71,22 @@ describe('download engine', () => {
     const second = await ocisave(['save', ...refs, '-o', join(work, 'lost-2'), '--cache', cache, '--json']);
     expect(second.code, second.stderr).toBe(0);
     expect(summaryOf(second).downloaded).toEqual({ blobs: 0, bytes: 0 });
+  });
+
+  it('closes the download pool safely at any moment of its threads starting up', async () => {
+    // A save that needs no download closes the pool while its threads may still be loading lmdb's
+    // native addon; terminating a thread there aborted the whole process (seen in CI).
+    const pool = new URL('../dist/src/engine/pool.js', import.meta.url).href;
+    const script = `import { DownloadPool } from ${JSON.stringify(pool)};
+      for (let i = 0; i < 30; i++) {
+        const p = new DownloadPool(8);
+        await new Promise((r) => setTimeout(r, (i * 7) % 100));
+        await p.close();
+      }`;
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--input-type=module', '-e', script], (err, _out, stderr) => resolve({ code: err ? (err.code as number | null) ?? null : 0, stderr }));
+    });
+    expect(r.code, r.stderr).toBe(0);
   });
 
   it('splits a big blob into ranges and verifies the whole digest', async () => {

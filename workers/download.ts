@@ -6,11 +6,16 @@
 // loses nothing, as the page cache keeps the data; after a power cut, bytes that never reached the
 // disk fail the final digest check and the blob is fetched again from zero — slower, never wrong.
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import { parentPort } from 'node:worker_threads';
 import { request } from 'undici';
 import { Cache } from '../src/cache/cache.js';
 import { resumeHasher, createHasher, hashFile } from '../src/hash/hasher.js';
 import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../src/registry/retry.js';
-import type { DownloadResult, DownloadTask, SegmentTask } from '../src/engine/task.js';
+import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask } from '../src/engine/task.js';
+
+// Piscina loads this module with a synchronous require(); once that has returned (the next turn
+// of the event loop), the pool may terminate this thread safely.
+setImmediate(() => parentPort?.postMessage(WORKER_LOADED));
 
 const caches = new Map<string, Cache>();
 function cacheAt(dir: string): Cache {

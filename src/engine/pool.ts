@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { DownloadResult, DownloadTask, SegmentTask } from './task.js';
+import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask } from './task.js';
 
 /** The worker module's exports: the whole-blob download, one range of a segmented one, the final check. */
 export type WorkerTaskName = 'default' | 'segment' | 'verify';
@@ -19,6 +19,8 @@ function workerFile(): string {
 
 export class DownloadPool {
   private readonly piscina: Piscina;
+  /** Settles once every thread has loaded its module, or the pool reported an error. */
+  private readonly loaded: Promise<void>;
 
   constructor(jobs: number) {
     // One core stays with the main thread (resolve, linking) and, on a small machine, whatever
@@ -34,6 +36,13 @@ export class DownloadPool {
       atomics: 'async',
       idleTimeout: 5_000,
     });
+    this.loaded = new Promise((resolve) => {
+      let count = 0;
+      this.piscina.on('message', (m) => {
+        if (m === WORKER_LOADED && ++count >= threads) resolve();
+      });
+      this.piscina.once('error', () => resolve());
+    });
   }
 
   run(task: DownloadTask | SegmentTask, name: WorkerTaskName = 'default'): Promise<DownloadResult> {
@@ -41,6 +50,15 @@ export class DownloadPool {
   }
 
   async close(): Promise<void> {
+    // Terminating a thread while it loads a native addon aborts the whole process (node's napi
+    // raises a fatal error), which a save that needs no download would otherwise race into.
+    // Piscina unrefs idle threads, so a timer keeps the process alive while it waits for them.
+    const keepAlive = setInterval(() => {}, 1_000);
+    try {
+      await this.loaded;
+    } finally {
+      clearInterval(keepAlive);
+    }
     await this.piscina.destroy();
   }
 }

@@ -37,3 +37,6 @@ export type DownloadFailure = 'unauthorized' | 'not-found' | 'denied' | 'busy' |
 export type DownloadResult =
   | { ok: true; fetched: number; resumedFrom: number; alreadyCached: boolean; retries: number }
   | { ok: false; code: DownloadFailure; message: string; fetched: number };
+
+/** What a worker thread posts once its module (and lmdb's native addon) has loaded. */
+export const WORKER_LOADED = 'ocisave:worker-loaded';

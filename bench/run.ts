@@ -11,13 +11,20 @@
 //   sync    skopeo sync --all, one process, every reference from a YAML source, into a second registry
 //   copy    skopeo copy --all of every reference into one OCI layout, one after another (a shell loop)
 //   floor   raw parallel GET of every unique blob (undici, --jobs connections, no hashing, no disk)
+//   floorw  the same, each body written to a file (no hashing): what any save to this disk pays
 // then two scenarios:
 //   resume  SIGKILL a cold save at ~50% of the bytes, run it again, count what the second run fetched
 //   wan     a proxy adding 20 ms per request and 8 MB/s per connection, a workload with big blobs:
 //           --jobs 1 vs default, --segment-size 0 vs default
 // Prints a Markdown table, writes OUT/<fleet>.json and OUT/<fleet>.svg.
+//
+// Nothing is deleted on the work disk until the end. On a filesystem without a journal (this
+// machine's ext4), creating an inode within ~30-55 s of deleting many makes ext4 skip each recently
+// deleted one (recently_deleted() in ialloc.c): a run that follows a deletion of 10,000 files pays
+// seconds of kernel time for it. The registries' storage (whose uploads delete their temporary
+// files) lives on tmpfs when /dev/shm exists, for the same reason.
 import { execFileSync, spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -34,7 +41,7 @@ import { HAVE_GNU_TIME, median, processCpuSeconds, registryPid, timed, treeBytes
 import { snapshotBuild } from './snapshot.js';
 import { copyScript, rehost, seedWan, syncYaml, uniqueBlobs, writeImageList } from './workloads.js';
 
-const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'sync', 'copy', 'floor'] as const;
+const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'sync', 'copy', 'floor', 'floorw'] as const;
 const SCENARIOS = ['resume', 'wan'] as const;
 type ContenderName = (typeof CONTENDERS)[number];
 type SectionName = ContenderName | (typeof SCENARIOS)[number];
@@ -48,6 +55,7 @@ const LABELS: Record<ContenderName, string> = {
   sync: 'skopeo sync --all (YAML source) → registry',
   copy: 'skopeo copy --all × refs, sequential → OCI layout',
   floor: `floor: raw GET, ${DEFAULT_JOBS} conns, no hash/disk`,
+  floorw: `write floor: raw GET, ${DEFAULT_JOBS} conns, written to files, no hash`,
 };
 
 /** Short names for the chart. */
@@ -60,6 +68,7 @@ const SHORT: Record<string, string> = {
   sync: 'skopeo sync (1 process)',
   copy: 'skopeo copy loop',
   floor: 'floor (raw GET)',
+  floorw: 'write floor (GET + write)',
   default: 'ocisave defaults',
   jobs1: 'ocisave --jobs 1',
 };
@@ -92,6 +101,13 @@ const MB = 1e6;
 /** The CLI and the floor, run from a snapshot of dist/ taken at the start (see snapshot.ts). */
 let cliPath = '';
 let floorPath = '';
+/** Where registries keep their storage: tmpfs when there is one (see the header). */
+let registryRoot = '';
+let registryCount = 0;
+
+function benchRegistry(name: string): Promise<RunningRegistry> {
+  return startRegistry({ dataDir: join(registryRoot, `${name}-${registryCount++}`) });
+}
 const MiB = 1 << 20;
 const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -126,8 +142,12 @@ async function main(): Promise<void> {
   if (!HAVE_GNU_TIME) log('warning: /usr/bin/time not found (apt-get install -y time): CPU seconds and peak RSS will be n/a');
 
   const work = await mkdtemp(join(os.tmpdir(), 'ocisave-bench-'));
+  registryRoot = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/ocisave-bench-registries-') : join(work, 'registries');
   const registries: RunningRegistry[] = [];
-  const cleanup = () => rmSync(work, { recursive: true, force: true });
+  const cleanup = () => {
+    rmSync(work, { recursive: true, force: true });
+    rmSync(registryRoot, { recursive: true, force: true });
+  };
   process.on('SIGINT', () => {
     cleanup();
     process.exit(130);
@@ -150,7 +170,7 @@ async function main(): Promise<void> {
     const contenders = CONTENDERS.filter((c) => selected.has(c));
     if (contenders.length || selected.has('resume')) {
       // --- workload ---------------------------------------------------------------------------
-      const source = await startRegistry();
+      const source = await benchRegistry('source');
       registries.push(source);
       const seedStart = performance.now();
       const set = await seedFleet(source.url, {
@@ -188,7 +208,6 @@ async function main(): Promise<void> {
           log('preparing the warm cache (one cold save, not timed)');
           const prep = await ocisaveSave(ctx, ctx.warmCache, join(work, 'warm-prep-out'), []);
           if (!prep.ok) throw new Error(`warm cache preparation failed: ${prep.error}`);
-          await rm(join(work, 'warm-prep-out'), { recursive: true, force: true });
         }
         const results = new Map<ContenderName, RunRecord[]>(contenders.map((c) => [c, []]));
         for (let round = 0; round < runs; round++) {
@@ -273,10 +292,11 @@ function record(m: Measured, registryCpuSeconds: number, round: number, position
 
 const lastLines = (s: string) => s.trim().split('\n').slice(-3).join(' | ').slice(0, 400);
 
+/** Runs one contender in a directory of its own, left in place until the bench ends (see the header). */
 async function runContender(ctx: Ctx, name: ContenderName, round: number, position: number): Promise<RunRecord> {
   const dir = join(ctx.work, `${name}-${round}`);
   await mkdir(dir, { recursive: true });
-  try {
+  {
     switch (name) {
       case 'cold':
       case 'wasm':
@@ -299,7 +319,7 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
         return { ...r, summary: undefined, round, position } as RunRecord;
       }
       case 'sync': {
-        const dest = await startRegistry();
+        const dest = await benchRegistry('sync');
         try {
           const yamlFile = join(dir, 'sync.yaml');
           await writeFile(yamlFile, syncYaml(ctx.set));
@@ -311,6 +331,7 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
           return record(m, regCpu, round, position);
         } finally {
           await dest.stop();
+          await rm(dest.dataDir, { recursive: true, force: true }); // tmpfs: frees memory, no inode cost
         }
       }
       case 'copy': {
@@ -320,16 +341,15 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
         const m = await timed('sh', [script]);
         return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
       }
-      case 'floor': {
+      case 'floor':
+      case 'floorw': {
         const blobs = join(dir, 'blobs.json');
         await writeFile(blobs, JSON.stringify(uniqueBlobs(ctx.set)));
         const s0 = await processCpuSeconds(ctx.sourcePid);
-        const m = await timed(process.execPath, [floorPath, blobs, String(DEFAULT_JOBS)]);
+        const m = await timed(process.execPath, [floorPath, blobs, String(DEFAULT_JOBS), ...(name === 'floorw' ? [join(dir, 'blobs')] : [])]);
         return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
       }
     }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -375,67 +395,63 @@ async function resumeScenario(ctx: Ctx): Promise<ResumeResult | { error: string 
   const cache = join(dir, 'cache');
   const out = join(dir, 'out');
   await mkdir(dir, { recursive: true });
-  try {
-    log('resume: cold save, SIGKILL at 50% of the bytes');
-    const args = [cliPath, 'save', '-f', ctx.list, '-o', out, '--cache', cache, '--format', 'registry', '--json'];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const t0 = performance.now();
-    // Bytes received so far: the engine's progress samples (every 500 ms) and, in between, the
-    // sizes of finished blobs; the first to reach half of the planned bytes triggers the kill.
-    let total = 0;
-    let finished = 0;
-    let killed: { done: number; seconds: number } | undefined;
-    let buf = '';
-    child.stdout.resume();
-    child.stderr.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        let e: any;
-        try {
-          e = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        if (e.type === 'plan') total = e.queuedBytes;
-        let done = 0;
-        if (e.type === 'blob-done') done = finished += e.size;
-        if (e.type === 'progress') done = Math.max(finished, e.done);
-        if (!killed && total > 0 && done >= total / 2) {
-          child.kill('SIGKILL');
-          killed = { done, seconds: (performance.now() - t0) / 1000 };
-        }
+  log('resume: cold save, SIGKILL at 50% of the bytes');
+  const args = [cliPath, 'save', '-f', ctx.list, '-o', out, '--cache', cache, '--format', 'registry', '--json'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const t0 = performance.now();
+  // Bytes received so far: the engine's progress samples (every 500 ms) and, in between, the
+  // sizes of finished blobs; the first to reach half of the planned bytes triggers the kill.
+  let total = 0;
+  let finished = 0;
+  let killed: { done: number; seconds: number } | undefined;
+  let buf = '';
+  child.stdout.resume();
+  child.stderr.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      let e: any;
+      try {
+        e = JSON.parse(line);
+      } catch {
+        continue;
       }
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10 * 60_000);
-    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('close', (c, s) => res([c, s])));
-    clearTimeout(timer);
-    if (!killed) return { error: `the first run ended (exit ${code ?? signal}) before half of the bytes were reported` };
-    // What the killed run left on disk: verified blobs, and partial files (checkpointed or not).
-    const completeBlobBytesAtKill = await treeBytes(join(cache, 'blobs'));
-    const partialFileBytesAtKill = await treeBytes(join(cache, 'partial'));
-    const onDisk = completeBlobBytesAtKill + partialFileBytesAtKill;
-    log(`resume: killed after ${fmt(killed.seconds)} s with ${fmt((100 * onDisk) / total)}% of the bytes on disk; running again`);
-    const again = await ocisaveSave(ctx, cache, out, []);
-    const s = again.summary ?? {};
-    const downloaded = s.downloaded?.bytes ?? NaN;
-    const remainder = total - onDisk;
-    return {
-      totalBytes: total,
-      reportedAtKillBytes: killed.done,
-      killedAfterSeconds: killed.seconds,
-      completeBlobBytesAtKill,
-      partialFileBytesAtKill,
-      onDiskFraction: onDisk / total,
-      remainderBytes: remainder,
-      secondRun: { ok: again.ok, error: again.error, downloadedBytes: downloaded, resumedBytes: s.resumedBytes ?? NaN, reusedBytes: s.reused?.bytes ?? NaN, wallSeconds: again.wallSeconds },
-      refetchedBytes: downloaded - remainder,
-    };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+      if (e.type === 'plan') total = e.queuedBytes;
+      let done = 0;
+      if (e.type === 'blob-done') done = finished += e.size;
+      if (e.type === 'progress') done = Math.max(finished, e.done);
+      if (!killed && total > 0 && done >= total / 2) {
+        child.kill('SIGKILL');
+        killed = { done, seconds: (performance.now() - t0) / 1000 };
+      }
+    }
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10 * 60_000);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('close', (c, s) => res([c, s])));
+  clearTimeout(timer);
+  if (!killed) return { error: `the first run ended (exit ${code ?? signal}) before half of the bytes were reported` };
+  // What the killed run left on disk: verified blobs, and partial files (checkpointed or not).
+  const completeBlobBytesAtKill = await treeBytes(join(cache, 'blobs'));
+  const partialFileBytesAtKill = await treeBytes(join(cache, 'partial'));
+  const onDisk = completeBlobBytesAtKill + partialFileBytesAtKill;
+  log(`resume: killed after ${fmt(killed.seconds)} s with ${fmt((100 * onDisk) / total)}% of the bytes on disk; running again`);
+  const again = await ocisaveSave(ctx, cache, out, []);
+  const s = again.summary ?? {};
+  const downloaded = s.downloaded?.bytes ?? NaN;
+  const remainder = total - onDisk;
+  return {
+    totalBytes: total,
+    reportedAtKillBytes: killed.done,
+    killedAfterSeconds: killed.seconds,
+    completeBlobBytesAtKill,
+    partialFileBytesAtKill,
+    onDiskFraction: onDisk / total,
+    remainderBytes: remainder,
+    secondRun: { ok: again.ok, error: again.error, downloadedBytes: downloaded, resumedBytes: s.resumedBytes ?? NaN, reusedBytes: s.reused?.bytes ?? NaN, wallSeconds: again.wallSeconds },
+    refetchedBytes: downloaded - remainder,
+  };
 }
 
 // --- WAN --------------------------------------------------------------------------------------------------
@@ -445,7 +461,7 @@ const WAN = { delayMs: 20, bandwidthBytesPerSec: 8 * MB, bigBlobs: [72 * MiB, 66
 async function wanScenario(work: string, runs: number): Promise<unknown> {
   const dir = join(work, 'wan');
   await mkdir(dir, { recursive: true });
-  const registry = await startRegistry();
+  const registry = await benchRegistry('wan');
   const proxy = await startFaultProxy(registry.url);
   try {
     log(`wan: seeding ${WAN.bigBlobs.length} big blobs and a small fleet`);
@@ -480,7 +496,6 @@ async function wanScenario(work: string, runs: number): Promise<unknown> {
           const m = await timed(process.execPath, [floorPath, blobsFile, String(DEFAULT_JOBS)]);
           rec = record(m, (await processCpuSeconds(pid)) - s0, round, position);
         }
-        await rm(runDir, { recursive: true, force: true });
         rec.load1 = load1;
         results.get(c.name)!.push(rec);
         log(`[wan ${round + 1}/${runs}] ${c.name.padEnd(7)} ${rec.ok ? `${fmt(rec.wallSeconds, 2)} s` : `FAILED: ${rec.error}`}`);
@@ -573,6 +588,13 @@ function markdown(r: Record<string, any>): string {
       const k = coldM.wallSeconds / get('floor')!.wallSeconds;
       const p = paired('cold', 'floor');
       lines.push(`- Target "cold within 1.3× of the floor": ${fmt(k, 2)}× (median of per-round ratios ${fmt(p, 2)}×) — ${Math.max(k, p) <= 1.3 ? 'met' : 'NOT met'}.`);
+    }
+    if (get('floorw') && get('floor')) {
+      const w = get('floorw')!;
+      lines.push(
+        `- Writing the bytes alone (write floor ÷ floor): ${fmt(w.wallSeconds / get('floor')!.wallSeconds, 2)}× (per-round ${fmt(paired('floorw', 'floor'), 2)}×)` +
+          (coldM ? `; ocisave cold ÷ write floor: ${fmt(coldM.wallSeconds / w.wallSeconds, 2)}× (per-round ${fmt(paired('cold', 'floorw'), 2)}×).` : '.'),
+      );
     }
     if (coldM && get('sync')) {
       const k = get('sync')!.wallSeconds / coldM.wallSeconds;

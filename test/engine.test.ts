@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collect, ocisave, startCli, summaryOf } from './support/cli.js';
+import { startFaultProxy } from './support/proxy.js';
 import { startRegistry, type RunningRegistry } from './support/registry.js';
 import { MT, pushBlobStream, pushImage, randomLayerStream, seedStandardFixtures, type FixtureSet } from './fixtures/index.js';
 import { blobDataPath } from '../src/link/registry.js';
@@ -71,6 +72,25 @@ describe('download engine', () => {
     const second = await ocisave(['save', ...refs, '-o', join(work, 'lost-2'), '--cache', cache, '--json']);
     expect(second.code, second.stderr).toBe(0);
     expect(summaryOf(second).downloaded).toEqual({ blobs: 0, bytes: 0 });
+  });
+
+  it('downloads the blobs of resolved images while another manifest is still on its way', async () => {
+    const proxy = await startFaultProxy(source.url);
+    try {
+      const [slow, ...others] = fx.references.filter((r) => !r.includes('big/blob')).slice(0, 4).map((r) => r.replace(fx.registry, proxy.host));
+      const { repository, tag } = fx.refs[slow!.replace(proxy.host, fx.registry)]!;
+      proxy.setFaults([{ method: 'GET', path: `/v2/${repository}/manifests/${tag}$`, delayMs: 3000 }]);
+      const r = await ocisave(['save', slow!, ...others, '-o', join(work, 'overlap'), '--cache', join(work, 'cache-overlap'), '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const events = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; input?: string });
+      const slowResolved = events.findIndex((e) => e.type === 'resolved' && e.input === slow);
+      const firstBlobDone = events.findIndex((e) => e.type === 'blob-done');
+      expect(slowResolved).toBeGreaterThan(0);
+      expect(firstBlobDone).toBeGreaterThanOrEqual(0);
+      expect(firstBlobDone).toBeLessThan(slowResolved);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('closes the download pool safely at any moment of its threads starting up', async () => {

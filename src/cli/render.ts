@@ -33,8 +33,10 @@ export function createRenderer(mode: ProgressMode, stream: NodeJS.WriteStream = 
       case 'resolve-failed':
         stream.write(`${mode === 'tty' ? '\r\x1b[K' : ''}error: ${e.error}\n`);
         break;
+      case 'blob-queued':
+        blobsQueued++;
+        break;
       case 'plan':
-        blobsQueued = e.queued;
         stream.write(`${e.blobs} unique blobs (${formatBytes(e.bytes)}): ${e.cached} in cache, ${e.queued} to download (${formatBytes(e.queuedBytes)})\n`);
         break;
       case 'blob-done':

@@ -12,19 +12,25 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   return results;
 }
 
-/** A counting semaphore: per-registry connection limits in the scheduler. */
+/** A counting semaphore; waiters with a higher priority go first (the scheduler: larger blobs). */
 export class Semaphore {
-  private waiting: (() => void)[] = [];
+  private waiting: { priority: number; wake: () => void }[] = [];
   constructor(private available: number) {}
-  async acquire(): Promise<() => void> {
+  async acquire(priority = 0): Promise<() => void> {
     if (this.available > 0) this.available--;
-    else await new Promise<void>((r) => this.waiting.push(r));
+    else
+      await new Promise<void>((wake) => {
+        // Insert after every waiter of the same or higher priority: equal ones stay first come, first served.
+        let i = this.waiting.length;
+        while (i > 0 && this.waiting[i - 1]!.priority < priority) i--;
+        this.waiting.splice(i, 0, { priority, wake });
+      });
     let released = false;
     return () => {
       if (released) return;
       released = true;
       const next = this.waiting.shift();
-      if (next) next();
+      if (next) next.wake();
       else this.available++;
     };
   }

@@ -7,14 +7,14 @@ import { baseHolds } from '../link/registry.js';
 import type { PlatformSelector } from '../ref/platform.js';
 import { parseReference } from '../ref/reference.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
-import { blobsOf, leafManifests, type Failure, type ImageGraph } from '../resolve/graph.js';
+import { blobsOf, leafManifests, type BlobNeed, type Failure, type ImageGraph } from '../resolve/graph.js';
 import { Resolver, type ResolveInput } from '../resolve/resolve.js';
 import { Mirrors, parseMirror } from '../registry/mirror.js';
 import { addSignatures } from '../resolve/signatures.js';
 import { EngineEvents } from './events.js';
-import { planDownloads } from './plan.js';
+import { Plan } from './plan.js';
 import { DownloadPool } from './pool.js';
-import { runDownloads } from './scheduler.js';
+import { Downloads } from './scheduler.js';
 
 export interface FetchOptions {
   platforms: PlatformSelector;
@@ -103,12 +103,32 @@ export interface ResolvedGraph {
   close(): Promise<void>;
 }
 
-/**
- * The resolve phase alone (`ocisave resolve`, and the first half of fetchImages): every input to
- * manifests and the blobs they need, nothing downloaded. Without keepGoing, any failure throws.
- */
-export async function resolveGraph(inputs: string[], opts: FetchOptions): Promise<ResolvedGraph> {
-  const events = opts.events ?? new EngineEvents();
+/** What resolving and downloading share: the cache, the registry client, mirrors. */
+interface Session {
+  cache: Cache;
+  client: RegistryClient;
+  mirrors?: Mirrors;
+  close(): Promise<void>;
+}
+
+function openSession(opts: FetchOptions, events: EngineEvents): Session {
+  const mirrorHosts = (opts.mirrors ?? []).map((m) => parseMirror(m, opts.plainHttp));
+  const cache = Cache.open(opts.cacheDir ?? defaultCacheDir());
+  const client = new RegistryClient({ plainHttp: opts.plainHttp, credentials: opts.credentials, connections: (opts.jobs ?? DEFAULT_JOBS) + 4 });
+  const mirrors = mirrorHosts.length ? new Mirrors(client, mirrorHosts, events) : undefined;
+  return {
+    cache,
+    client,
+    mirrors,
+    close: async () => {
+      await client.close();
+      await cache.close();
+    },
+  };
+}
+
+/** Parsed inputs; without keepGoing, a bad reference throws before anything starts. */
+function parseInputs(inputs: string[], opts: FetchOptions): { parsed: ResolveInput[]; failures: Failure[] } {
   const failures: Failure[] = [];
   const parsed: ResolveInput[] = [];
   for (const input of inputs) {
@@ -119,69 +139,80 @@ export async function resolveGraph(inputs: string[], opts: FetchOptions): Promis
     }
   }
   if (failures.length && !opts.keepGoing) throw new SaveError(failures);
-  const mirrorHosts = (opts.mirrors ?? []).map((m) => parseMirror(m, opts.plainHttp));
+  return { parsed, failures };
+}
 
-  const cache = Cache.open(opts.cacheDir ?? defaultCacheDir());
-  const jobs = opts.jobs ?? DEFAULT_JOBS;
-  const client = new RegistryClient({ plainHttp: opts.plainHttp, credentials: opts.credentials, connections: jobs + 4 });
-  const close = async () => {
-    await client.close();
-    await cache.close();
-  };
+/** Every input to manifests and the blobs they need; `onBlob` hears of each blob as it is found. */
+async function resolveInputs(session: Session, inputs: { parsed: ResolveInput[]; failures: Failure[] }, opts: FetchOptions, events: EngineEvents, onBlob?: (need: BlobNeed) => void): Promise<ImageGraph> {
+  const { cache, client, mirrors } = session;
+  const resolverOpts = { client, cache, platforms: opts.platforms, offline: opts.offline, events, mirrors, onBlob };
+  const graph = await new Resolver(resolverOpts).resolveAll(inputs.parsed);
+  // Signatures and referrers are artifacts, not platform images: keep all of what they list.
+  if (opts.withSignatures && !opts.offline) await addSignatures(graph, new Resolver({ ...resolverOpts, platforms: 'all' }), { client, events });
+  graph.failures.unshift(...inputs.failures);
+  if (graph.failures.length && !opts.keepGoing) throw new SaveError(graph.failures);
+  return graph;
+}
+
+/**
+ * The resolve phase alone (`ocisave resolve`): every input to manifests and the blobs they need,
+ * nothing downloaded. Without keepGoing, any failure throws.
+ */
+export async function resolveGraph(inputs: string[], opts: FetchOptions): Promise<ResolvedGraph> {
+  const events = opts.events ?? new EngineEvents();
+  const parsed = parseInputs(inputs, opts);
+  const session = openSession(opts, events);
   try {
-    const mirrors = mirrorHosts.length ? new Mirrors(client, mirrorHosts, events) : undefined;
-    const resolverOpts = { client, cache, platforms: opts.platforms, offline: opts.offline, events, mirrors };
-    const graph = await new Resolver(resolverOpts).resolveAll(parsed);
-    // Signatures and referrers are artifacts, not platform images: keep all of what they list.
-    if (opts.withSignatures && !opts.offline) await addSignatures(graph, new Resolver({ ...resolverOpts, platforms: 'all' }), { client, events });
-    graph.failures.unshift(...failures);
-    if (graph.failures.length && !opts.keepGoing) throw new SaveError(graph.failures);
-    return { graph, cache, client, close };
+    const graph = await resolveInputs(session, parsed, opts, events);
+    return { graph, cache: session.cache, client: session.client, close: session.close };
   } catch (err) {
-    await close();
+    await session.close();
     throw err;
   }
 }
 
-/** Resolve every input and make sure each blob it needs is verified in the cache. */
+/**
+ * Resolve every input and make sure each blob it needs is verified in the cache. A blob starts
+ * downloading as soon as the first image needing it has resolved, while the others still resolve.
+ */
 export async function fetchImages(inputs: string[], opts: FetchOptions): Promise<FetchResult> {
   const started = Date.now();
   const events = opts.events ?? new EngineEvents();
   const jobs = opts.jobs ?? DEFAULT_JOBS;
-  // The worker threads start (and load their modules) while the manifests resolve.
+  const parsed = parseInputs(inputs, opts);
   const pool = opts.offline ? undefined : new DownloadPool(jobs);
-  let resolved: Awaited<ReturnType<typeof resolveGraph>>;
-  try {
-    resolved = await resolveGraph(inputs, { ...opts, events });
-  } catch (err) {
-    await pool?.close();
-    throw err;
-  }
-  const { graph, cache, client } = resolved;
-  const failures: Failure[] = [...graph.failures];
+  const session = openSession(opts, events);
+  const { cache, client } = session;
   const close = async () => {
     await pool?.close();
-    await resolved.close();
+    await session.close();
   };
   try {
-    const plan = await planDownloads(graph, cache, opts.notNeeded);
+    const plan = new Plan(cache, opts.notNeeded);
+    const downloads = pool && new Downloads({ cache, client, pool, jobs, hasher: opts.hasher ?? DEFAULT_HASHER, segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, events, failFast: !opts.keepGoing, signal: opts.signal });
+    const planning: Promise<unknown>[] = [];
+    const onBlob = (need: BlobNeed) => planning.push(plan.add(need).then((b) => b && downloads?.add(b)));
+    // Without --keep-going the save fails with its first unresolvable image: stop downloading then.
+    if (!opts.keepGoing) events.on((e) => e.type === 'resolve-failed' && downloads?.cancel());
+    let graph: ImageGraph;
+    try {
+      graph = await resolveInputs(session, parsed, opts, events, onBlob);
+      // Blobs merged in after resolving (signatures) are planned here; the others already were.
+      for (const need of graph.blobs.values()) onBlob(need);
+      await Promise.all(planning);
+    } catch (err) {
+      // Running downloads checkpoint and return before the cache closes under them.
+      downloads?.cancel();
+      await Promise.allSettled(planning);
+      await downloads?.finish();
+      throw err;
+    }
     events.emit({ type: 'plan', blobs: graph.blobs.size, bytes: plan.totalBytes, cached: plan.cached.length, cachedBytes: plan.cachedBytes, queued: plan.queue.length, queuedBytes: plan.queuedBytes });
-    if (plan.queue.length && !pool) throw new SaveError(plan.queue.map((b) => ({ input: b.digest, error: 'not in the cache (--offline)' })));
-    const report = pool && plan.queue.length
-      ? await runDownloads(plan.queue, {
-          cache,
-          client,
-          pool,
-          jobs,
-          hasher: opts.hasher ?? DEFAULT_HASHER,
-          segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
-          events,
-          failFast: !opts.keepGoing,
-          signal: opts.signal,
-        })
-      : { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map<string, string>() };
+    if (plan.queue.length && !downloads) throw new SaveError(plan.queue.map((b) => ({ input: b.digest, error: 'not in the cache (--offline)' })));
+    const report = downloads ? await downloads.finish() : { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map<string, string>() };
 
     if (opts.signal?.aborted) throw new InterruptedError();
+    const failures: Failure[] = [...graph.failures];
     // An image fails with any blob it needs.
     if (report.failed.size) {
       graph.images = graph.images.filter((image) => {

@@ -1,34 +1,42 @@
-// The plan: every unique blob once, looked up in the cache index (complete, partial at N, absent),
-// what is missing queued largest first so the long transfers start early.
+// The plan: every unique blob once, looked up in the cache index (complete, partial at N, absent)
+// as soon as an image needs it, so what is missing can start downloading while others resolve.
 import type { Cache } from '../cache/cache.js';
-import type { BlobNeed, ImageGraph } from '../resolve/graph.js';
+import type { BlobNeed } from '../resolve/graph.js';
 
 export interface PlannedBlob extends BlobNeed {
   /** Bytes already checkpointed in the partial area. */
   resumeFrom: number;
 }
 
-export interface Plan {
-  cached: BlobNeed[];
-  queue: PlannedBlob[];
-  totalBytes: number;
-  cachedBytes: number;
-  queuedBytes: number;
-}
+export class Plan {
+  readonly cached: BlobNeed[] = [];
+  readonly queue: PlannedBlob[] = [];
+  totalBytes = 0;
+  cachedBytes = 0;
+  queuedBytes = 0;
+  private readonly seen = new Set<string>();
 
-/** `notNeeded`: blobs the output will not hold (a delta bundle's base has them). */
-export async function planDownloads(graph: ImageGraph, cache: Cache, notNeeded: (digest: string) => boolean = () => false): Promise<Plan> {
-  const plan: Plan = { cached: [], queue: [], totalBytes: 0, cachedBytes: 0, queuedBytes: 0 };
-  for (const need of graph.blobs.values()) {
-    plan.totalBytes += need.size;
-    if (cache.hasBlob(need.digest) || notNeeded(need.digest) || (await cache.adoptBlob(need.digest, need.size, need.mediaType))) {
-      plan.cached.push(need);
-      plan.cachedBytes += need.size;
-    } else {
-      plan.queue.push({ ...need, resumeFrom: cache.partial(need.digest)?.offset ?? 0 });
-      plan.queuedBytes += need.size;
+  /** `notNeeded`: blobs the output will not hold (a delta bundle's base has them). */
+  constructor(
+    private readonly cache: Cache,
+    private readonly notNeeded: (digest: string) => boolean = () => false,
+  ) {}
+
+  /** Looks a blob up once: the planned download when it is missing, otherwise undefined. */
+  async add(need: BlobNeed): Promise<PlannedBlob | undefined> {
+    if (this.seen.has(need.digest)) return undefined;
+    this.seen.add(need.digest);
+    this.totalBytes += need.size;
+    const { cache } = this;
+    if (cache.hasBlob(need.digest) || this.notNeeded(need.digest) || (await cache.adoptBlob(need.digest, need.size, need.mediaType))) {
+      this.cached.push(need);
+      this.cachedBytes += need.size;
+      return undefined;
     }
+    // Shares the need's sources array: repositories found later (another image) reach the download.
+    const planned = { ...need, resumeFrom: cache.partial(need.digest)?.offset ?? 0 };
+    this.queue.push(planned);
+    this.queuedBytes += need.size;
+    return planned;
   }
-  plan.queue.sort((a, b) => b.size - a.size);
-  return plan;
 }

@@ -1,7 +1,8 @@
-// Dispatches the plan's downloads to the pool: at most `jobs` connections per registry host,
-// tokens from the main thread's client (refreshed when a worker reports a 401), other source
-// repositories tried when one fails, big blobs split into ranges fetched in parallel, and
-// progress sampled from the workers' shared counters.
+// Dispatches downloads to the pool as the plan finds them missing, while manifests still resolve:
+// at most `jobs` connections per registry host, the largest waiting blob first, tokens from the
+// main thread's client (refreshed when a worker reports a 401), other source repositories tried
+// when one fails, big blobs split into ranges fetched in parallel, and progress sampled from the
+// workers' shared counters.
 import { randomUUID } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { Cache } from '../cache/cache.js';
@@ -55,148 +56,176 @@ export function segmentsOf(size: number, segmentBytes: number | undefined): [num
   return out;
 }
 
-export async function runDownloads(queue: PlannedBlob[], opts: ScheduleOptions): Promise<ScheduleReport> {
-  const report: ScheduleReport = { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map() };
-  const owner = `${process.pid}-${randomUUID()}`;
-  const limits = new Map<string, Semaphore>();
-  const limitFor = (host: string) => {
-    let s = limits.get(host);
-    if (!s) limits.set(host, (s = new Semaphore(opts.jobs)));
-    return s;
-  };
-  // One progress slot per task: a whole blob, or each segment of a split one.
-  const plans = queue.map((blob) => ({ blob, segments: segmentsOf(blob.size, opts.segmentBytes) }));
-  const firstSlot: number[] = [];
-  let slots = 0;
-  for (const p of plans) {
-    firstSlot.push(slots);
-    slots += Math.max(1, p.segments.length);
+/**
+ * The downloads of one save. `add` starts a blob at once (it waits for a connection, largest
+ * first); `finish` waits for every blob added; `cancel` makes running downloads checkpoint and
+ * return, and keeps waiting ones from starting.
+ */
+export class Downloads {
+  private readonly report: ScheduleReport = { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map() };
+  private readonly owner = `${process.pid}-${randomUUID()}`;
+  private readonly limits = new Map<string, Semaphore>();
+  private readonly abort = new AbortController();
+  private readonly cancelFlag = new SharedArrayBuffer(4);
+  private readonly running: Promise<void>[] = [];
+  private readonly added = new Set<string>();
+  private readonly started = new Set<string>();
+  /** Bytes on disk of each blob, one slot per task (the whole blob, or each of its segments). */
+  private readonly counters: Float64Array[] = [];
+  private total = 0;
+  private active = 0;
+  private readonly ticker: NodeJS.Timeout;
+
+  constructor(private readonly opts: ScheduleOptions) {
+    this.abort.signal.addEventListener('abort', () => Atomics.store(new Int32Array(this.cancelFlag), 0, 1));
+    opts.signal?.addEventListener('abort', () => this.cancel());
+    this.ticker = setInterval(() => this.emitProgress(), 500);
   }
-  const progress = new SharedArrayBuffer(8 * Math.max(1, slots));
-  const done = new Float64Array(progress);
-  const total = queue.reduce((n, b) => n + b.size, 0);
-  const abort = new AbortController();
-  const cancel = new SharedArrayBuffer(4);
-  abort.signal.addEventListener('abort', () => Atomics.store(new Int32Array(cancel), 0, 1));
-  opts.signal?.addEventListener('abort', () => abort.abort());
-  let active = 0;
-  const started = new Set<string>();
 
-  const ticker = setInterval(() => {
-    let sum = 0;
-    for (let i = 0; i < done.length; i++) sum += done[i]!;
-    opts.events.emit({ type: 'progress', done: sum, total, active });
-  }, 500);
+  /** Queue a missing blob; a digest already added is ignored. */
+  add(blob: PlannedBlob): void {
+    if (this.added.has(blob.digest)) return;
+    this.added.add(blob.digest);
+    this.total += blob.size;
+    this.running.push(this.one(blob));
+  }
 
-  const taskFor = (blob: PlannedBlob, source: BlobSource, slot: number, auth: string | undefined): DownloadTask => ({
-    cacheDir: opts.cache.dir,
-    digest: blob.digest,
-    size: blob.size,
-    mediaType: blob.mediaType,
-    url: `${opts.client.baseUrl(source.registry)}/v2/${source.repository}/blobs/${blob.digest}`,
-    headers: auth ? { authorization: auth, 'user-agent': USER_AGENT } : { 'user-agent': USER_AGENT },
-    hasher: opts.hasher,
-    progress,
-    slot,
-    checkpointBytes: opts.checkpointBytes ?? CHECKPOINT_BYTES,
-    owner,
-    cancel,
-  });
+  cancel(): void {
+    this.abort.abort();
+  }
+
+  /** Every blob added has been downloaded, has failed, or was cancelled. */
+  async finish(): Promise<ScheduleReport> {
+    try {
+      // Blobs can still be added while earlier ones run (another image resolved).
+      for (let settled = 0; settled < this.running.length; settled = this.running.length) await Promise.all(this.running.slice(settled));
+    } finally {
+      clearInterval(this.ticker);
+    }
+    return this.report;
+  }
+
+  private emitProgress(): void {
+    let done = 0;
+    for (const c of this.counters) for (let i = 0; i < c.length; i++) done += c[i]!;
+    this.opts.events.emit({ type: 'progress', done, total: this.total, active: this.active });
+  }
+
+  private limitFor(host: string): Semaphore {
+    let s = this.limits.get(host);
+    if (!s) this.limits.set(host, (s = new Semaphore(this.opts.jobs)));
+    return s;
+  }
+
+  private async one(blob: PlannedBlob): Promise<void> {
+    const { events } = this.opts;
+    events.emit({ type: 'blob-queued', digest: blob.digest, size: blob.size, resumeFrom: blob.resumeFrom });
+    const segments = segmentsOf(blob.size, this.opts.segmentBytes);
+    const progress = new SharedArrayBuffer(8 * Math.max(1, segments.length));
+    this.counters.push(new Float64Array(progress));
+    const result = segments.length ? await this.split(blob, segments, progress) : await this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, 0, 'default'));
+    if (typeof result !== 'string') {
+      if (!result.alreadyCached) this.report.downloaded++;
+      this.report.resumedBytes += result.resumedFrom;
+      events.emit({ type: 'blob-done', digest: blob.digest, size: blob.size, fetched: result.fetched });
+      return;
+    }
+    // Cancelled by another blob's failure or by the caller: not a failure of its own.
+    if (this.abort.signal.aborted && result.endsWith('cancelled')) return;
+    this.report.failed.set(blob.digest, result);
+    events.emit({ type: 'blob-failed', digest: blob.digest, error: result });
+    if (this.opts.failFast) this.cancel();
+  }
+
+  private task(blob: PlannedBlob, source: BlobSource, progress: SharedArrayBuffer, slot: number, auth: string | undefined): DownloadTask {
+    const { cache, client } = this.opts;
+    return {
+      cacheDir: cache.dir,
+      digest: blob.digest,
+      size: blob.size,
+      mediaType: blob.mediaType,
+      url: `${client.baseUrl(source.registry)}/v2/${source.repository}/blobs/${blob.digest}`,
+      headers: auth ? { authorization: auth, 'user-agent': USER_AGENT } : { 'user-agent': USER_AGENT },
+      hasher: this.opts.hasher,
+      progress,
+      slot,
+      checkpointBytes: this.opts.checkpointBytes ?? CHECKPOINT_BYTES,
+      owner: this.owner,
+      cancel: this.cancelFlag,
+    };
+  }
 
   /** One worker task against one source, holding a connection slot, refreshing the token on 401. */
-  const dispatch = async (blob: PlannedBlob, source: BlobSource, slot: number, name: WorkerTaskName, range?: [number, number]): Promise<DownloadResult> => {
+  private async dispatch(blob: PlannedBlob, source: BlobSource, progress: SharedArrayBuffer, slot: number, name: WorkerTaskName, range?: [number, number]): Promise<DownloadResult> {
+    const { client, events, pool } = this.opts;
     for (let authRetries = 0; ; ) {
-      if (abort.signal.aborted) return { ok: false, code: 'failed', message: 'cancelled', fetched: 0 };
-      const release = await limitFor(source.registry).acquire();
+      if (this.abort.signal.aborted) return { ok: false, code: 'failed', message: 'cancelled', fetched: 0 };
+      const release = await this.limitFor(source.registry).acquire(blob.size);
       let result: DownloadResult;
       try {
-        active++;
-        if (!started.has(blob.digest)) {
-          started.add(blob.digest);
-          opts.events.emit({ type: 'blob-start', digest: blob.digest, size: blob.size });
+        this.active++;
+        if (!this.started.has(blob.digest)) {
+          this.started.add(blob.digest);
+          events.emit({ type: 'blob-start', digest: blob.digest, size: blob.size });
         }
-        const auth = await opts.client.authorization(source.registry, source.repository);
-        const task = taskFor(blob, source, slot, auth);
-        result = await opts.pool.run(range ? { ...task, start: range[0], end: range[1] } : task, name);
+        const auth = await client.authorization(source.registry, source.repository);
+        const task = this.task(blob, source, progress, slot, auth);
+        result = await pool.run(range ? { ...task, start: range[0], end: range[1] } : task, name);
       } catch (err) {
-        result = { ok: false, code: 'failed', message: abort.signal.aborted ? 'cancelled' : (err as Error).message, fetched: 0 };
+        result = { ok: false, code: 'failed', message: this.abort.signal.aborted ? 'cancelled' : (err as Error).message, fetched: 0 };
       } finally {
-        active--;
+        this.active--;
         release();
       }
-      report.fetchedBytes += result.fetched;
+      this.report.fetchedBytes += result.fetched;
       if (!result.ok && result.code === 'unauthorized' && authRetries++ < AUTH_RETRIES) {
-        opts.client.invalidate(source.registry, source.repository);
-        opts.events.emit({ type: 'blob-retry', digest: blob.digest, reason: 'token refreshed', attempt: authRetries });
+        client.invalidate(source.registry, source.repository);
+        events.emit({ type: 'blob-retry', digest: blob.digest, reason: 'token refreshed', attempt: authRetries });
         continue;
       }
       return result;
     }
-  };
+  }
 
   /** Try each source in turn; `busy` (another process has the blob) waits for that process. */
-  const fromAnySource = async (blob: PlannedBlob, attempt: (source: BlobSource) => Promise<DownloadResult>): Promise<Done | string> => {
+  private async fromAnySource(blob: PlannedBlob, attempt: (source: BlobSource) => Promise<DownloadResult>): Promise<Done | string> {
     let lastError = 'no source repository';
+    // Sources can grow while this runs (another image with the blob resolved): `for of` sees them.
     for (const source of blob.sources) {
       for (;;) {
         const result = await attempt(source);
         if (result.ok) return result;
-        if (result.code === 'busy' && !abort.signal.aborted) {
+        if (result.code === 'busy' && !this.abort.signal.aborted) {
           await sleep(BUSY_POLL_MS);
           continue;
         }
         lastError = `${source.registry}/${source.repository}: ${result.message}`;
         break;
       }
-      if (abort.signal.aborted) break;
+      if (this.abort.signal.aborted) break;
     }
     return lastError;
-  };
-
-  const whole = (blob: PlannedBlob, slot: number) => fromAnySource(blob, (source) => dispatch(blob, source, slot, 'default'));
+  }
 
   /** Ranges in parallel into one partial file, under this process's lock on the blob; then one hash of the whole. */
-  const split = async (blob: PlannedBlob, segments: [number, number][], slot0: number): Promise<Done | string> => {
-    while (!opts.cache.tryLock(blob.digest, owner)) {
-      if (abort.signal.aborted) return 'cancelled';
+  private async split(blob: PlannedBlob, segments: [number, number][], progress: SharedArrayBuffer): Promise<Done | string> {
+    const { cache } = this.opts;
+    while (!cache.tryLock(blob.digest, this.owner)) {
+      if (this.abort.signal.aborted) return 'cancelled';
       await sleep(BUSY_POLL_MS);
     }
     try {
-      if (opts.cache.hasBlob(blob.digest)) return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: true, retries: 0 };
-      await (await open(opts.cache.partialPath(blob.digest), 'a')).close();
-      const parts = await Promise.all(segments.map((range, i) => fromAnySource(blob, (source) => dispatch(blob, source, slot0 + i, 'segment', range))));
+      if (cache.hasBlob(blob.digest)) return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: true, retries: 0 };
+      await (await open(cache.partialPath(blob.digest), 'a')).close();
+      const parts = await Promise.all(segments.map((range, i) => this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, i, 'segment', range))));
       const failedPart = parts.find((p): p is string => typeof p === 'string');
       if (failedPart) return failedPart;
-      const verified = await fromAnySource(blob, (source) => dispatch(blob, source, slot0, 'verify'));
+      const verified = await this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, 0, 'verify'));
       if (typeof verified === 'string') return verified;
-      const resumedFrom = parts.reduce((n, p) => n + (typeof p === 'string' ? 0 : p.resumedFrom), 0);
-      return { ...verified, resumedFrom, fetched: parts.reduce((n, p) => n + (typeof p === 'string' ? 0 : p.fetched), 0) };
+      const done = parts as Done[];
+      return { ...verified, resumedFrom: done.reduce((n, p) => n + p.resumedFrom, 0), fetched: done.reduce((n, p) => n + p.fetched, 0) };
     } finally {
-      opts.cache.unlock(blob.digest, owner);
+      cache.unlock(blob.digest, this.owner);
     }
-  };
-
-  const one = async ({ blob, segments }: (typeof plans)[number], index: number): Promise<void> => {
-    const slot = firstSlot[index]!;
-    opts.events.emit({ type: 'blob-queued', digest: blob.digest, size: blob.size, resumeFrom: blob.resumeFrom });
-    const result = segments.length ? await split(blob, segments, slot) : await whole(blob, slot);
-    if (typeof result !== 'string') {
-      if (!result.alreadyCached) report.downloaded++;
-      report.resumedBytes += result.resumedFrom;
-      opts.events.emit({ type: 'blob-done', digest: blob.digest, size: blob.size, fetched: result.fetched });
-      return;
-    }
-    // Cancelled by another blob's failure or by the caller: not a failure of its own.
-    if (abort.signal.aborted && result.endsWith('cancelled')) return;
-    report.failed.set(blob.digest, result);
-    opts.events.emit({ type: 'blob-failed', digest: blob.digest, error: result });
-    if (opts.failFast) abort.abort();
-  };
-
-  try {
-    await Promise.all(plans.map((p, i) => one(p, i)));
-  } finally {
-    clearInterval(ticker);
   }
-  return report;
 }

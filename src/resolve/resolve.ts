@@ -27,6 +27,8 @@ export interface ResolveOptions {
   events?: EngineEvents;
   /** Docker Hub mirrors tried before Docker Hub, for manifests and blobs. */
   mirrors?: Mirrors;
+  /** Called with each blob the first time an image needs it, while the others still resolve. */
+  onBlob?: (need: BlobNeed) => void;
 }
 
 interface RawIndex {
@@ -50,7 +52,11 @@ export class Resolver {
     const graph: ImageGraph = { images: [], blobs: new Map(), failures: [] };
     const results = await mapLimit(inputs, this.opts.concurrency ?? 16, async (item) => {
       try {
-        return await this.resolveOne(item);
+        const image = await this.resolveOne(item);
+        const { registry, repository } = image.ref;
+        const sources = this.opts.mirrors ? await this.opts.mirrors.blobSources(registry, repository, image.root.digest) : undefined;
+        addBlobs(graph.blobs, image, sources, this.opts.onBlob);
+        return image;
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
         graph.failures.push({ input: item.input, error });
@@ -58,12 +64,8 @@ export class Resolver {
         return undefined;
       }
     });
-    for (const image of results) {
-      if (!image) continue;
-      graph.images.push(image);
-      const { registry, repository } = image.ref;
-      addBlobs(graph.blobs, image, this.opts.mirrors ? await this.opts.mirrors.blobSources(registry, repository, image.root.digest) : undefined);
-    }
+    // Images keep the order of the inputs, whatever order they resolved in.
+    for (const image of results) if (image) graph.images.push(image);
     await Promise.all(this.writes);
     return graph;
   }
@@ -144,19 +146,20 @@ export class Resolver {
   }
 }
 
-function addBlobs(blobs: Map<string, BlobNeed>, image: ResolvedImage, sources = [{ registry: image.ref.registry, repository: image.ref.repository }]): void {
-  for (const source of sources) addBlobsFrom(blobs, image, source);
-}
-
-function addBlobsFrom(blobs: Map<string, BlobNeed>, image: ResolvedImage, source: { registry: string; repository: string }): void {
+/** Records the blobs of `image` with the repositories that serve them; `onNew` hears of each digest seen first here. */
+function addBlobs(blobs: Map<string, BlobNeed>, image: ResolvedImage, sources = [{ registry: image.ref.registry, repository: image.ref.repository }], onNew?: (need: BlobNeed) => void): void {
   for (const m of leafManifests(image.root)) {
     for (const d of blobsOf(m)) {
       let need = blobs.get(d.digest);
+      const isNew = !need;
       if (!need) {
         need = { digest: d.digest, size: d.size, mediaType: d.mediaType, sources: [] };
         blobs.set(d.digest, need);
       }
-      if (!need.sources.some((s) => s.registry === source.registry && s.repository === source.repository)) need.sources.push(source);
+      for (const source of sources) {
+        if (!need.sources.some((s) => s.registry === source.registry && s.repository === source.repository)) need.sources.push(source);
+      }
+      if (isNew) onNew?.(need);
     }
   }
 }

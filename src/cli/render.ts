@@ -37,7 +37,8 @@ export function createRenderer(mode: ProgressMode, stream: NodeJS.WriteStream = 
         blobsQueued++;
         break;
       case 'plan':
-        stream.write(`${e.blobs} unique blobs (${formatBytes(e.bytes)}): ${e.cached} in cache, ${e.queued} to download (${formatBytes(e.queuedBytes)})\n`);
+        // Downloads start while manifests resolve, so a bar may already be on the line: clear it first.
+        stream.write(`${mode === 'tty' ? '\r\x1b[K' : ''}${e.blobs} unique blobs (${formatBytes(e.bytes)}): ${e.cached} in cache, ${e.queued} to download (${formatBytes(e.queuedBytes)})\n`);
         break;
       case 'blob-done':
         blobsDone++;

@@ -180,14 +180,15 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
   const events = opts.events ?? new EngineEvents();
   const jobs = opts.jobs ?? DEFAULT_JOBS;
   const parsed = parseInputs(inputs, opts);
-  const pool = opts.offline ? undefined : new DownloadPool(jobs);
   const session = openSession(opts, events);
   const { cache, client } = session;
+  let pool: DownloadPool | undefined;
   const close = async () => {
     await pool?.close();
     await session.close();
   };
   try {
+    pool = opts.offline ? undefined : new DownloadPool(jobs);
     const plan = new Plan(cache, opts.notNeeded);
     const downloads = pool && new Downloads({ cache, client, pool, jobs, hasher: opts.hasher ?? DEFAULT_HASHER, segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, events, failFast: !opts.keepGoing, signal: opts.signal });
     const planning: Promise<unknown>[] = [];

@@ -106,6 +106,7 @@ export class Downloads {
   }
 
   private emitProgress(): void {
+    if (!this.total) return; // nothing to download (yet): no bar
     let done = 0;
     for (const c of this.counters) for (let i = 0; i < c.length; i++) done += c[i]!;
     this.opts.events.emit({ type: 'progress', done, total: this.total, active: this.active });

@@ -123,7 +123,8 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
   const fh: FileHandle = await open(path, resumedFrom > 0 ? 'r+' : 'w');
   const file = new BufferedFile(fh, resumedFrom);
   try {
-    await fh.truncate(resumedFrom);
+    // 'w' has emptied the file; a resumed one loses whatever lies past its checkpoint.
+    if (resumedFrom > 0) await fh.truncate(resumedFrom);
     let hasher = await resumeHasher(task.hasher, path, resumedFrom, cache.partial(task.digest)?.hasherState);
     let sinceCheckpoint = 0;
     let saved: Promise<unknown> = Promise.resolve();

@@ -1,7 +1,7 @@
 // `ocisave push BUNDLE --to HOST[:PORT][/prefix]`: load a saved bundle (registry layout, OCI
 // layout or archive, docker-save tar) into a registry with the same digests.
 import { Command, InvalidArgumentError } from 'commander';
-import { push, type PushEvent, type PushSummary } from '../push/push.js';
+import type { PushEvent, PushSummary } from '../push/push.js';
 import { parseTarget } from '../push/target.js';
 import { credentialsFrom, positiveInt, type CommonFlags } from './options.js';
 import { formatBytes } from './render.js';
@@ -55,6 +55,7 @@ export function pushCommand(): Command {
         else if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
         else if (!flags.quiet && e.type === 'tag') process.stderr.write(`pushed ${e.reference} (${e.digest})\n`);
       };
+      const { push } = await import('../push/push.js');
       const summary = await push(bundle, {
         to: flags.to,
         plainHttp: flags.plainHttp,

@@ -1,9 +1,7 @@
 // `ocisave serve BUNDLE --addr 127.0.0.1:5000`: serve a saved bundle read-only over the registry
 // API until interrupted. Prints the address it listens on (port 0 picks a free one).
 import { Command, InvalidArgumentError } from 'commander';
-import { openBundle } from '../bundle/index.js';
 import { isLoopbackHost } from '../registry/hosts.js';
-import { serveBundle } from '../serve/server.js';
 
 interface ServeFlags {
   addr: string;
@@ -28,6 +26,8 @@ export function serveCommand(): Command {
     .option('--json', 'print the listening address as JSON')
     .action(async (path: string, flags: ServeFlags) => {
       const { host, port } = parseAddr(flags.addr);
+      const { openBundle } = await import('../bundle/index.js');
+      const { serveBundle } = await import('../serve/server.js');
       const bundle = await openBundle(path);
       for (const p of bundle.problems) process.stderr.write(`warning: ${p.message}\n`);
       const server = await serveBundle(bundle, {

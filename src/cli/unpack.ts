@@ -3,7 +3,6 @@
 import { Command } from 'commander';
 import { EngineEvents } from '../engine/events.js';
 import { fetchImages as defaultFetchImages, type FetchOptions, type FetchResult } from '../engine/pipeline.js';
-import { unpackImage } from '../link/rootfs.js';
 import { formatReference } from '../ref/reference.js';
 import { addFetchOptions, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
 import { createRenderer, progressMode } from './render.js';
@@ -51,6 +50,7 @@ export function unpackCommand(deps: UnpackDeps = {}): Command {
         throw new Error(`${reference}: nothing to unpack${why ? ` (${why})` : ''}`);
       }
       const started = Date.now();
+      const { unpackImage } = await import('../link/rootfs.js');
       const result = await unpackImage({
         image,
         cache: fetched.cache,

@@ -1,7 +1,7 @@
 // `ocisave verify BUNDLE`: re-hash every blob and follow every link offline; exit 1 when
 // anything is missing or corrupt.
 import { Command } from 'commander';
-import { verifyBundle, type VerifyReport } from '../bundle/verify.js';
+import type { VerifyReport } from '../bundle/verify.js';
 import { positiveInt } from './options.js';
 import { formatBytes } from './render.js';
 
@@ -33,6 +33,7 @@ export function verifyCommand(): Command {
     .option('--json', 'the report as JSON on stdout')
     .option('-q, --quiet', 'problems and the verdict only')
     .action(async (bundle: string, flags: VerifyFlags) => {
+      const { verifyBundle } = await import('../bundle/verify.js');
       const report = await verifyBundle(bundle, { since: flags.since, jobs: flags.jobs });
       process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : `${verifyText(report, !!flags.quiet)}\n`);
       if (!report.ok) process.exitCode = 1;

@@ -5,7 +5,7 @@
 // bench/ measures both end to end; the default follows those numbers (see README).
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { createSHA256, type IHasher } from 'hash-wasm';
+import type { IHasher } from 'hash-wasm';
 
 export type HasherKind = 'node' | 'wasm';
 export const HASHER_KINDS: readonly HasherKind[] = ['node', 'wasm'];
@@ -53,6 +53,8 @@ export async function createHasher(kind: HasherKind, state?: Uint8Array): Promis
     if (state) throw new Error('the node hasher cannot load a saved state');
     return new NodeHasher();
   }
+  // Loaded on first use: hash-wasm costs ~0.1 s of startup on every thread that imports it.
+  const { createSHA256 } = await import('hash-wasm');
   const h = await createSHA256();
   h.init();
   if (state) h.load(state);

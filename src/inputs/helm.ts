@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { extract as tarExtract } from 'tar-stream';
 import { isAlias, isMap, isScalar, isSeq, type Document } from 'yaml';
-import { looksLikeDigest, looksLikeImageRef, looksLikeRepositoryName, looksLikeTag } from './imagelist.js';
+import { dedupe, looksLikeDigest, looksLikeImageRef, looksLikeRepositoryName, looksLikeTag } from './imagelist.js';
 import { deref, mapGet, parseYamlDocuments, scalarText } from './kube.js';
 
 export interface HelmImageRef {
@@ -392,9 +392,4 @@ function findTemplateImages(text: string, file: string, out: HelmImageRef[]): vo
     const ref = m && (m[1] ?? m[2] ?? m[3])?.trim();
     if (ref && looksLikeImageRef(ref)) out.push({ ref, source: `${file}:${i + 1}` });
   }
-}
-
-export function dedupe<T extends { ref: string }>(refs: T[]): T[] {
-  const seen = new Set<string>();
-  return refs.filter((r) => (seen.has(r.ref) ? false : (seen.add(r.ref), true)));
 }

@@ -74,3 +74,9 @@ export function looksLikeTag(s: string): boolean {
 export function looksLikeDigest(s: string): boolean {
   return DIGEST_RE.test(s);
 }
+
+/** References in first-seen order, each once. */
+export function dedupe<T extends { ref: string }>(refs: T[]): T[] {
+  const seen = new Set<string>();
+  return refs.filter((r) => (seen.has(r.ref) ? false : (seen.add(r.ref), true)));
+}

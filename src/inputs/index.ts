@@ -1,14 +1,7 @@
 // One entry point for every kind of reference input a user can hand us.
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isMap } from 'yaml';
-import { parseImageList } from './imagelist.js';
-import { dedupe, readHelmChart } from './helm.js';
-import { findKubeImages, hasKubeDocuments, parseYamlDocuments, type ParsedYaml } from './kube.js';
-
-export { parseImageList, readImageList, looksLikeImageRef, type ImageListEntry } from './imagelist.js';
-export { parseKubeYaml, readKubeYaml, type KubeImageRef } from './kube.js';
-export { readHelmChart, type HelmImageRef } from './helm.js';
+import { dedupe, parseImageList } from './imagelist.js';
 
 export interface InputRef {
   /** Raw reference string as written; normalise it with src/ref. */
@@ -36,14 +29,26 @@ export async function readReferenceInputs(path: string): Promise<InputRef[]> {
     } catch {
       throw new Error(`${path} is a directory without Chart.yaml; expected a Helm chart directory, an image list or a YAML file`);
     }
-    return strip(await readHelmChart(path));
+    return strip(await (await import('./helm.js')).readHelmChart(path));
   }
-  if (/\.(tgz|tar\.gz)$/i.test(path) || (await isGzip(path))) return strip(await readHelmChart(path));
+  if (/\.(tgz|tar\.gz)$/i.test(path) || (await isGzip(path))) return strip(await (await import('./helm.js')).readHelmChart(path));
 
   const text = await readFile(path, 'utf8');
-  const kind = detectTextKind(text, path);
-  if (kind.kind === 'kube') return strip(dedupe(findKubeImages(kind.parsed, path)));
+  // The YAML parser (and its ~50 ms of loading) is only needed for text that could be a mapping.
+  if (couldBeYamlMapping(text)) {
+    const kube = await import('./kube.js');
+    const kind = kube.detectTextKind(text, path);
+    if (kind.kind === 'kube') return strip(dedupe(kube.findKubeImages(kind.parsed, path)));
+  }
   return strip(dedupe(parseImageList(text, path)));
+}
+
+/**
+ * Image lists are never YAML mappings: a reference has no ": ", no key ending a line, no flow
+ * braces, no "? " complex key. Text with none of those is an image list without parsing it as YAML.
+ */
+function couldBeYamlMapping(text: string): boolean {
+  return /:(\s|$)|[{}]|^\s*\?(\s|$)/m.test(text);
 }
 
 async function isGzip(path: string): Promise<boolean> {
@@ -54,25 +59,6 @@ async function isGzip(path: string): Promise<boolean> {
   } finally {
     await fh.close();
   }
-}
-
-/**
- * Image lists are never YAML mappings (a reference has no ": "), so any
- * mapping document means Kubernetes YAML. A file that fails to parse is still
- * Kubernetes YAML when it has apiVersion/kind lines: then the syntax error is
- * what the user needs to see, not a list of bogus references.
- */
-export function detectTextKind(text: string, file: string): { kind: 'kube'; parsed: ParsedYaml } | { kind: 'imagelist' } {
-  let parsed: ParsedYaml;
-  try {
-    parsed = parseYamlDocuments(text, file);
-  } catch (err) {
-    if (/^(apiVersion|kind)\s*:/m.test(text)) throw err;
-    return { kind: 'imagelist' };
-  }
-  // A mapping without apiVersion/kind (a bare pod spec, a List fragment) is still walked for pod specs.
-  if (hasKubeDocuments(parsed) || parsed.docs.some((d) => isMap(d.contents))) return { kind: 'kube', parsed };
-  return { kind: 'imagelist' };
 }
 
 function strip(refs: { ref: string; source: string }[]): InputRef[] {

@@ -151,3 +151,22 @@ export async function readKubeYaml(file: string): Promise<KubeImageRef[]> {
   }
   return parseKubeYaml(text, file);
 }
+
+/**
+ * Image lists are never YAML mappings (a reference has no ": "), so any
+ * mapping document means Kubernetes YAML. A file that fails to parse is still
+ * Kubernetes YAML when it has apiVersion/kind lines: then the syntax error is
+ * what the user needs to see, not a list of bogus references.
+ */
+export function detectTextKind(text: string, file: string): { kind: 'kube'; parsed: ParsedYaml } | { kind: 'imagelist' } {
+  let parsed: ParsedYaml;
+  try {
+    parsed = parseYamlDocuments(text, file);
+  } catch (err) {
+    if (/^(apiVersion|kind)\s*:/m.test(text)) throw err;
+    return { kind: 'imagelist' };
+  }
+  // A mapping without apiVersion/kind (a bare pod spec, a List fragment) is still walked for pod specs.
+  if (hasKubeDocuments(parsed) || parsed.docs.some((d) => isMap(d.contents))) return { kind: 'kube', parsed };
+  return { kind: 'imagelist' };
+}

@@ -1,9 +1,6 @@
 // One entry point for every output format; each format lives in its own module.
 import type { Cache } from '../cache/cache.js';
 import type { ImageGraph } from '../resolve/graph.js';
-import { linkDockerArchive } from './docker-archive.js';
-import { linkOciArchive, linkOciLayout } from './oci-layout.js';
-import { linkRegistryLayout } from './registry.js';
 
 export const OUTPUT_FORMATS = ['registry', 'docker', 'oci', 'oci-archive'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -40,14 +37,15 @@ export interface LinkResult {
 
 export async function linkOutput(format: OutputFormat, opts: LinkOptions): Promise<LinkResult> {
   if (opts.since && format !== 'registry') throw new Error('--since works with --format registry');
+  // Each format's module is loaded when asked for: the archive ones bring tar-stream.
   switch (format) {
     case 'registry':
-      return linkRegistryLayout(opts);
+      return (await import('./registry.js')).linkRegistryLayout(opts);
     case 'docker':
-      return linkDockerArchive(opts);
+      return (await import('./docker-archive.js')).linkDockerArchive(opts);
     case 'oci':
-      return linkOciLayout(opts);
+      return (await import('./oci-layout.js')).linkOciLayout(opts);
     case 'oci-archive':
-      return linkOciArchive(opts);
+      return (await import('./oci-layout.js')).linkOciArchive(opts);
   }
 }

@@ -1,9 +1,10 @@
 // The download engine against a real registry: processes sharing one cache, segmented
-// downloads, both hashers, and memory that stays flat whatever the blob size.
+// downloads, both hashers, memory that stays flat whatever the blob size, and a registry layout
+// linked while blobs still download.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,7 @@ import { collect, ocisave, startCli, summaryOf } from './support/cli.js';
 import { startFaultProxy } from './support/proxy.js';
 import { startRegistry, type RunningRegistry } from './support/registry.js';
 import { MT, pushBlobStream, pushImage, randomLayerStream, seedStandardFixtures, type FixtureSet } from './fixtures/index.js';
-import { blobDataPath } from '../src/link/registry.js';
+import { blobDataPath, REGISTRY_ROOT } from '../src/link/registry.js';
 
 let source: RunningRegistry;
 let fx: FixtureSet;
@@ -88,6 +89,49 @@ describe('download engine', () => {
       expect(slowResolved).toBeGreaterThan(0);
       expect(firstBlobDone).toBeGreaterThanOrEqual(0);
       expect(firstBlobDone).toBeLessThan(slowResolved);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('links a new registry layout image by image while blobs download, under a staging name until the save succeeds', async () => {
+    const proxy = await startFaultProxy(source.url);
+    try {
+      const big = fx.references.find((r) => r.includes('big/blob'))!;
+      const fast = fx.references.filter((r) => !r.includes('big/blob')).slice(0, 3);
+      const bigLayer = fx.refs[big]!.layers![0]!;
+      proxy.setFaults([{ method: 'GET', path: `/v2/${fx.refs[big]!.repository}/blobs/${bigLayer}$`, delayMs: 3000 }]);
+      const parent = join(work, 'staged');
+      const out = join(parent, 'bundle');
+      const tagLink = (root: string, ref: string) => join(root, REGISTRY_ROOT, 'repositories', fx.refs[ref]!.repository, '_manifests', 'tags', fx.refs[ref]!.tag!, 'current', 'link');
+      const stagings = async () => (await readdir(parent).catch(() => [] as string[])).filter((n) => n.startsWith('.bundle.partial-')).map((n) => join(parent, n));
+      const child = startCli(['save', ...[big, ...fast].map((r) => r.replace(fx.registry, proxy.host)), '-o', out, '--cache', join(work, 'cache-staged'), '--json']);
+      const result = collect(child);
+      // While the big layer is held back, the other images appear complete in the staging layout only.
+      let seen: { staging: string; outExists: boolean; bigTagged: boolean } | undefined;
+      while (!seen && child.exitCode === null) {
+        for (const staging of await stagings()) {
+          if (fast.every((r) => existsSync(tagLink(staging, r)))) seen = { staging, outExists: existsSync(out), bigTagged: existsSync(tagLink(staging, big)) };
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const r = await result;
+      expect(r.code, r.stderr).toBe(0);
+      expect(seen, 'the fast images were never seen linked before the save ended').toBeDefined();
+      expect(seen!.outExists).toBe(false);
+      expect(seen!.bigTagged).toBe(false);
+      for (const ref of [big, ...fast]) expect(existsSync(tagLink(out, ref)), ref).toBe(true);
+      expect(await sha256File(blobDataPath(out, bigLayer))).toBe(bigLayer);
+      expect(await stagings()).toEqual([]);
+
+      // A save that fails leaves neither an output nor its staging layout behind.
+      proxy.setFaults([{ method: 'GET', path: `/v2/${fx.refs[big]!.repository}/blobs/${bigLayer}$`, status: 404 }]);
+      const failedOut = join(parent, 'failed');
+      const failed = await ocisave(['save', ...[...fast, big].map((r) => r.replace(fx.registry, proxy.host)), '-o', failedOut, '--cache', join(work, 'cache-staged-fail'), '--json']);
+      expect(failed.code).toBe(1);
+      expect(failed.stderr).toContain(bigLayer);
+      expect(existsSync(failedOut)).toBe(false);
+      expect((await readdir(parent)).filter((n) => n.startsWith('.failed.'))).toEqual([]);
     } finally {
       await proxy.stop();
     }

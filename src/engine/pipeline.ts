@@ -1,18 +1,20 @@
 // The library's main job: references → resolve → plan → download pool → cache → link.
 // The CLI is a thin layer over these two functions; a program can call them the same way.
+import { existsSync } from 'node:fs';
 import { Cache, defaultCacheDir } from '../cache/cache.js';
 import { DEFAULT_HASHER, type HasherKind } from '../hash/hasher.js';
 import { linkOutput, type OutputFormat } from '../link/index.js';
-import { baseHolds } from '../link/registry.js';
+import { baseHolds, StagedRegistryLayout } from '../link/registry.js';
 import type { PlatformSelector } from '../ref/platform.js';
 import { parseReference } from '../ref/reference.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
-import { blobsOf, leafManifests, type BlobNeed, type Failure, type ImageGraph } from '../resolve/graph.js';
+import { blobsOf, leafManifests, type BlobNeed, type Failure, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
 import { Resolver, type ResolveInput } from '../resolve/resolve.js';
 import { Mirrors, parseMirror } from '../registry/mirror.js';
 import { addSignatures } from '../resolve/signatures.js';
 import { EngineEvents } from './events.js';
 import { Plan } from './plan.js';
+import { ImageReadiness } from './readiness.js';
 import { DownloadPool } from './pool.js';
 import { Downloads } from './scheduler.js';
 
@@ -38,6 +40,8 @@ export interface FetchOptions {
   signal?: AbortSignal;
   /** Blobs the output will not hold (a delta bundle's base has them): not downloaded. */
   notNeeded?: (digest: string) => boolean;
+  /** Called with each resolved image as soon as every blob it needs is in the cache. */
+  onImageReady?: (image: ResolvedImage, cache: Cache) => void;
 }
 
 export interface SaveOptions extends FetchOptions {
@@ -143,9 +147,16 @@ function parseInputs(inputs: string[], opts: FetchOptions): { parsed: ResolveInp
 }
 
 /** Every input to manifests and the blobs they need; `onBlob` hears of each blob as it is found. */
-async function resolveInputs(session: Session, inputs: { parsed: ResolveInput[]; failures: Failure[] }, opts: FetchOptions, events: EngineEvents, onBlob?: (need: BlobNeed) => void): Promise<ImageGraph> {
+async function resolveInputs(
+  session: Session,
+  inputs: { parsed: ResolveInput[]; failures: Failure[] },
+  opts: FetchOptions,
+  events: EngineEvents,
+  onBlob?: (need: BlobNeed) => void,
+  onImage?: (image: ResolvedImage) => void,
+): Promise<ImageGraph> {
   const { cache, client, mirrors } = session;
-  const resolverOpts = { client, cache, platforms: opts.platforms, offline: opts.offline, events, mirrors, onBlob };
+  const resolverOpts = { client, cache, platforms: opts.platforms, offline: opts.offline, events, mirrors, onBlob, onImage };
   const graph = await new Resolver(resolverOpts).resolveAll(inputs.parsed);
   // Signatures and referrers are artifacts, not platform images: keep all of what they list.
   if (opts.withSignatures && !opts.offline) await addSignatures(graph, new Resolver({ ...resolverOpts, platforms: 'all' }), { client, events });
@@ -192,12 +203,21 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     const plan = new Plan(cache, opts.notNeeded);
     const downloads = pool && new Downloads({ cache, client, pool, jobs, hasher: opts.hasher ?? DEFAULT_HASHER, segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, events, failFast: !opts.keepGoing, signal: opts.signal });
     const planning: Promise<unknown>[] = [];
-    const onBlob = (need: BlobNeed) => planning.push(plan.add(need).then((b) => b && downloads?.add(b)));
+    const onImageReady = opts.onImageReady;
+    const readiness = onImageReady && new ImageReadiness((image) => onImageReady(image, cache));
+    if (readiness) events.on((e) => e.type === 'blob-done' && readiness.blobReady(e.digest));
+    const onBlob = (need: BlobNeed) =>
+      planning.push(
+        plan.add(need).then((b) => {
+          if (b) downloads?.add(b);
+          else if (plan.isCached(need.digest)) readiness?.blobReady(need.digest);
+        }),
+      );
     // Without --keep-going the save fails with its first unresolvable image: stop downloading then.
     if (!opts.keepGoing) events.on((e) => e.type === 'resolve-failed' && downloads?.cancel());
     let graph: ImageGraph;
     try {
-      graph = await resolveInputs(session, parsed, opts, events, onBlob);
+      graph = await resolveInputs(session, parsed, opts, events, onBlob, readiness && ((image) => readiness.addImage(image)));
       // Blobs merged in after resolving (signatures) are planned here; the others already were.
       for (const need of graph.blobs.values()) onBlob(need);
       await Promise.all(planning);
@@ -249,28 +269,54 @@ function countNodes(node: import('../resolve/graph.js').GraphNode): number {
   return node.kind === 'index' ? 1 + node.children.reduce((n, c) => n + countNodes(c), 0) : 1;
 }
 
-/** fetchImages, then materialise the output. Failed images (with keepGoing) are left out of it. */
+/**
+ * fetchImages, then materialise the output. Failed images (with keepGoing) are left out of it.
+ * A new registry layout is written while blobs still download, each image as soon as its blobs
+ * are in the cache, under a staging name that becomes the output's only if the save succeeds.
+ */
 export async function save(inputs: string[], opts: SaveOptions): Promise<Summary> {
   const started = Date.now();
-  const fetched = await fetchImages(inputs, opts.since ? { ...opts, notNeeded: baseHolds(opts.since) } : opts);
+  const stage = opts.format === 'registry' && !existsSync(opts.out);
+  let staged: StagedRegistryLayout | undefined;
+  const stagedIn = (cache: Cache) => (staged ??= new StagedRegistryLayout(opts.out, cache, opts.since));
+  let fetched: FetchResult;
+  try {
+    fetched = await fetchImages(inputs, {
+      ...opts,
+      notNeeded: opts.since ? baseHolds(opts.since) : undefined,
+      onImageReady: stage ? (image, cache) => stagedIn(cache).add(image) : undefined,
+    });
+  } catch (err) {
+    await staged?.discard();
+    throw err;
+  }
   try {
     const { graph, cache, summary } = fetched;
     if (graph.images.length > 0) {
-      await linkOutput(opts.format, {
-        graph,
-        cache,
-        out: opts.out,
-        uncompressed: opts.uncompressed,
-        since: opts.since,
-        preserveDigests: opts.preserveDigests,
-        onWarning: (message) => opts.events?.emit({ type: 'warning', message }),
-      });
+      if (stage) {
+        await stagedIn(cache).commit(graph.images);
+      } else {
+        await linkOutput(opts.format, {
+          graph,
+          cache,
+          out: opts.out,
+          uncompressed: opts.uncompressed,
+          since: opts.since,
+          preserveDigests: opts.preserveDigests,
+          onWarning: (message) => opts.events?.emit({ type: 'warning', message }),
+        });
+      }
       opts.events?.emit({ type: 'link', format: opts.format, path: opts.out });
       summary.output = { format: opts.format, path: opts.out };
+    } else {
+      await staged?.discard();
     }
     summary.seconds = (Date.now() - started) / 1000;
     summary.peakRssBytes = process.resourceUsage().maxRSS * 1024;
     return summary;
+  } catch (err) {
+    await staged?.discard();
+    throw err;
   } finally {
     await fetched.close();
   }

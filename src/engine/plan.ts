@@ -15,6 +15,7 @@ export class Plan {
   cachedBytes = 0;
   queuedBytes = 0;
   private readonly seen = new Set<string>();
+  private readonly inCache = new Set<string>();
 
   /** `notNeeded`: blobs the output will not hold (a delta bundle's base has them). */
   constructor(
@@ -30,6 +31,7 @@ export class Plan {
     const { cache } = this;
     if (cache.hasBlob(need.digest) || this.notNeeded(need.digest) || (await cache.adoptBlob(need.digest, need.size, need.mediaType))) {
       this.cached.push(need);
+      this.inCache.add(need.digest);
       this.cachedBytes += need.size;
       return undefined;
     }
@@ -38,5 +40,10 @@ export class Plan {
     this.queue.push(planned);
     this.queuedBytes += need.size;
     return planned;
+  }
+
+  /** Found in the cache (or not needed) when planned: nothing to download. */
+  isCached(digest: string): boolean {
+    return this.inCache.has(digest);
   }
 }

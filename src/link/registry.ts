@@ -1,15 +1,15 @@
 // The distribution registry's storage layout (registry/storage/paths.go), which `registry:2` or
 // `docker-registry` serves when the directory is its filesystem root — sealer's bundle format.
 // An existing layout is added to, not replaced: several saves can fill one bundle. Blob data is
-// placed before any link names it, and tags are written last (a tag's current link replaced
-// through a temporary name), so a registry serving the directory mid-write never sees a tag whose
-// content is missing.
+// placed before any link names it, and an image's tag after all of its content (a tag's current
+// link replaced through a temporary name), so a registry serving the directory mid-write never
+// sees a tag whose content is missing.
 import { existsSync } from 'node:fs';
-import { rename, stat, writeFile } from 'node:fs/promises';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { hexOf } from '../cache/cache.js';
-import { blobsOf, leafManifests, walkNodes } from '../resolve/graph.js';
-import { mapLimit } from '../engine/limit.js';
+import { hexOf, type Cache } from '../cache/cache.js';
+import { blobsOf, leafManifests, walkNodes, type ResolvedImage } from '../resolve/graph.js';
+import { Semaphore } from '../engine/limit.js';
 import { ensureDir, placeBlob, stagingPath } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 
@@ -60,46 +60,137 @@ export function baseHolds(base: string): (digest: string) => boolean {
   return (digest) => existsSync(blobDataPath(base, digest));
 }
 
-export async function linkRegistryLayout({ graph, cache, out, since }: LinkOptions): Promise<LinkResult> {
-  const result: LinkResult = { path: out, linked: 0, copied: 0, written: 0 };
-  const inBase = since ? baseHolds(since) : () => false;
+/**
+ * Writes images into a registry layout one at a time, each file once however many images share
+ * it: an image's blob data and manifests first, then the links naming them, then its tag. So the
+ * images of one save can be added as each one's blobs reach the cache, while others download.
+ */
+export class RegistryLayoutWriter {
+  readonly result: LinkResult;
+  private readonly files = new Map<string, Promise<void>>();
+  private readonly images = new Map<ResolvedImage, Promise<void>>();
+  private readonly slots = new Semaphore(FILES_AT_ONCE);
+  private readonly inBase: (digest: string) => boolean;
 
-  // Everything is written in four waves, each in parallel, each file once: blob data, manifest
-  // data, then the links naming them, then the tags.
-  const blobs = new Set<string>();
-  const manifests = new Map<string, Buffer>();
-  const links = new Map<string, string>();
-  const tags = new Map<string, string>();
-  for (const image of graph.images) {
-    const repo = repositoryPath(out, image.ref.repository);
-    for (const m of leafManifests(image.root)) {
-      for (const d of blobsOf(m)) {
-        blobs.add(d.digest);
-        links.set(join(repo, '_layers', 'sha256', hexOf(d.digest), 'link'), d.digest);
-      }
-    }
-    for (const node of walkNodes(image.root)) {
-      manifests.set(node.digest, node.bytes);
-      links.set(join(repo, '_manifests', 'revisions', 'sha256', hexOf(node.digest), 'link'), node.digest);
-    }
-    if (image.ref.tag) {
-      const tagDir = join(repo, '_manifests', 'tags', image.ref.tag);
-      links.set(join(tagDir, 'index', 'sha256', hexOf(image.root.digest), 'link'), image.root.digest);
-      tags.set(join(tagDir, 'current', 'link'), image.root.digest);
-    }
+  constructor(
+    private readonly root: string,
+    private readonly cache: Cache,
+    since?: string,
+  ) {
+    this.result = { path: root, linked: 0, copied: 0, written: 0 };
+    this.inBase = since ? baseHolds(since) : () => false;
   }
 
-  await mapLimit([...blobs].filter((d) => !inBase(d)), FILES_AT_ONCE, async (digest) => {
-    const how = await placeBlob(cache.blobPath(digest), blobDataPath(out, digest));
-    if (how === 'linked') result.linked++;
-    else if (how === 'copied') result.copied++;
-  });
-  await mapLimit([...manifests].filter(([d]) => !inBase(d)), FILES_AT_ONCE, async ([digest, bytes]) => {
-    await writeContentAddressed(blobDataPath(out, digest), bytes);
-    result.written++;
-  });
-  // A link file holds the digest, with no newline. A tag's current link changes: it is replaced whole.
-  await mapLimit([...links], FILES_AT_ONCE, ([path, digest]) => writeContentAddressed(path, digest));
-  await mapLimit([...tags], FILES_AT_ONCE, ([path, digest]) => writeFileAtomic(path, digest));
-  return result;
+  /** Every blob of `image` must be in the cache. Adding an image again returns the first add. */
+  add(image: ResolvedImage): Promise<void> {
+    let p = this.images.get(image);
+    if (!p) this.images.set(image, (p = this.write(image)));
+    return p;
+  }
+
+  private async write(image: ResolvedImage): Promise<void> {
+    const { root, cache, result } = this;
+    const repo = repositoryPath(root, image.ref.repository);
+    const blobs = leafManifests(image.root).flatMap(blobsOf);
+    const nodes = [...walkNodes(image.root)];
+    await Promise.all([
+      ...blobs
+        .filter((d) => !this.inBase(d.digest))
+        .map((d) =>
+          this.once(blobDataPath(root, d.digest), async (path) => {
+            const how = await placeBlob(cache.blobPath(d.digest), path);
+            if (how === 'linked') result.linked++;
+            else if (how === 'copied') result.copied++;
+          }),
+        ),
+      ...nodes
+        .filter((n) => !this.inBase(n.digest))
+        .map((n) =>
+          this.once(blobDataPath(root, n.digest), async (path) => {
+            await writeContentAddressed(path, n.bytes);
+            result.written++;
+          }),
+        ),
+    ]);
+    // A link file holds the digest, with no newline.
+    const links: [string, string][] = [
+      ...blobs.map((d): [string, string] => [join(repo, '_layers', 'sha256', hexOf(d.digest), 'link'), d.digest]),
+      ...nodes.map((n): [string, string] => [join(repo, '_manifests', 'revisions', 'sha256', hexOf(n.digest), 'link'), n.digest]),
+    ];
+    const tagDir = image.ref.tag ? join(repo, '_manifests', 'tags', image.ref.tag) : undefined;
+    if (tagDir) links.push([join(tagDir, 'index', 'sha256', hexOf(image.root.digest), 'link'), image.root.digest]);
+    await Promise.all(links.map(([path, digest]) => this.once(path, () => writeContentAddressed(path, digest))));
+    // A tag's current link changes: it is replaced whole.
+    if (tagDir) await this.once(join(tagDir, 'current', 'link'), (path) => writeFileAtomic(path, image.root.digest));
+  }
+
+  /** Each output file is written once, at most FILES_AT_ONCE at a time. */
+  private once(path: string, write: (path: string) => Promise<void>): Promise<void> {
+    let p = this.files.get(path);
+    if (!p) {
+      p = this.slots.acquire().then(async (release) => {
+        try {
+          await write(path);
+        } finally {
+          release();
+        }
+      });
+      this.files.set(path, p);
+    }
+    return p;
+  }
+}
+
+/**
+ * A new registry layout built under a staging name while the save still downloads, each image as
+ * soon as its blobs are in the cache; `commit` gives it the output's name once the save succeeded,
+ * `discard` removes it (a failed save writes nothing).
+ */
+export class StagedRegistryLayout {
+  private readonly staging: string;
+  private readonly writer: RegistryLayoutWriter;
+  private readonly writes: Promise<void>[] = [];
+
+  constructor(
+    private readonly out: string,
+    private readonly cache: Cache,
+    private readonly since?: string,
+  ) {
+    this.staging = stagingPath(out);
+    this.writer = new RegistryLayoutWriter(this.staging, cache, since);
+  }
+
+  add(image: ResolvedImage): void {
+    const p = this.writer.add(image);
+    p.catch(() => undefined); // reported by commit()
+    this.writes.push(p);
+  }
+
+  /** Adds what is not written yet (images merged in after resolving), then renames into place. */
+  async commit(images: readonly ResolvedImage[]): Promise<LinkResult> {
+    for (const image of images) this.add(image);
+    await Promise.all(this.writes);
+    try {
+      await rename(this.staging, this.out);
+      return { ...this.writer.result, path: this.out };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    }
+    // The output appeared while this save ran: add to it, as to any existing layout.
+    const result = await linkRegistryLayout({ graph: { images: [...images], blobs: new Map(), failures: [] }, cache: this.cache, out: this.out, since: this.since });
+    await rm(this.staging, { recursive: true, force: true });
+    return result;
+  }
+
+  async discard(): Promise<void> {
+    await Promise.allSettled(this.writes);
+    await rm(this.staging, { recursive: true, force: true });
+  }
+}
+
+export async function linkRegistryLayout({ graph, cache, out, since }: LinkOptions): Promise<LinkResult> {
+  const writer = new RegistryLayoutWriter(out, cache, since);
+  await Promise.all(graph.images.map((image) => writer.add(image)));
+  return writer.result;
 }

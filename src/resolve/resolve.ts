@@ -29,6 +29,8 @@ export interface ResolveOptions {
   mirrors?: Mirrors;
   /** Called with each blob the first time an image needs it, while the others still resolve. */
   onBlob?: (need: BlobNeed) => void;
+  /** Called with each image once it has resolved (after onBlob for its new blobs). */
+  onImage?: (image: ResolvedImage) => void;
 }
 
 interface RawIndex {
@@ -56,6 +58,7 @@ export class Resolver {
         const { registry, repository } = image.ref;
         const sources = this.opts.mirrors ? await this.opts.mirrors.blobSources(registry, repository, image.root.digest) : undefined;
         addBlobs(graph.blobs, image, sources, this.opts.onBlob);
+        this.opts.onImage?.(image);
         return image;
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);

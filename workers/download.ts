@@ -291,6 +291,8 @@ export async function verify(task: DownloadTask): Promise<DownloadResult> {
   return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: false, retries: 0 };
 }
 
+type ResponseHeaders = Record<string, string | string[] | undefined>;
+
 /** Where a blob GET's body goes. A returned promise holds the connection paused until it settles; a throw ends the transfer. */
 interface BodySink {
   /** The body starts at the offset asked for, or (`restartFromZero`: the registry ignored Range) at byte 0. */
@@ -310,17 +312,20 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const headers: Record<string, string> = new URL(url).host === registryHost ? { ...task.headers } : {};
     if (offset > 0 || end !== undefined) headers.range = `bytes=${offset}-${end !== undefined ? end - 1 : ''}`;
-    const { status, location } = await exchange(url, headers, (status, resHeaders) => {
-      if (status === 206) {
-        const range = /^bytes (\d+)-/.exec(String(resHeaders['content-range'] ?? ''));
+    const answer = await exchange(url, headers, (code, h) => {
+      if (code === 206) {
+        const range = /^bytes (\d+)-/.exec(String(h['content-range'] ?? ''));
         if (!range || Number(range[1]) !== offset) throw new TransferError('failed', `server answered a range starting elsewhere than ${offset}`, true);
         return { restartFromZero: false };
       }
-      if (status === 200) return { restartFromZero: offset > 0 || (end !== undefined && end < task.size) };
+      if (code === 200) return { restartFromZero: offset > 0 || (end !== undefined && end < task.size) };
       return undefined;
     }, sink);
+    const { status } = answer;
     if (status === 200 || status === 206) return;
+    const header = (name: string) => [answer.headers[name]].flat()[0];
     if ([301, 302, 303, 307, 308].includes(status)) {
+      const location = header('location');
       if (typeof location !== 'string') throw new TransferError('failed', `redirect ${status} without a Location`);
       url = new URL(location, url).toString();
       continue;
@@ -329,7 +334,7 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
     if (status === 401) throw new TransferError('unauthorized', 'the registry asked for authentication again (token expired?)');
     if (status === 403) throw new TransferError('denied', 'access denied');
     if (status === 404) throw new TransferError('not-found', 'blob not found in the repository');
-    if (isRetryableStatus(status)) throw new TransferError('failed', `HTTP ${status}`, true, location);
+    if (isRetryableStatus(status)) throw new TransferError('failed', `HTTP ${status}`, true, header('retry-after'));
     throw new TransferError('failed', `HTTP ${status}`);
   }
   throw new TransferError('failed', `more than ${MAX_REDIRECTS} redirects`);
@@ -338,19 +343,19 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
 /**
  * One HTTP exchange. `accept` looks at the status and headers: a body it accepts goes to `sink`
  * (paused while the sink's promise runs); any other body is read and dropped, so the connection
- * stays reusable. Resolves with the status (and Location, or Retry-After for a retryable status)
- * once the body ended and the sink finished with it.
+ * stays reusable. Resolves with the status and headers once the body ended and the sink finished
+ * with it.
  */
 function exchange(
   url: string,
   headers: Record<string, string>,
-  accept: (status: number, headers: Record<string, string | string[] | undefined>) => { restartFromZero: boolean } | undefined,
+  accept: (status: number, headers: ResponseHeaders) => { restartFromZero: boolean } | undefined,
   sink: BodySink,
-): Promise<{ status: number; location?: string }> {
+): Promise<{ status: number; headers: ResponseHeaders }> {
   const { origin, pathname, search } = new URL(url);
   return new Promise((resolve, reject) => {
     let status = 0;
-    let location: string | undefined;
+    let answered: ResponseHeaders = {};
     let piping = false;
     let failed = false;
     const hold = (controller: Dispatcher.DispatchController, work: Promise<void> | void) => {
@@ -365,11 +370,9 @@ function exchange(
       onRequestStart() {},
       onResponseStart(controller, statusCode, resHeaders) {
         status = statusCode;
-        const h = resHeaders as Record<string, string | string[] | undefined>;
-        const loc = statusCode >= 300 && statusCode < 400 ? h.location : h['retry-after'];
-        location = Array.isArray(loc) ? loc[0] : loc;
+        answered = resHeaders as ResponseHeaders;
         try {
-          const accepted = accept(statusCode, h);
+          const accepted = accept(statusCode, answered);
           if (!accepted) return;
           piping = true;
           hold(controller, sink.start(accepted.restartFromZero));
@@ -387,7 +390,7 @@ function exchange(
         }
       },
       onResponseEnd() {
-        resolve({ status, location });
+        resolve({ status, headers: answered });
       },
       onResponseError(_controller, err) {
         reject(err);

@@ -1,48 +1,43 @@
 // File placement shared by every linker: blobs come from the cache by hard link where the
 // filesystem allows it, by copy otherwise; outputs appear under their final name only when complete.
-import { constants } from 'node:fs';
-import { copyFile, link, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { constants, linkSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /**
- * Directories made (or found) during this run, and those being made. A recursive mkdir walks the
- * whole path on every call (~330 µs a call on this project's test disks), and a registry layout
- * needs a directory per link file: made parent first, and once, each costs one mkdir.
+ * Directories made (or found) during this run. A recursive mkdir walks the whole path on every
+ * call (~330 µs a call on this project's test disks), and a registry layout needs a directory per
+ * link file: made parent first, and once, each costs one mkdir.
+ *
+ * A layout's metadata calls (mkdir, link, small files) are made synchronously: each takes a few
+ * µs of kernel time, and the async form adds a thread-pool round trip and a promise to each, which
+ * doubled their CPU (4,000 mkdir + writeFile: 820 ms of CPU async, 445 ms sync). Bulk copies stay async.
  */
 const madeDirs = new Set<string>();
-const makingDirs = new Map<string, Promise<void>>();
 
-export function ensureDir(dir: string): Promise<void> {
-  if (madeDirs.has(dir)) return Promise.resolve();
-  let making = makingDirs.get(dir);
-  if (!making) {
-    making = (async () => {
-      const parent = dirname(dir);
-      if (parent !== dir) await ensureDir(parent);
-      try {
-        await mkdir(dir);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      madeDirs.add(dir);
-    })().finally(() => makingDirs.delete(dir));
-    makingDirs.set(dir, making);
+export function ensureDir(dir: string): void {
+  if (madeDirs.has(dir)) return;
+  const parent = dirname(dir);
+  if (parent !== dir) ensureDir(parent);
+  try {
+    mkdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  return making;
+  madeDirs.add(dir);
 }
 
 /** Hard link `src` to `dest` (same filesystem), else copy (reflink when the filesystem can). */
 export async function placeBlob(src: string, dest: string): Promise<'linked' | 'copied' | 'present'> {
-  await ensureDir(dirname(dest));
+  ensureDir(dirname(dest));
   try {
-    await link(src, dest);
+    linkSync(src, dest);
     return 'linked';
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') {
-      const [a, b] = await Promise.all([stat(src), stat(dest)]);
-      if (a.size === b.size) return 'present';
-      await rm(dest, { force: true });
+      if (statSync(src).size === statSync(dest).size) return 'present';
+      rmSync(dest, { force: true });
       return placeBlob(src, dest);
     }
     if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err;

@@ -4,8 +4,8 @@
 // placed before any link names it, and an image's tag after all of its content (a tag's current
 // link replaced through a temporary name), so a registry serving the directory mid-write never
 // sees a tag whose content is missing.
-import { existsSync } from 'node:fs';
-import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hexOf, type Cache } from '../cache/cache.js';
 import { blobsOf, leafManifests, walkNodes, type ResolvedImage } from '../resolve/graph.js';
@@ -28,23 +28,23 @@ export function repositoryPath(root: string, repository: string): string {
  * A file whose path names its content (`blobs/…/<hex>/data`, and links such as
  * `_layers/…/<hex>/link` that always hold `sha256:<hex>`): created in place, once, without the
  * temporary name and rename. One that exists already is right unless a crash cut its write short,
- * which its size shows.
+ * which its size shows. Synchronous, as every layout metadata call (see files.ts).
  */
-async function writeContentAddressed(path: string, data: string | Buffer): Promise<void> {
-  await ensureDir(dirname(path));
+function writeContentAddressed(path: string, data: string | Buffer): void {
+  ensureDir(dirname(path));
   try {
-    await writeFile(path, data, { flag: 'wx' });
+    writeFileSync(path, data, { flag: 'wx' });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    if ((await stat(path)).size !== Buffer.byteLength(data)) await writeFileAtomic(path, data);
+    if (statSync(path).size !== Buffer.byteLength(data)) writeFileAtomic(path, data);
   }
 }
 
-async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
-  await ensureDir(dirname(path));
+function writeFileAtomic(path: string, data: string | Buffer): void {
+  ensureDir(dirname(path));
   const tmp = stagingPath(path);
-  await writeFile(tmp, data);
-  await rename(tmp, path);
+  writeFileSync(tmp, data);
+  renameSync(tmp, path);
 }
 
 /** Enough to keep the disk busy, few enough to stay far from the open-files limit. */
@@ -106,8 +106,8 @@ export class RegistryLayoutWriter {
       ...nodes
         .filter((n) => !this.inBase(n.digest))
         .map((n) =>
-          this.once(blobDataPath(root, n.digest), async (path) => {
-            await writeContentAddressed(path, n.bytes);
+          this.once(blobDataPath(root, n.digest), (path) => {
+            writeContentAddressed(path, n.bytes);
             result.written++;
           }),
         ),
@@ -125,7 +125,7 @@ export class RegistryLayoutWriter {
   }
 
   /** Each output file is written once, at most FILES_AT_ONCE at a time. */
-  private once(path: string, write: (path: string) => Promise<void>): Promise<void> {
+  private once(path: string, write: (path: string) => void | Promise<void>): Promise<void> {
     let p = this.files.get(path);
     if (!p) {
       p = this.slots.acquire().then(async (release) => {

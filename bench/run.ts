@@ -24,7 +24,7 @@
 // seconds of kernel time for it. The registries' storage (whose uploads delete their temporary
 // files) lives on tmpfs when /dev/shm exists, for the same reason.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -217,7 +217,7 @@ async function main(): Promise<void> {
             const rec = { ...(await runContender(ctx, name, round, position)), load1 };
             results.get(name)!.push(rec);
             log(`[round ${round + 1}/${runs}] ${name.padEnd(5)} ${rec.ok ? `${fmt(rec.wallSeconds, 2)} s wall, ${fmt(rec.cpuSeconds, 2)} s CPU` : `FAILED: ${rec.error}`}`);
-            execFileSync('sync'); // dirty pages of one contender should not be written back during the next
+            report.pageCacheDropped = settle();
           }
         }
         const table: ContenderResult[] = contenders.map((name) => summarise(name, LABELS[name], results.get(name)!, set.totalBlobBytes));
@@ -244,6 +244,23 @@ async function main(): Promise<void> {
 }
 
 // --- contenders ---------------------------------------------------------------------------------------
+
+/**
+ * Between two runs: the dirty pages of one contender should not be written back during the next,
+ * and each run should start with free memory instead of reclaiming the page cache that the runs
+ * before it filled (each writes ~0.5 GB of a medium fleet, and nothing is deleted until the end).
+ * Dropping clean pages needs root; without it the runs go on with a full page cache. The
+ * registries' storage is on tmpfs, which this does not touch.
+ */
+function settle(): boolean {
+  execFileSync('sync');
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '1');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 interface Ctx {
   work: string;
@@ -574,6 +591,7 @@ function markdown(r: Record<string, any>): string {
     for (const c of cs) for (const q of c.runs) if (!q.ok) lines.push(`\nfailed: ${c.name} round ${q.round + 1}: ${q.error}`);
     const loads = cs.flatMap((c) => c.runs.map((q) => q.load1 ?? NaN)).filter((x) => Number.isFinite(x));
     if (loads.length) lines.push(`\n1-minute load average at the start of the runs: median ${fmt(median(loads))} (${fmt(Math.min(...loads))}–${fmt(Math.max(...loads))}) on ${m.cpus} cores.`);
+    lines.push(`Between runs: \`sync\`${r.pageCacheDropped ? ', and the clean page cache dropped' : '; the page cache was not dropped (that needs root)'}.`);
     const get = (n: string) => cs.find((c) => c.name === n)?.median;
     // Contenders alternate within a round, so a ratio of two runs of the same round sees the same
     // background load; the median of those per-round ratios is steadier than a ratio of medians.

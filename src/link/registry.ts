@@ -47,7 +47,7 @@ function writeFileAtomic(path: string, data: string | Buffer): void {
   renameSync(tmp, path);
 }
 
-/** Enough to keep the disk busy, few enough to stay far from the open-files limit. */
+/** Files placed at once. Metadata calls are synchronous, so this bounds the copies made when the cache is on another filesystem. */
 const FILES_AT_ONCE = 32;
 
 /**

@@ -2,9 +2,11 @@
 // at most `jobs` connections per registry host, the largest waiting blob first, tokens from the
 // main thread's client (refreshed when a worker reports a 401), other source repositories tried
 // when one fails, big blobs split into ranges fetched in parallel, and progress sampled from the
-// workers' shared counters.
+// workers' shared counters. Blobs of a few KiB skip the pool (see INLINE_BYTES).
 import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { sha256Bytes } from '../hash/hasher.js';
 import type { Cache } from '../cache/cache.js';
 import type { HasherKind } from '../hash/hasher.js';
 import type { RegistryClient } from '../registry/client.js';
@@ -47,6 +49,12 @@ const CHECKPOINT_BYTES = 2 * 1024 * 1024;
 const AUTH_RETRIES = 2;
 const BUSY_POLL_MS = 250;
 const USER_AGENT = 'ocisave/0.1';
+/**
+ * Blobs this small (configs, mostly) are fetched on the main thread in one request: the pool's
+ * per-blob costs (two thread messages, a partial file, its checkpoint record) outweigh the bytes.
+ * Anything unusual about one (a redirect, an error, a wrong digest) sends it to the pool after all.
+ */
+export const INLINE_BYTES = 64 * 1024;
 
 /** [start, end) ranges of `segmentBytes` covering a blob, or none when it is too small to split. */
 export function segmentsOf(size: number, segmentBytes: number | undefined): [number, number][] {
@@ -124,7 +132,9 @@ export class Downloads {
     const segments = segmentsOf(blob.size, this.opts.segmentBytes);
     const progress = new SharedArrayBuffer(8 * Math.max(1, segments.length));
     this.counters.push(new Float64Array(progress));
-    const result = segments.length ? await this.split(blob, segments, progress) : await this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, 0, 'default'));
+    const result = segments.length
+      ? await this.split(blob, segments, progress)
+      : ((blob.size <= INLINE_BYTES && (await this.inline(blob, new Float64Array(progress)))) || (await this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, 0, 'default'))));
     if (typeof result !== 'string') {
       if (!result.alreadyCached) this.report.downloaded++;
       this.report.resumedBytes += result.resumedFrom;
@@ -185,6 +195,38 @@ export class Downloads {
         continue;
       }
       return result;
+    }
+  }
+
+  /** A small blob from its first source, on this thread; undefined leaves it to the pool. */
+  private async inline(blob: PlannedBlob, progress: Float64Array): Promise<Done | undefined> {
+    const { cache, client, events } = this.opts;
+    const source = blob.sources[0];
+    if (!source || blob.resumeFrom > 0) return undefined;
+    const release = await this.limitFor(source.registry).acquire(blob.size);
+    try {
+      if (this.abort.signal.aborted || !cache.tryLock(blob.digest, this.owner)) return undefined;
+      try {
+        if (cache.hasBlob(blob.digest)) return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: true, retries: 0 };
+        this.started.add(blob.digest);
+        events.emit({ type: 'blob-start', digest: blob.digest, size: blob.size });
+        const bytes = await client.getSmallBlob(source.registry, source.repository, blob.digest, blob.size).catch(() => undefined);
+        this.report.fetchedBytes += bytes?.length ?? 0;
+        if (!bytes || bytes.length !== blob.size || sha256Bytes(bytes) !== blob.digest) return undefined;
+        try {
+          const verified = cache.tempPath('blob');
+          writeFileSync(verified, bytes);
+          await cache.commitBlob(blob.digest, verified, blob.size, blob.mediaType);
+        } catch {
+          return undefined;
+        }
+        progress[0] = blob.size;
+        return { ok: true, fetched: bytes.length, resumedFrom: 0, alreadyCached: false, retries: 0 };
+      } finally {
+        cache.unlock(blob.digest, this.owner);
+      }
+    } finally {
+      release();
     }
   }
 

@@ -48,6 +48,8 @@ export interface ApiOptions {
   /** Repositories that also need pull access (cross-repository mount sources). */
   alsoPull?: readonly string[];
   body?: string | Buffer;
+  /** The most response bytes read; default MAX_MANIFEST_BYTES. */
+  maxBytes?: number;
 }
 
 function tokenScope(repository: string, actions = 'pull', alsoPull: readonly string[] = []): string {
@@ -240,7 +242,7 @@ export class RegistryClient {
       const h: Record<string, string> = { 'user-agent': this.opts.userAgent ?? USER_AGENT, ...headers };
       const auth = await this.authorization(registry, repository, opts.actions, opts.alsoPull);
       if (auth) h.authorization = auth;
-      const res = await this.send(url, { method, headers: h, body: opts.body }, what);
+      const res = await this.send(url, { method, headers: h, body: opts.body }, what, opts.maxBytes);
       if (res.status === 401 && authTry === 0) {
         const challenge = parseChallenge(res.headers['www-authenticate']);
         if (challenge && (challenge.scheme === 'bearer' || challenge.scheme === 'basic')) {
@@ -280,6 +282,16 @@ export class RegistryClient {
     }
     const mediaType = manifestMediaType(bytes, res.headers['content-type'], name);
     return { digest, mediaType, bytes };
+  }
+
+  /**
+   * A small blob, whole, in memory: the bytes when the registry answers 200 with no more than
+   * `size` of them, undefined for any other answer (a redirect, an error), which the caller leaves
+   * to the download pool. The digest is the caller's to check.
+   */
+  async getSmallBlob(registry: string, repository: string, digest: string, size: number): Promise<Buffer | undefined> {
+    const res = await this.api(registry, repository, 'GET', `/v2/${repository}/blobs/${digest}`, {}, `${registry}/${repository}@${digest}`, { maxBytes: size });
+    return res.status === 200 ? res.body : undefined;
   }
 
   async listTags(registry: string, repository: string): Promise<string[]> {

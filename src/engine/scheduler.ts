@@ -206,6 +206,7 @@ export class Downloads {
     const release = await this.limitFor(source.registry).acquire(blob.size);
     try {
       if (this.abort.signal.aborted || !cache.tryLock(blob.digest, this.owner)) return undefined;
+      this.active++;
       try {
         if (cache.hasBlob(blob.digest)) return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: true, retries: 0 };
         this.started.add(blob.digest);
@@ -223,6 +224,7 @@ export class Downloads {
         progress[0] = blob.size;
         return { ok: true, fetched: bytes.length, resumedFrom: 0, alreadyCached: false, retries: 0 };
       } finally {
+        this.active--;
         cache.unlock(blob.digest, this.owner);
       }
     } finally {

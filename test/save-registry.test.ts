@@ -1,7 +1,7 @@
 // Issue 2 end to end: save fixtures from a real registry into a registry v2 layout, serve that
 // layout with a second real registry, and pull every saved reference back with skopeo.
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

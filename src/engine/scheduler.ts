@@ -6,9 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { sha256Bytes } from '../hash/hasher.js';
 import type { Cache } from '../cache/cache.js';
-import type { HasherKind } from '../hash/hasher.js';
+import { sha256Bytes, type HasherKind } from '../hash/hasher.js';
 import type { RegistryClient } from '../registry/client.js';
 import { sleep } from '../registry/retry.js';
 import type { BlobSource } from '../resolve/graph.js';
@@ -131,10 +130,11 @@ export class Downloads {
     events.emit({ type: 'blob-queued', digest: blob.digest, size: blob.size, resumeFrom: blob.resumeFrom });
     const segments = segmentsOf(blob.size, this.opts.segmentBytes);
     const progress = new SharedArrayBuffer(8 * Math.max(1, segments.length));
-    this.counters.push(new Float64Array(progress));
+    const counter = new Float64Array(progress);
+    this.counters.push(counter);
     const result = segments.length
       ? await this.split(blob, segments, progress)
-      : ((blob.size <= INLINE_BYTES && (await this.inline(blob, new Float64Array(progress)))) || (await this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, 0, 'default'))));
+      : ((blob.size <= INLINE_BYTES && (await this.inline(blob, counter))) || (await this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, 0, 'default'))));
     if (typeof result !== 'string') {
       if (!result.alreadyCached) this.report.downloaded++;
       this.report.resumedBytes += result.resumedFrom;

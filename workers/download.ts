@@ -7,7 +7,8 @@
 // disk fail the final digest check and the blob is fetched again from zero — slower, never wrong.
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { parentPort } from 'node:worker_threads';
-import { getGlobalDispatcher, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent } from '../src/registry/http.js';
 import { Cache } from '../src/cache/cache.js';
 import { resumeHasher, createHasher, hashFile } from '../src/hash/hasher.js';
 import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../src/registry/retry.js';
@@ -16,6 +17,9 @@ import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask
 // Piscina loads this module with a synchronous require(); once that has returned (the next turn
 // of the event loop), the pool may terminate this thread safely.
 setImmediate(() => parentPort?.postMessage(WORKER_LOADED));
+
+/** This thread's connections, with undici's defaults. */
+const agent = new Agent();
 
 const caches = new Map<string, Cache>();
 function cacheAt(dir: string): Cache {
@@ -396,6 +400,6 @@ function exchange(
         reject(err);
       },
     };
-    getGlobalDispatcher().dispatch({ origin, path: pathname + search, method: 'GET', headers, headersTimeout: 60_000, bodyTimeout: 60_000 }, handler);
+    agent.dispatch({ origin, path: pathname + search, method: 'GET', headers, headersTimeout: 60_000, bodyTimeout: 60_000 }, handler);
   });
 }

@@ -3,7 +3,8 @@
 // PUT ?digest=). A blob is never held in memory whole. A chunk that fails is resumed from what
 // the registry says it has (GET on the upload URL → Range: 0-N).
 import type { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from '../registry/http.js';
 import { RegistryError } from '../registry/errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../registry/retry.js';
 import { USER_AGENT, type RegistryClient } from '../registry/client.js';

@@ -1,6 +1,7 @@
 // The registry HTTP API client used on the main thread: auth (anonymous, basic, bearer tokens),
 // manifests, tags, and the Authorization header handed to download workers.
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, request } from './http.js';
 import { isLoopbackHost } from './hosts.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import { RegistryError } from './errors.js';

@@ -3,7 +3,7 @@
 // mirror is down, refuses, or lacks the content. Manifests fetched by digest are verified
 // against the digest, so a mirror can never change what is saved; a tag is taken from the first
 // endpoint that has it, as docker does.
-import { request } from 'undici';
+import { request } from './http.js';
 import { DOCKER_HUB } from '../ref/reference.js';
 import { isLoopbackHost } from './hosts.js';
 import { RegistryError } from './errors.js';

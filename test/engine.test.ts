@@ -138,8 +138,9 @@ describe('download engine', () => {
   });
 
   it('closes the download pool safely at any moment of its threads starting up', async () => {
-    // A save that needs no download closes the pool while its threads may still be loading lmdb's
-    // native addon; terminating a thread there aborted the whole process (seen in CI).
+    // A save that needs no download closes the pool while its threads may still be starting up.
+    // Both ways a terminated thread took the whole process down were seen in CI: an abort while it
+    // loaded lmdb's native addon, and a SIGSEGV while V8 compiled WebAssembly for it (see http.ts).
     const pool = new URL('../dist/src/engine/pool.js', import.meta.url).href;
     const script = `import { DownloadPool } from ${JSON.stringify(pool)};
       for (let i = 0; i < 30; i++) {

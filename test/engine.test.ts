@@ -154,6 +154,27 @@ describe('download engine', () => {
     expect(r.code, r.stderr).toBe(0);
   });
 
+  it('loads the download worker without compiling WebAssembly in the background', async () => {
+    // The crash above happens once in hundreds of runs; its cause can be checked every time.
+    const worker = new URL('../dist/workers/download.js', import.meta.url).href;
+    const script = `import { Worker } from 'node:worker_threads';
+      const w = new Worker(\`
+        let compiles = 0;
+        for (const k of ['compile', 'instantiate']) {
+          const f = WebAssembly[k];
+          WebAssembly[k] = (...a) => { compiles++; return f(...a); };
+        }
+        Promise.all([import('node:worker_threads'), import(${JSON.stringify(worker)})])
+          .then(([{ parentPort }]) => setTimeout(() => parentPort.postMessage(compiles), 100));
+      \`, { eval: true });
+      // The module itself posts a "loaded" message first.
+      w.on('message', (n) => { if (typeof n === 'number') { console.log(n); w.terminate(); } });`;
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--input-type=module', '-e', script], (err, stdout, stderr) => (err ? reject(new Error(stderr || String(err))) : resolve(stdout)));
+    });
+    expect(out.trim()).toBe('0');
+  });
+
   it('splits a big blob into ranges and verifies the whole digest', async () => {
     const big = fx.references.find((r) => r.includes('big/blob'))!;
     const layer = fx.refs[big]!.layers![0]!;

@@ -6,6 +6,8 @@
 import { createRequire } from 'node:module';
 import type * as undici from 'undici';
 
+// Paths inside undici's package (the same throughout 7.x; package-lock.json pins the version):
+// if they ever move, every command fails at start-up, and every test with it.
 const load = createRequire(import.meta.url);
 
 export const Agent: typeof undici.Agent = load('undici/lib/dispatcher/agent.js');

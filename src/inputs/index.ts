@@ -29,9 +29,9 @@ export async function readReferenceInputs(path: string): Promise<InputRef[]> {
     } catch {
       throw new Error(`${path} is a directory without Chart.yaml; expected a Helm chart directory, an image list or a YAML file`);
     }
-    return strip(await (await import('./helm.js')).readHelmChart(path));
+    return readChart(path);
   }
-  if (/\.(tgz|tar\.gz)$/i.test(path) || (await isGzip(path))) return strip(await (await import('./helm.js')).readHelmChart(path));
+  if (/\.(tgz|tar\.gz)$/i.test(path) || (await isGzip(path))) return readChart(path);
 
   const text = await readFile(path, 'utf8');
   // The YAML parser (and its ~50 ms of loading) is only needed for text that could be a mapping.
@@ -49,6 +49,11 @@ export async function readReferenceInputs(path: string): Promise<InputRef[]> {
  */
 function couldBeYamlMapping(text: string): boolean {
   return /:(\s|$)|[{}]|^\s*\?(\s|$)/m.test(text);
+}
+
+/** A Helm chart's references; the chart reader (and tar-stream, yaml) loads only when a chart is given. */
+async function readChart(path: string): Promise<InputRef[]> {
+  return strip(await (await import('./helm.js')).readHelmChart(path));
 }
 
 async function isGzip(path: string): Promise<boolean> {

@@ -229,27 +229,28 @@ interface LayoutPlan {
 }
 
 /** Everything the layout holds, checked before anything is written. */
-export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = false): LayoutPlan {
+export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = false, onePlatform = false): LayoutPlan {
   const memo = new Map<string, GraphNode>();
   const manifests = new Map<string, Buffer>();
   const blobs = new Map<string, Descriptor>();
   const roots: Descriptor[] = [];
-  const named = new Map<string, string>();
+  const names = new Map<string, string>();
   const warnings: string[] = [];
   for (const image of graph.images) {
     const name = formatReference(image.ref);
-    const seen = named.get(name);
+    const seen = names.get(name);
     if (seen !== undefined) {
       if (seen !== image.root.digest) warnings.push(`${image.input}: ${name} was already saved as ${seen}; keeping that one`);
       continue;
     }
-    named.set(name, image.root.digest);
+    names.set(name, image.root.digest);
     for (const node of walkNodes(image.root)) {
       if (sha256(node.bytes) !== node.digest) {
         throw new Error(`${imageLabel(image)}: manifest bytes do not hash to ${node.digest}; refusing to write a layout that would not verify`);
       }
     }
-    const root = preserveDigests ? image.root : toOciNode(image.root, memo);
+    const named = onePlatform ? platformManifest(image.root) : image.root;
+    const root = preserveDigests ? named : toOciNode(named, memo);
     roots.push(rootDescriptor(root, name));
     for (const node of walkNodes(root)) {
       manifests.set(node.digest, node.bytes);
@@ -264,6 +265,12 @@ export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = fa
   }
   if (roots.length === 0) throw new Error('nothing to write: no image was resolved');
   return { manifests, blobs, index: ociIndexBytes(roots), warnings };
+}
+
+/** An index whose selection kept one child (down to one manifest) stands for that manifest; anything else for itself. */
+function platformManifest(node: GraphNode): GraphNode {
+  while (node.kind === 'index' && node.children.length === 1) node = node.children[0]!;
+  return node;
 }
 
 async function writeLayout(sink: OutputSink, plan: LayoutPlan, opts: LinkOptions): Promise<void> {
@@ -285,7 +292,7 @@ function report(plan: LayoutPlan, opts: LinkOptions): void {
 
 /** `--format oci`: the layout as a directory, blobs hard-linked from the cache where possible. */
 export async function linkOciLayout(opts: LinkOptions): Promise<LinkResult> {
-  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests);
+  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests, opts.onePlatform);
   await guardOutput(opts.out, 'dir', 'oci-layout');
   report(plan, opts);
   return writeAtomically(opts.out, async (staging) => {
@@ -298,7 +305,7 @@ export async function linkOciLayout(opts: LinkOptions): Promise<LinkResult> {
 
 /** `--format oci-archive`: the same layout as one tar file. */
 export async function linkOciArchive(opts: LinkOptions): Promise<LinkResult> {
-  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests);
+  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests, opts.onePlatform);
   await guardOutput(opts.out, 'file');
   report(plan, opts);
   return writeAtomically(opts.out, async (staging) => {

@@ -12,7 +12,7 @@ export interface TagSelector {
   regex?: string;
   /** Kept when the tag, read as a version, satisfies this range. */
   semver?: string;
-  /** Of what the other rules kept, the N highest versions (tags that are not versions never count). */
+  /** Of what the other rules kept, the N highest release versions (prereleases such as 1.2.0-rc.1, and tags that are not versions, never count). */
   newest?: number;
 }
 
@@ -76,7 +76,7 @@ export function selectTags(tags: readonly string[], sel: TagSelector, what = 'ta
     });
   }
   if (sel.newest !== undefined) {
-    const versions = kept.map((t) => ({ t, v: tagVersion(t) })).filter((x): x is { t: string; v: semver.SemVer } => x.v !== null);
+    const versions = kept.map((t) => ({ t, v: tagVersion(t) })).filter((x): x is { t: string; v: semver.SemVer } => x.v !== null && x.v.prerelease.length === 0);
     // Highest first; equal versions (1.2 and v1.2.0) by tag text, so the choice never depends on listing order.
     versions.sort((a, b) => semver.rcompare(a.v, b.v) || (a.t < b.t ? -1 : a.t > b.t ? 1 : 0));
     const newest = new Set(versions.slice(0, sel.newest).map((x) => x.t));

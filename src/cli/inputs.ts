@@ -41,12 +41,24 @@ export function addContextOptions(cmd: Command): Command {
     .option('--include-base', "sealer build contexts: also the Kubefile's FROM image (a cluster image)");
 }
 
+/** A flag's rule checked as commander parses it, so a bad one is a usage error (exit 2). */
+function rule(kind: 'regex' | 'semver') {
+  return (value: string): string => {
+    try {
+      checkSelector({ [kind]: value }, `--tag-${kind}`);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+    return value;
+  };
+}
+
 /** Tag-set flags, named after skopeo sync's YAML keys; they apply to reference arguments given without a tag or digest. */
 export function addTagSetOptions(cmd: Command): Command {
   return cmd
     .option('--all-tags', 'every tag of each repository given without a tag (skopeo sync: images: {repo: []})')
-    .option('--tag-regex <regex>', 'the tags of each repository given without a tag that match this regex (skopeo sync: images-by-tag-regex)')
-    .option('--tag-semver <range>', 'the tags of each repository given without a tag that are versions in this range (skopeo sync: images-by-semver)')
+    .option('--tag-regex <regex>', 'the tags of each repository given without a tag that match this regex (skopeo sync: images-by-tag-regex)', rule('regex'))
+    .option('--tag-semver <range>', 'the tags of each repository given without a tag that are versions in this range (skopeo sync: images-by-semver)', rule('semver'))
     .option('--newest <n>', 'of the tags selected (every tag by default), the N highest versions', positiveInt);
 }
 

@@ -306,6 +306,38 @@ describe('skopeo sync YAML', () => {
   });
 });
 
+describe('sync YAML credentials', () => {
+  it('are used for their registry only, and never printed', async () => {
+    const password = 'pw-in-sync-yaml-7f3a';
+    const [locked, other] = await Promise.all([startRegistry({ htpasswd: { username: 'syncer', password } }), startRegistry({ htpasswd: { username: 'syncer', password } })]);
+    try {
+      const layer = await buildLayer([{ type: 'file', path: 'name.txt', content: 'locked\n' }]);
+      const m = await pushImage({ url: locked.url, username: 'syncer', password }, 'private/app', '1.0', { format: 'oci', layers: [layer] });
+      await pushImage({ url: other.url, username: 'syncer', password }, 'private/app', '1.0', { format: 'oci', layers: [layer] });
+      // No credentials anywhere but in the YAML.
+      const env = { REGISTRY_AUTH_FILE: join(work, 'no-auth.json'), DOCKER_CONFIG: join(work, 'no-docker') };
+      await writeFile(env.REGISTRY_AUTH_FILE, '{}');
+      const f = join(work, 'creds.yaml');
+      const creds = (pw: string) => `  credentials:\n    username: syncer\n    password: ${pw}\n`;
+      await writeFile(f, `${locked.host}:\n  images:\n    private/app: ["1.0"]\n${creds(password)}${other.host}:\n  images:\n    private/app: ["1.0"]\n`);
+      const r = await ocisave(['resolve', '-f', f, '--cache', join(work, 'cache'), '--json'], { env });
+      expect(r.code).toBe(1);
+      const report = JSON.parse(r.stdout);
+      expect(report.images.map((i: { input: string; digest: string }) => [i.input, i.digest])).toEqual([[`${locked.host}/private/app:1.0`, m.digest]]);
+      expect(r.stderr).toContain(`authentication to ${other.host} failed for private/app: no credentials found`);
+      expect(r.stdout + r.stderr).not.toContain(password);
+
+      await writeFile(f, `${locked.host}:\n  images:\n    private/app: ["1.0"]\n${creds(`wrong-${password}`)}`);
+      const bad = await ocisave(['resolve', '-f', f, '--cache', join(work, 'cache')], { env });
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain(`authentication to ${locked.host} failed for private/app: the registry rejected the credentials`);
+      expect(bad.stdout + bad.stderr).not.toContain(password);
+    } finally {
+      await Promise.all([locked.stop(), other.stop()]);
+    }
+  });
+});
+
 describe('registry layout names', () => {
   let a: PushedManifest;
   let b: PushedManifest;

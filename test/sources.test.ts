@@ -128,6 +128,17 @@ describe('sealer build contexts', () => {
     expect(set.warnings).toEqual([]);
   });
 
+  it('COPY of a directory to the root scans its manifests/ and charts/ only', async () => {
+    const ctx = join(tmp, 'root-ctx');
+    await files(ctx, {
+      Kubefile: 'FROM scratch\nCOPY . .\nCOPY app/manifests /\n',
+      'manifests/pod.yaml': 'apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: ghcr.io/a/root:1\n',
+      'app/manifests/pod.yaml': 'apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: ghcr.io/a/lands-in-root:1\n',
+      'other/pod.yaml': 'apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: ghcr.io/a/other:1\n',
+    });
+    expect((await readInputs(ctx)).refs.map((r) => r.ref)).toEqual(['ghcr.io/a/root:1']);
+  });
+
   it('refuses COPY sources outside the context, by .. or by a symbolic link', async () => {
     const ctx = join(tmp, 'escape-ctx');
     await files(ctx, { Kubefile: 'FROM scratch\nCOPY ../secret manifests\n' });

@@ -59,14 +59,16 @@ export async function readBuildContext(dir: string, opts: BuildContextOptions = 
   warnings.push(...kubefile.notFollowed);
   if (kubefile.unusedBuildArgs.length) warnings.push(`${kubefilePath}: --build-arg ${kubefile.unusedBuildArgs.join(', ')} not declared by any ARG`);
   for (const copy of kubefile.copies) {
-    if (!isScannedDestination(copy.dest)) continue;
+    const toRoot = isRootDestination(copy.dest);
+    if (!toRoot && !isScannedDestination(copy.dest)) continue;
     for (const src of copy.sources) {
       const rel = contextPath(src, `${kubefilePath}:${copy.line}`);
       const matches = hasMagic(rel) ? expandGlob(dir, rel) : [rel];
       if (matches.length === 0) throw new Error(`${kubefilePath}:${copy.line}: ${copy.keyword} source ${src} matches nothing in the build context`);
       for (const m of matches) {
         if (!(await exists(join(dir, m)))) throw new Error(`${kubefilePath}:${copy.line}: ${copy.keyword} source ${src} is not in the build context ${dir}`);
-        refs.push(...(await scanner.scan(m, singleFileName(copy.dest))));
+        if (!toRoot) refs.push(...(await scanner.scan(m, singleFileName(copy.dest))));
+        else for (const name of await copiedToRoot(dir, m)) refs.push(...(await scanner.scan(name)));
       }
     }
   }
@@ -77,6 +79,22 @@ export async function readBuildContext(dir: string, opts: BuildContextOptions = 
 function isScannedDestination(dest: string): boolean {
   const first = posix.normalize(dest.replace(/^\/+/, '')).split('/')[0]!;
   return SCANNED_DESTINATIONS.includes(first);
+}
+
+/** `.`, `/`, `./`: the image's root, where a copied directory's manifests/ and charts/ land as they are. */
+function isRootDestination(dest: string): boolean {
+  return posix.normalize(dest.replace(/^\/+/, '') || '.') === '.' || dest.replace(/^\/+/, '') === '';
+}
+
+/** What of a source copied to the root sealer scans: a directory's own manifests/ and charts/ (its contents land in the root). */
+async function copiedToRoot(dir: string, rel: string): Promise<string[]> {
+  if (!(await stat(join(dir, rel))).isDirectory()) return [];
+  const out: string[] = [];
+  for (const name of SCANNED_DESTINATIONS) {
+    const child = rel ? `${rel}/${name}` : name;
+    if (await exists(join(dir, child))) out.push(child);
+  }
+  return out;
 }
 
 /** A copied file's new name when the destination names a file (`COPY list.txt manifests/imageList`). */

@@ -234,23 +234,23 @@ export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = fa
   const manifests = new Map<string, Buffer>();
   const blobs = new Map<string, Descriptor>();
   const roots: Descriptor[] = [];
-  const names = new Map<string, string>();
+  const named = new Map<string, string>();
   const warnings: string[] = [];
   for (const image of graph.images) {
     const name = formatReference(image.ref);
-    const seen = names.get(name);
+    const seen = named.get(name);
     if (seen !== undefined) {
       if (seen !== image.root.digest) warnings.push(`${image.input}: ${name} was already saved as ${seen}; keeping that one`);
       continue;
     }
-    names.set(name, image.root.digest);
+    named.set(name, image.root.digest);
     for (const node of walkNodes(image.root)) {
       if (sha256(node.bytes) !== node.digest) {
         throw new Error(`${imageLabel(image)}: manifest bytes do not hash to ${node.digest}; refusing to write a layout that would not verify`);
       }
     }
-    const named = onePlatform ? platformManifest(image.root) : image.root;
-    const root = preserveDigests ? named : toOciNode(named, memo);
+    const entry = onePlatform ? platformManifest(image.root) : image.root;
+    const root = preserveDigests ? entry : toOciNode(entry, memo);
     roots.push(rootDescriptor(root, name));
     for (const node of walkNodes(root)) {
       manifests.set(node.digest, node.bytes);

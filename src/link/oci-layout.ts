@@ -2,7 +2,9 @@
 // of the same tree (`--format oci-archive`): `oci-layout`, `index.json`, `blobs/sha256/<hex>`.
 //
 // index.json lists the root of every saved reference (an index stays an index: its bytes are
-// unchanged, and only the children selected by --platform are present under blobs/), annotated
+// unchanged, and only the children selected by --platform are present under blobs/; with one
+// platform selected, `onePlatform` names that platform's manifest instead, as crane pull --platform
+// does, since umoci 0.4.7 cannot unpack an index), annotated
 // with `org.opencontainers.image.ref.name` = the full normalised reference, e.g.
 // `127.0.0.1:5000/app/web:1.0` or `docker.io/library/alpine:3.19`. skopeo 1.9 splits
 // `oci:DIR:NAME` at the first colon only, and umoci 0.4.7 splits `--image DIR:NAME` the same

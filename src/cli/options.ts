@@ -73,13 +73,15 @@ async function readStdin(): Promise<string> {
  * Credentials as docker and crane find them; --username/--password-stdin apply to the
  * registries of the references given (they are never printed).
  */
-export async function credentialsFrom(flags: CommonFlags, registries: string[]): Promise<CredentialLookup> {
-  let overrides: Map<string, Credential> | undefined;
+export async function credentialsFrom(flags: CommonFlags, registries: string[], fromInputs?: ReadonlyMap<string, Credential>): Promise<CredentialLookup> {
+  // An input's own credentials (a sync YAML's) are for its registry only; --username wins over them.
+  let overrides: Map<string, Credential> | undefined = fromInputs?.size ? new Map(fromInputs) : undefined;
   if (flags.passwordStdin && !flags.username) throw new Error('--password-stdin needs --username');
   if (flags.username) {
     if (!flags.passwordStdin) throw new Error('--username needs --password-stdin (passwords are not taken as arguments)');
     const password = await readStdin();
-    overrides = new Map(registries.map((r) => [r, { username: flags.username!, password }]));
+    overrides ??= new Map();
+    for (const r of registries) overrides.set(r, { username: flags.username!, password });
   }
   return (registry) => lookupCredential(registry, { overrides });
 }

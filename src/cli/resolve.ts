@@ -11,9 +11,10 @@ import { lockFromGraph, writeLockFile } from '../resolve/lockfile.js';
 import type { Cache } from '../cache/cache.js';
 import { addMirrorOption, credentialsFrom, platformsFrom, type CommonFlags } from './options.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
-import { collectInputs, registriesOf } from './save.js';
+import { registriesOf } from './save.js';
+import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
 
-interface ResolveFlags extends CommonFlags {
+interface ResolveFlags extends CommonFlags, InputFlags {
   file?: string[];
   lock?: string;
   offline?: boolean;
@@ -46,7 +47,7 @@ export function resolveCommand(): Command {
   const cmd = new Command('resolve')
     .description('dry run: resolve references to digests and sizes without downloading; --lock pins them for a later save')
     .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…')
-    .option('-f, --file <path>', 'image list, Kubernetes YAML, Helm chart or lock file; repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .option('-f, --file <path>', 'image list, Kubernetes YAML, Helm chart, sealer build context, skopeo sync YAML or lock file; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--lock <file>', 'write a lock file: each input pinned to registry/repository@digest (save it with ocisave save --lock FILE)')
     .option('--platform <list>', 'platforms to keep from multi-arch images: os/arch[/variant],… or all (default: all)')
     .option('--with-signatures', 'also resolve cosign signatures, attestations and SBOMs, and OCI referrers')
@@ -58,11 +59,15 @@ export function resolveCommand(): Command {
     .option('--json', 'the result as JSON on stdout (warnings as JSON lines on stderr)')
     .option('-q, --quiet', 'no warnings on stderr');
   addMirrorOption(cmd);
+  addContextOptions(cmd);
+  addTagSetOptions(cmd);
   cmd.action(async (args: string[], flags: ResolveFlags) => {
-    const inputs = await collectInputs(args, flags.file);
-    if (inputs.length === 0) throw new Error('nothing to resolve: give references as arguments or -f FILE');
+    const collected = await collectInputs(args, flags.file, flags);
+    const inputs = collected.refs;
+    if (inputs.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to resolve: give references as arguments or -f FILE');
     const mode = progressMode(!!flags.json, !!flags.quiet);
     const render = createRenderer(mode);
+    for (const message of collected.warnings) render({ type: 'warning', message });
     // Failures are printed once, with the results; warnings (mirrors, signatures) as they come.
     const events = new EngineEvents().on((e) => (e.type === 'warning' || (mode === 'json' && e.type !== 'progress') ? render(e) : undefined));
     const platforms = platformsFrom(flags, 'all');
@@ -74,7 +79,9 @@ export function resolveCommand(): Command {
       keepGoing: true,
       mirrors: flags.registryMirror,
       withSignatures: flags.withSignatures,
-      credentials: await credentialsFrom(flags, registriesOf(inputs)),
+      tagSets: collected.tagSets,
+      hostOptions: collected.hostOptions,
+      credentials: await credentialsFrom(flags, registriesOf([...inputs, ...collected.tagSets.map((t) => t.repository)]), collected.credentials),
       events,
     });
     let report: ResolveReport;

@@ -2,15 +2,17 @@
 import { Command, Option } from 'commander';
 import { EngineEvents } from '../engine/events.js';
 import { save } from '../engine/pipeline.js';
-import { readReferenceInputs } from '../inputs/index.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { parseReference } from '../ref/reference.js';
 import { addFetchOptions, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
 import { lockReferences, readLockFile } from '../resolve/lockfile.js';
+import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
 import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
 import { createRenderer, progressMode, summaryText } from './render.js';
 
-interface SaveFlags extends CommonFlags {
+interface SaveFlags extends CommonFlags, InputFlags {
+  scoped?: boolean;
+  keepIndex?: boolean;
   file?: string[];
   output: string;
   format: OutputFormat;
@@ -21,16 +23,6 @@ interface SaveFlags extends CommonFlags {
   withSignatures?: boolean;
   since?: string;
   preserveDigests?: boolean;
-}
-
-/** References from the arguments and every -f file (lock files included), in order, each once. */
-export async function collectInputs(args: string[], files: string[] = []): Promise<string[]> {
-  const refs = [...args];
-  for (const file of files) {
-    const lock = await readLockFile(file);
-    refs.push(...(lock ? lockReferences(lock) : (await readReferenceInputs(file)).map((r) => r.ref)));
-  }
-  return [...new Set(refs)];
 }
 
 /** The pinned references of --lock files, and the --platform they were resolved with (when they agree). */
@@ -76,11 +68,13 @@ export function saveCommand(): Command {
   const cmd = new Command('save')
     .description('save images and artifacts (and everything they reference) from registries to disk')
     .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…')
-    .option('-f, --file <path>', 'image list, Kubernetes YAML or Helm chart (dir or .tgz); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .option('-f, --file <path>', 'image list, Kubernetes YAML, Helm chart (dir or .tgz), sealer build context (dir or Kubefile) or skopeo sync YAML; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .requiredOption('-o, --output <path>', 'where to write the output')
     .addOption(new Option('--format <format>', 'output format').choices([...OUTPUT_FORMATS]).default('registry'))
     .option('--uncompressed', 'docker format: write uncompressed layers, as docker save does')
     .option('--preserve-digests', 'oci formats: keep docker-typed manifests byte for byte (skopeo 1.9 and umoci cannot read them by name)')
+    .option('--keep-index', "oci formats: with one --platform, name the image's index (only that platform inside) instead of the platform's manifest")
+    .option('--scoped', 'registry format: keep each source host in the repository path (HOST/repo; a port\'s ":" as "_"), as skopeo sync --scoped')
     .option('--since <bundle>', 'registry format: a delta bundle, leaving out blobs and manifests this earlier bundle (registry layout) holds')
     .option('--keep-going', 'save what can be saved when some images fail (exit status still non-zero)')
     .option('--offline', 'use only the cache: tags as an earlier run resolved them')
@@ -88,13 +82,19 @@ export function saveCommand(): Command {
     .option('--with-signatures', 'also save cosign signatures, attestations and SBOMs, and OCI referrers, of every saved manifest');
   addFetchOptions(cmd);
   addMirrorOption(cmd);
+  addContextOptions(cmd);
+  addTagSetOptions(cmd);
   cmd.action(async (args: string[], flags: SaveFlags) => {
     const locked = await collectLocks(flags.lock);
-    const inputs = [...new Set([...(await collectInputs(args, flags.file)), ...locked.refs])];
-    if (inputs.length === 0) throw new Error('nothing to save: give references as arguments, -f FILE or --lock FILE');
+    const collected = await collectInputs(args, flags.file, flags);
+    const inputs = [...new Set([...collected.refs, ...locked.refs])];
+    if (inputs.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to save: give references as arguments, -f FILE or --lock FILE');
     if (flags.since && flags.format !== 'registry') throw new Error('--since works with --format registry');
+    if (flags.scoped && flags.format !== 'registry') throw new Error('--scoped works with --format registry (the other formats name images by their full reference)');
+    if (flags.keepIndex && flags.format !== 'oci' && flags.format !== 'oci-archive') throw new Error('--keep-index works with --format oci and oci-archive');
     const mode = progressMode(!!flags.json, !!flags.quiet);
     const render = createRenderer(mode);
+    for (const message of collected.warnings) render({ type: 'warning', message });
     // Failed inputs are listed once, at the end (main's error lines, or the summary's "failed:" lines).
     const events = new EngineEvents().on((e) => (e.type === 'resolve-failed' && mode !== 'json' ? undefined : render(e)));
     // docker save archives hold one platform per image: default to the host's, as docker pull does.
@@ -108,6 +108,10 @@ export function saveCommand(): Command {
       uncompressed: flags.uncompressed,
       since: flags.since,
       preserveDigests: flags.preserveDigests,
+      scoped: flags.scoped,
+      keepIndex: flags.keepIndex,
+      tagSets: collected.tagSets,
+      hostOptions: collected.hostOptions,
       platforms,
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
@@ -118,7 +122,7 @@ export function saveCommand(): Command {
       offline: flags.offline,
       mirrors: flags.registryMirror,
       withSignatures: flags.withSignatures,
-      credentials: await credentialsFrom(flags, registriesOf(inputs)),
+      credentials: await credentialsFrom(flags, registriesOf([...inputs, ...collected.tagSets.map((t) => t.repository)]), collected.credentials),
       events,
       signal: interruptSignal(),
     });

@@ -4,14 +4,16 @@ import { existsSync } from 'node:fs';
 import { Cache, defaultCacheDir } from '../cache/cache.js';
 import { DEFAULT_HASHER, type HasherKind } from '../hash/hasher.js';
 import { linkOutput, type OutputFormat } from '../link/index.js';
-import { baseHolds, StagedRegistryLayout } from '../link/registry.js';
+import { baseHolds, checkLayoutNames, StagedRegistryLayout } from '../link/registry.js';
 import type { PlatformSelector } from '../ref/platform.js';
-import { parseReference } from '../ref/reference.js';
+import { formatReference, parseReference } from '../ref/reference.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
 import { blobsOf, leafManifests, type BlobNeed, type Failure, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
 import { Resolver, type ResolveInput } from '../resolve/resolve.js';
 import { Mirrors, parseMirror } from '../registry/mirror.js';
 import { addSignatures } from '../resolve/signatures.js';
+import { expandTagSets, type TagSetRequest } from '../resolve/tags.js';
+import type { HostOptionsMap } from '../registry/host-options.js';
 import { EngineEvents } from './events.js';
 import { Plan } from './plan.js';
 import { ImageReadiness } from './readiness.js';
@@ -42,6 +44,12 @@ export interface FetchOptions {
   notNeeded?: (digest: string) => boolean;
   /** Called with each resolved image as soon as every blob it needs is in the cache. */
   onImageReady?: (image: ResolvedImage, cache: Cache) => void;
+  /** Repositories whose tags are listed and selected (--all-tags, --tag-regex, sync YAML …); each selected tag is one more input. */
+  tagSets?: TagSetRequest[];
+  /** Per-registry TLS settings (a sync YAML's tls-verify, cert-dir); honoured by the transport (issue 12). */
+  hostOptions?: HostOptionsMap;
+  /** Sees every parsed input, tag sets expanded, before anything resolves; throws to stop (layout name collisions). */
+  checkInputs?: (inputs: readonly ResolveInput[]) => void;
 }
 
 export interface SaveOptions extends FetchOptions {
@@ -52,6 +60,10 @@ export interface SaveOptions extends FetchOptions {
   since?: string;
   /** oci formats: keep docker-typed manifests as fetched instead of converting them (see link/oci-layout.ts). */
   preserveDigests?: boolean;
+  /** registry format: repositories keep their source host in front (`HOST/repo`), as skopeo sync --scoped. */
+  scoped?: boolean;
+  /** oci formats: with one platform selected, name the original index (the form before issue 13) instead of that platform's manifest. */
+  keepIndex?: boolean;
 }
 
 export interface Summary {
@@ -146,6 +158,25 @@ function parseInputs(inputs: string[], opts: FetchOptions): { parsed: ResolveInp
   return { parsed, failures };
 }
 
+/**
+ * Lists the tags of every tag set and adds each selected tag as an input (tags already given
+ * are not added twice); then lets checkInputs see the whole list. Without keepGoing, a listing
+ * that fails stops the run before anything resolves.
+ */
+async function addTagSets(session: Session, inputs: { parsed: ResolveInput[]; failures: Failure[] }, opts: FetchOptions, events: EngineEvents): Promise<void> {
+  if (opts.tagSets?.length) {
+    if (opts.offline) throw new Error('tag sets (--all-tags, --tag-regex, --tag-semver, --newest, sync YAML tag rules) list tags on the registry: they cannot work --offline');
+    const expanded = await expandTagSets(session.client, opts.tagSets);
+    for (const message of expanded.warnings) events.emit({ type: 'warning', message });
+    const given = new Set(inputs.parsed.map((p) => formatReference(p.ref)));
+    const added = parseInputs(expanded.references.filter((r) => !given.has(r)), { ...opts, keepGoing: true });
+    inputs.parsed.push(...added.parsed);
+    inputs.failures.push(...added.failures, ...expanded.failures);
+    if (inputs.failures.length && !opts.keepGoing) throw new SaveError(inputs.failures);
+  }
+  opts.checkInputs?.(inputs.parsed);
+}
+
 /** Every input to manifests and the blobs they need; `onBlob` hears of each blob as it is found. */
 async function resolveInputs(
   session: Session,
@@ -174,6 +205,7 @@ export async function resolveGraph(inputs: string[], opts: FetchOptions): Promis
   const parsed = parseInputs(inputs, opts);
   const session = openSession(opts, events);
   try {
+    await addTagSets(session, parsed, opts, events);
     const graph = await resolveInputs(session, parsed, opts, events);
     return { graph, cache: session.cache, client: session.client, close: session.close };
   } catch (err) {
@@ -199,6 +231,7 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     await session.close();
   };
   try {
+    await addTagSets(session, parsed, opts, events);
     pool = opts.offline ? undefined : new DownloadPool(jobs);
     const plan = new Plan(cache, opts.notNeeded);
     const downloads = pool && new Downloads({ cache, client, pool, jobs, hasher: opts.hasher ?? DEFAULT_HASHER, segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, events, failFast: !opts.keepGoing, signal: opts.signal });
@@ -278,11 +311,13 @@ export async function save(inputs: string[], opts: SaveOptions): Promise<Summary
   const started = Date.now();
   const stage = opts.format === 'registry' && !existsSync(opts.out);
   let staged: StagedRegistryLayout | undefined;
-  const stagedIn = (cache: Cache) => (staged ??= new StagedRegistryLayout(opts.out, cache, opts.since));
+  const stagedIn = (cache: Cache) => (staged ??= new StagedRegistryLayout(opts.out, cache, opts.since, opts.scoped));
+  const onePlatform = !opts.keepIndex && opts.platforms !== 'all' && opts.platforms.length === 1;
   let fetched: FetchResult;
   try {
     fetched = await fetchImages(inputs, {
       ...opts,
+      checkInputs: opts.format === 'registry' ? (parsed) => checkLayoutNames(parsed, !!opts.scoped) : undefined,
       notNeeded: opts.since ? baseHolds(opts.since) : undefined,
       onImageReady: stage ? (image, cache) => stagedIn(cache).add(image) : undefined,
     });
@@ -303,6 +338,8 @@ export async function save(inputs: string[], opts: SaveOptions): Promise<Summary
           uncompressed: opts.uncompressed,
           since: opts.since,
           preserveDigests: opts.preserveDigests,
+          scoped: opts.scoped,
+          onePlatform,
           onWarning: (message) => opts.events?.emit({ type: 'warning', message }),
         });
       }

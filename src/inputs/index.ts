@@ -1,6 +1,10 @@
 // One entry point for every kind of reference input a user can hand us.
 import { open, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import type { Credential } from '../registry/credentials.js';
+import type { HostOptionsMap } from '../registry/host-options.js';
+import type { TagSetRequest } from '../resolve/tags.js';
+import { isBuildContext, type BuildContextOptions } from './build-context.js';
 import { dedupe, parseImageList } from './imagelist.js';
 
 export interface InputRef {
@@ -10,13 +14,35 @@ export interface InputRef {
   source: string;
 }
 
+/** Everything one input file or directory contributes. */
+export interface InputSet {
+  refs: InputRef[];
+  /** Repositories whose tags are listed and selected on the registry (skopeo sync YAML rules, `images: {repo: []}`). */
+  tagSets: TagSetRequest[];
+  /** Per-registry credentials the input carries (sync YAML); never printed. */
+  credentials: Map<string, Credential>;
+  /** Per-registry TLS settings the input carries (sync YAML tls-verify, cert-dir). */
+  hostOptions: HostOptionsMap;
+  /** What was read but not followed (Kubefile RUN/CMD lines, COPY from URLs …), one line each. */
+  warnings: string[];
+}
+
+export type ReadInputOptions = BuildContextOptions;
+
+/** References only (tag sets, credentials and warnings of the input dropped); see readInputs. */
+export async function readReferenceInputs(path: string, opts: ReadInputOptions = {}): Promise<InputRef[]> {
+  return (await readInputs(path, opts)).refs;
+}
+
 /**
- * Reads references from a file or directory, detecting its kind:
- * a directory with Chart.yaml → Helm chart; a .tgz/.tar.gz (or any gzip file)
- * → packaged Helm chart; YAML whose documents are mappings → Kubernetes
- * manifests; anything else → an image list. Duplicates are dropped, first seen kept.
+ * Reads an input file or directory, detecting its kind: a directory with Chart.yaml → Helm chart;
+ * a sealer build context (a directory with a Kubefile, manifests/, charts/ or imageList, or the
+ * Kubefile itself) → the images it would build in; a .tgz/.tar.gz (or any gzip file) → packaged
+ * Helm chart; a skopeo sync YAML source → its images, tag rules, credentials and TLS settings;
+ * other YAML whose documents are mappings → Kubernetes manifests; anything else → an image list.
+ * Duplicates are dropped, first seen kept.
  */
-export async function readReferenceInputs(path: string): Promise<InputRef[]> {
+export async function readInputs(path: string, opts: ReadInputOptions = {}): Promise<InputSet> {
   let st;
   try {
     st = await stat(path);
@@ -24,23 +50,47 @@ export async function readReferenceInputs(path: string): Promise<InputRef[]> {
     throw new Error(`cannot read references from ${path}: ${(err as Error).message}`, { cause: err });
   }
   if (st.isDirectory()) {
-    try {
-      await stat(join(path, 'Chart.yaml'));
-    } catch {
-      throw new Error(`${path} is a directory without Chart.yaml; expected a Helm chart directory, an image list or a YAML file`);
-    }
-    return readChart(path);
+    if (await exists(join(path, 'Chart.yaml'))) return only(await readChart(path));
+    if (await isBuildContext(path)) return readContext(path, opts);
+    throw new Error(`${path} is a directory without Chart.yaml, Kubefile, manifests/, charts/ or imageList; expected a Helm chart, a sealer build context, an image list or a YAML file`);
   }
-  if (/\.(tgz|tar\.gz)$/i.test(path) || (await isGzip(path))) return readChart(path);
+  if (basename(path) === 'Kubefile') return readContext(dirname(path), opts);
+  if (/\.(tgz|tar\.gz)$/i.test(path) || (await isGzip(path))) return only(await readChart(path));
 
   const text = await readFile(path, 'utf8');
   // The YAML parser (and its ~50 ms of loading) is only needed for text that could be a mapping.
   if (couldBeYamlMapping(text)) {
     const kube = await import('./kube.js');
     const kind = kube.detectTextKind(text, path);
-    if (kind.kind === 'kube') return strip(dedupe(kube.findKubeImages(kind.parsed, path)));
+    if (kind.kind === 'kube') {
+      const sync = await import('./sync-yaml.js');
+      if (sync.isSyncYaml(kind.parsed)) {
+        const found = sync.readSyncYaml(kind.parsed, path);
+        return { ...found, refs: dedupe(found.refs), warnings: [] };
+      }
+      return only(strip(dedupe(kube.findKubeImages(kind.parsed, path))));
+    }
   }
-  return strip(dedupe(parseImageList(text, path)));
+  return only(strip(dedupe(parseImageList(text, path))));
+}
+
+function only(refs: InputRef[]): InputSet {
+  return { refs, tagSets: [], credentials: new Map(), hostOptions: {}, warnings: [] };
+}
+
+async function readContext(dir: string, opts: ReadInputOptions): Promise<InputSet> {
+  const { readBuildContext } = await import('./build-context.js');
+  const { refs, warnings } = await readBuildContext(dir, opts);
+  return { ...only(strip(refs)), warnings };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

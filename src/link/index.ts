@@ -19,6 +19,14 @@ export interface LinkOptions {
    * converted to OCI media types (as skopeo copy does), which skopeo oci: lookups and umoci require.
    */
   preserveDigests?: boolean;
+  /** registry format: each repository under its source host (`HOST/repo`, a port's ':' as '_'), as skopeo sync --scoped. */
+  scoped?: boolean;
+  /**
+   * oci, oci-archive: an index with one selected platform is named by that platform's manifest, as
+   * crane pull --platform writes it, so umoci and skopeo oci:DIR:NAME read it. Otherwise (and with
+   * save's --keep-index) the index is named, with only the selected children present.
+   */
+  onePlatform?: boolean;
   /** Called, and awaited, before each blob or manifest goes into the output (progress; tests pause a build here). */
   onBlob?: (blob: { digest: string; size: number }) => void | Promise<void>;
   /** Something was left out or changed (e.g. an artifact skipped by the docker format). */

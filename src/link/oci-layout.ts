@@ -2,7 +2,9 @@
 // of the same tree (`--format oci-archive`): `oci-layout`, `index.json`, `blobs/sha256/<hex>`.
 //
 // index.json lists the root of every saved reference (an index stays an index: its bytes are
-// unchanged, and only the children selected by --platform are present under blobs/), annotated
+// unchanged, and only the children selected by --platform are present under blobs/; with one
+// platform selected, `onePlatform` names that platform's manifest instead, as crane pull --platform
+// does, since umoci 0.4.7 cannot unpack an index), annotated
 // with `org.opencontainers.image.ref.name` = the full normalised reference, e.g.
 // `127.0.0.1:5000/app/web:1.0` or `docker.io/library/alpine:3.19`. skopeo 1.9 splits
 // `oci:DIR:NAME` at the first colon only, and umoci 0.4.7 splits `--image DIR:NAME` the same
@@ -229,7 +231,7 @@ interface LayoutPlan {
 }
 
 /** Everything the layout holds, checked before anything is written. */
-export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = false): LayoutPlan {
+export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = false, onePlatform = false): LayoutPlan {
   const memo = new Map<string, GraphNode>();
   const manifests = new Map<string, Buffer>();
   const blobs = new Map<string, Descriptor>();
@@ -249,7 +251,8 @@ export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = fa
         throw new Error(`${imageLabel(image)}: manifest bytes do not hash to ${node.digest}; refusing to write a layout that would not verify`);
       }
     }
-    const root = preserveDigests ? image.root : toOciNode(image.root, memo);
+    const entry = onePlatform ? platformManifest(image.root) : image.root;
+    const root = preserveDigests ? entry : toOciNode(entry, memo);
     roots.push(rootDescriptor(root, name));
     for (const node of walkNodes(root)) {
       manifests.set(node.digest, node.bytes);
@@ -264,6 +267,12 @@ export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = fa
   }
   if (roots.length === 0) throw new Error('nothing to write: no image was resolved');
   return { manifests, blobs, index: ociIndexBytes(roots), warnings };
+}
+
+/** An index whose selection kept one child (down to one manifest) stands for that manifest; anything else for itself. */
+function platformManifest(node: GraphNode): GraphNode {
+  while (node.kind === 'index' && node.children.length === 1) node = node.children[0]!;
+  return node;
 }
 
 async function writeLayout(sink: OutputSink, plan: LayoutPlan, opts: LinkOptions): Promise<void> {
@@ -285,7 +294,7 @@ function report(plan: LayoutPlan, opts: LinkOptions): void {
 
 /** `--format oci`: the layout as a directory, blobs hard-linked from the cache where possible. */
 export async function linkOciLayout(opts: LinkOptions): Promise<LinkResult> {
-  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests);
+  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests, opts.onePlatform);
   await guardOutput(opts.out, 'dir', 'oci-layout');
   report(plan, opts);
   return writeAtomically(opts.out, async (staging) => {
@@ -298,7 +307,7 @@ export async function linkOciLayout(opts: LinkOptions): Promise<LinkResult> {
 
 /** `--format oci-archive`: the same layout as one tar file. */
 export async function linkOciArchive(opts: LinkOptions): Promise<LinkResult> {
-  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests);
+  const plan = planLayout(opts.graph, opts.cache, opts.preserveDigests, opts.onePlatform);
   await guardOutput(opts.out, 'file');
   report(plan, opts);
   return writeAtomically(opts.out, async (staging) => {

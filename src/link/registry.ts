@@ -12,12 +12,42 @@ import { blobsOf, leafManifests, walkNodes, type ResolvedImage } from '../resolv
 import { Semaphore } from '../engine/limit.js';
 import { ensureDir, placeBlob, stagingPath } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
+import { formatReference, type Reference } from '../ref/reference.js';
 
 export const REGISTRY_ROOT = 'docker/registry/v2';
 
 export function blobDataPath(root: string, digest: string): string {
   const hex = hexOf(digest);
   return join(root, REGISTRY_ROOT, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
+}
+
+/**
+ * The repository an image is stored under in a registry layout: its own, or with --scoped its
+ * source host in front, as skopeo sync --scoped does. A repository name cannot hold ':' (the
+ * distribution grammar), so a port's ':' becomes '_': 127.0.0.1:5000/app/web → 127.0.0.1_5000/app/web.
+ */
+export function layoutRepository(ref: Reference, scoped: boolean): string {
+  return scoped ? `${ref.registry.toLowerCase().replace(/:/g, '_')}/${ref.repository}` : ref.repository;
+}
+
+/**
+ * Refuses inputs that would share a tag in one layout: the same repository:tag from two registries
+ * would otherwise land on one path, the last written silently winning.
+ */
+export function checkLayoutNames(inputs: readonly { input: string; ref: Reference }[], scoped: boolean): void {
+  const owners = new Map<string, { input: string; ref: Reference }>();
+  for (const item of inputs) {
+    if (!item.ref.tag) continue; // by digest only: content-addressed paths never collide
+    const name = `${layoutRepository(item.ref, scoped)}:${item.ref.tag}`;
+    const first = owners.get(name);
+    if (!first) owners.set(name, item);
+    else if (first.ref.registry !== item.ref.registry) {
+      throw new Error(
+        `${formatReference(first.ref)} and ${formatReference(item.ref)} would both be saved as ${name} in the registry layout; ` +
+          'pass --scoped to keep each source host in the repository path, or save them into separate bundles',
+      );
+    }
+  }
 }
 
 export function repositoryPath(root: string, repository: string): string {
@@ -76,6 +106,7 @@ export class RegistryLayoutWriter {
     private readonly root: string,
     private readonly cache: Cache,
     since?: string,
+    private readonly scoped = false,
   ) {
     this.result = { path: root, linked: 0, copied: 0, written: 0 };
     this.inBase = since ? baseHolds(since) : () => false;
@@ -90,7 +121,7 @@ export class RegistryLayoutWriter {
 
   private async write(image: ResolvedImage): Promise<void> {
     const { root, cache, result } = this;
-    const repo = repositoryPath(root, image.ref.repository);
+    const repo = repositoryPath(root, layoutRepository(image.ref, this.scoped));
     const blobs = leafManifests(image.root).flatMap(blobsOf);
     const nodes = [...walkNodes(image.root)];
     await Promise.all([
@@ -155,9 +186,10 @@ export class StagedRegistryLayout {
     private readonly out: string,
     private readonly cache: Cache,
     private readonly since?: string,
+    private readonly scoped = false,
   ) {
     this.staging = stagingPath(out);
-    this.writer = new RegistryLayoutWriter(this.staging, cache, since);
+    this.writer = new RegistryLayoutWriter(this.staging, cache, since, scoped);
   }
 
   add(image: ResolvedImage): void {
@@ -178,7 +210,7 @@ export class StagedRegistryLayout {
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
     }
     // The output appeared while this save ran: add to it, as to any existing layout.
-    const result = await linkRegistryLayout({ graph: { images: [...images], blobs: new Map(), failures: [] }, cache: this.cache, out: this.out, since: this.since });
+    const result = await linkRegistryLayout({ graph: { images: [...images], blobs: new Map(), failures: [] }, cache: this.cache, out: this.out, since: this.since, scoped: this.scoped });
     await rm(this.staging, { recursive: true, force: true });
     return result;
   }
@@ -189,8 +221,8 @@ export class StagedRegistryLayout {
   }
 }
 
-export async function linkRegistryLayout({ graph, cache, out, since }: LinkOptions): Promise<LinkResult> {
-  const writer = new RegistryLayoutWriter(out, cache, since);
+export async function linkRegistryLayout({ graph, cache, out, since, scoped }: LinkOptions): Promise<LinkResult> {
+  const writer = new RegistryLayoutWriter(out, cache, since, scoped);
   await Promise.all(graph.images.map((image) => writer.add(image)));
   return writer.result;
 }

@@ -77,6 +77,11 @@ export function familiarName(ref: Reference): string {
   return name;
 }
 
+/** A tag as the distribution grammar allows it: `[\w][\w.-]{0,127}`. */
+export function isTag(s: string): boolean {
+  return TAG_RE.test(s);
+}
+
 export function isDigest(s: string): boolean {
   return DIGEST_RE.test(s);
 }

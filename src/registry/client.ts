@@ -10,6 +10,7 @@ import type { Credential } from './credentials.js';
 import { MANIFEST_ACCEPT, MT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { DOCKER_HUB_API_ENV } from './mirror.js';
+import { isTag } from '../ref/reference.js';
 
 export type CredentialLookup = (registry: string) => Promise<Credential | undefined>;
 
@@ -34,6 +35,18 @@ interface Token {
 }
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** Tags asked for per page of tags/list (`n`); distribution 2.8 honours it and links to the next page. */
+export const TAGS_PAGE_SIZE = 1000;
+/** Most tags read from one repository: a hostile registry cannot make the list (and memory) grow without end. */
+export const MAX_TAGS = 100_000;
+/** Most tags/list pages followed per repository (100,000 tags at the default page size, with room for registries whose pages are smaller). */
+export const MAX_TAG_PAGES = 1_000;
+
+export interface TagListOptions {
+  pageSize?: number;
+  maxTags?: number;
+  maxPages?: number;
+}
 export const USER_AGENT = 'ocisave/0.1';
 
 /** Hosts the registry API actually lives on. */
@@ -295,16 +308,89 @@ export class RegistryClient {
     return res.status === 200 ? res.body : undefined;
   }
 
-  async listTags(registry: string, repository: string): Promise<string[]> {
-    const res = await this.api(registry, repository, 'GET', `/v2/${repository}/tags/list?n=10000`);
-    if (res.status === 404) return [];
-    if (res.status !== 200) throw new RegistryError('http', `${registry}/${repository}: tags list answered HTTP ${res.status}`, res.status);
-    return (JSON.parse(res.body.toString('utf8')).tags ?? []) as string[];
+  /** Every tag of a repository; see listTagPages. An absent repository has none. */
+  async listTags(registry: string, repository: string, opts: TagListOptions = {}): Promise<string[]> {
+    return (await this.listTagPages(registry, repository, opts)).tags;
+  }
+
+  /**
+   * Tags through `GET /v2/NAME/tags/list?n=N`, following the `Link: <…>; rel="next"` header page by
+   * page (distribution spec "Listing Tags"). A registry is not trusted to end the list: at most
+   * `maxTags` tags and `maxPages` pages are read, a Link must stay on the same host and endpoint,
+   * a page that adds no new tag ends with an error (a loop), and every tag must be a valid tag.
+   */
+  async listTagPages(registry: string, repository: string, opts: TagListOptions = {}): Promise<{ tags: string[]; pages: number }> {
+    const { pageSize = TAGS_PAGE_SIZE, maxTags = MAX_TAGS, maxPages = MAX_TAG_PAGES } = opts;
+    const name = `${registry}/${repository}`;
+    const endpoint = `/v2/${repository}/tags/list`;
+    const tags: string[] = [];
+    const seen = new Set<string>();
+    let path = `${endpoint}?n=${pageSize}`;
+    for (let page = 1; ; page++) {
+      const res = await this.api(registry, repository, 'GET', path, {}, `${name} (tags list)`);
+      if (res.status === 404 && page === 1) return { tags: [], pages: 1 };
+      if (res.status === 403) throw new RegistryError('denied', `${name}: listing tags denied by the registry`, 403);
+      if (res.status !== 200) throw new RegistryError('http', `${name}: tags list answered HTTP ${res.status}`, res.status);
+      const before = tags.length;
+      for (const tag of tagsOfPage(res.body, name)) {
+        if (seen.has(tag)) continue;
+        seen.add(tag);
+        tags.push(tag);
+      }
+      if (tags.length > maxTags) throw new RegistryError('bad-response', `${name}: more than ${maxTags} tags; refusing to list more (the cap on tags read per repository)`);
+      const next = nextPagePath(res.headers.link, this.baseUrl(registry), endpoint, name);
+      if (!next) return { tags, pages: page };
+      if (tags.length === before) throw new RegistryError('bad-response', `${name}: tags list page ${page} added no new tag but links to another page (a loop)`);
+      if (page >= maxPages) throw new RegistryError('bad-response', `${name}: tags list longer than ${maxPages} pages; refusing to read more (the cap on pages read per repository)`);
+      path = next;
+    }
   }
 
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
+}
+
+/** The `tags` of one tags/list page, each checked against the tag grammar. */
+function tagsOfPage(body: Buffer, name: string): string[] {
+  let json: { tags?: unknown };
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new RegistryError('bad-response', `${name}: tags list is not valid JSON`);
+  }
+  const tags = json?.tags ?? [];
+  if (!Array.isArray(tags)) throw new RegistryError('bad-response', `${name}: tags list has no tags array`);
+  for (const tag of tags) {
+    if (typeof tag !== 'string' || !isTag(tag)) throw new RegistryError('bad-response', `${name}: tags list holds an invalid tag ${JSON.stringify(String(tag).slice(0, 140))}`);
+  }
+  return tags as string[];
+}
+
+/**
+ * The path and query of the `rel="next"` page in a Link header, or undefined at the last page.
+ * The link may be relative or absolute, but must name the same origin and tags/list endpoint:
+ * anything else would send our credentials, or our loop, somewhere else.
+ */
+export function nextPagePath(header: string | string[] | undefined, base: string, endpoint: string, name: string): string | undefined {
+  const values = Array.isArray(header) ? header : header ? [header] : [];
+  for (const value of values) {
+    for (const part of value.split(/,(?=\s*<)/)) {
+      const m = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+      if (!m || !/(^|;)\s*rel\s*=\s*"?next"?\s*(;|$)/i.test(m[2]!)) continue;
+      let url: URL;
+      try {
+        url = new URL(m[1]!, base);
+      } catch {
+        throw new RegistryError('bad-response', `${name}: tags list Link header is not a URL`);
+      }
+      if (url.origin !== new URL(base).origin || url.pathname !== endpoint) {
+        throw new RegistryError('bad-response', `${name}: tags list Link points away from ${endpoint} on this registry`);
+      }
+      return `${url.pathname}${url.search}`;
+    }
+  }
+  return undefined;
 }
 
 /** The manifest's own mediaType field wins over Content-Type (some registries send text/plain). */

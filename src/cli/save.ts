@@ -5,7 +5,7 @@ import { save } from '../engine/pipeline.js';
 import { readReferenceInputs } from '../inputs/index.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { parseReference } from '../ref/reference.js';
-import { addFetchOptions, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
+import { addFetchOptions, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
 import { lockReferences, readLockFile } from '../resolve/lockfile.js';
 import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
 import { createRenderer, progressMode, summaryText } from './render.js';
@@ -23,27 +23,38 @@ interface SaveFlags extends CommonFlags {
   preserveDigests?: boolean;
 }
 
-/** References from the arguments and every -f file (lock files included), in order, each once. */
-export async function collectInputs(args: string[], files: string[] = []): Promise<string[]> {
+/**
+ * References from the arguments and every -f file (lock files included), in order, each once, and
+ * the --platform each lock file among them was resolved with.
+ */
+export async function collectInputs(args: string[], files: string[] = []): Promise<{ refs: string[]; lockPlatforms: string[] }> {
   const refs = [...args];
+  const lockPlatforms: string[] = [];
   for (const file of files) {
     const lock = await readLockFile(file);
+    if (lock) lockPlatforms.push(lock.platforms);
     refs.push(...(lock ? lockReferences(lock) : (await readReferenceInputs(file)).map((r) => r.ref)));
   }
-  return [...new Set(refs)];
+  return { refs: [...new Set(refs)], lockPlatforms };
 }
 
-/** The pinned references of --lock files, and the --platform they were resolved with (when they agree). */
-export async function collectLocks(files: string[] = []): Promise<{ refs: string[]; platforms?: PlatformSelector }> {
+/** The pinned references of --lock files, and the platforms each was resolved with. */
+export async function collectLocks(files: string[] = []): Promise<{ refs: string[]; platforms: string[] }> {
   const refs: string[] = [];
-  const platforms = new Set<string>();
+  const platforms: string[] = [];
   for (const file of files) {
     const lock = await readLockFile(file);
     if (!lock) throw new Error(`${file} is not an ocisave lock file (write one with: ocisave resolve … --lock ${file})`);
     refs.push(...lockReferences(lock));
-    platforms.add(lock.platforms);
+    platforms.push(lock.platforms);
   }
-  return { refs, platforms: platforms.size === 1 ? parsePlatformSelector([...platforms][0]!) : undefined };
+  return { refs, platforms };
+}
+
+/** The --platform that lock files agree on, as the default for a save from them. */
+function lockPlatforms(platforms: string[]): PlatformSelector | undefined {
+  const distinct = new Set(platforms);
+  return distinct.size === 1 ? parsePlatformSelector([...distinct][0]!) : undefined;
 }
 
 /** Registries named by the inputs (for --username), ignoring inputs that do not parse. */
@@ -75,7 +86,7 @@ export function interruptSignal(): AbortSignal {
 export function saveCommand(): Command {
   const cmd = new Command('save')
     .description('save images and artifacts (and everything they reference) from registries to disk')
-    .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…')
+    .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…', referenceArgs, [])
     .option('-f, --file <path>', 'image list, Kubernetes YAML or Helm chart (dir or .tgz); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .requiredOption('-o, --output <path>', 'where to write the output')
     .addOption(new Option('--format <format>', 'output format').choices([...OUTPUT_FORMATS]).default('registry'))
@@ -90,7 +101,8 @@ export function saveCommand(): Command {
   addMirrorOption(cmd);
   cmd.action(async (args: string[], flags: SaveFlags) => {
     const locked = await collectLocks(flags.lock);
-    const inputs = [...new Set([...(await collectInputs(args, flags.file)), ...locked.refs])];
+    const collected = await collectInputs(args, flags.file);
+    const inputs = [...new Set([...collected.refs, ...locked.refs])];
     if (inputs.length === 0) throw new Error('nothing to save: give references as arguments, -f FILE or --lock FILE');
     if (flags.since && flags.format !== 'registry') throw new Error('--since works with --format registry');
     const mode = progressMode(!!flags.json, !!flags.quiet);
@@ -100,7 +112,9 @@ export function saveCommand(): Command {
     // docker save archives hold one platform per image: default to the host's, as docker pull does.
     // A lock's own --platform is the default for a save from it (a multi-platform lock cannot make a docker archive).
     const docker = flags.format === 'docker';
-    const lockDefault = locked.platforms && !(docker && locked.platforms === 'all') ? locked.platforms : undefined;
+    // A lock given with -f counts as much as one given with --lock.
+    const lockPlatform = lockPlatforms([...locked.platforms, ...collected.lockPlatforms]);
+    const lockDefault = lockPlatform && !(docker && lockPlatform === 'all') ? lockPlatform : undefined;
     const platforms = platformsFrom(flags, lockDefault ?? (docker ? defaultPlatform() : 'all'));
     const summary = await save(inputs, {
       format: flags.format,

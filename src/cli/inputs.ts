@@ -26,6 +26,8 @@ export interface CollectedInputs {
   credentials: Map<string, Credential>;
   hostOptions: HostOptionsMap;
   warnings: string[];
+  /** The --platform each lock file among the -f inputs was resolved with. */
+  lockPlatforms: string[];
 }
 
 function buildArg(value: string, prev: Record<string, string> = {}): Record<string, string> {
@@ -72,7 +74,7 @@ export function selectorFrom(flags: InputFlags): TagSelector | undefined {
 
 /** Arguments, every -f input (lock files included), and the tag sets; each reference once. */
 export async function collectInputs(args: string[], files: string[] = [], flags: InputFlags = {}): Promise<CollectedInputs> {
-  const out: CollectedInputs = { refs: [], found: [], tagSets: [], credentials: new Map(), hostOptions: {}, warnings: [] };
+  const out: CollectedInputs = { refs: [], found: [], tagSets: [], credentials: new Map(), hostOptions: {}, warnings: [], lockPlatforms: [] };
   const selector = selectorFrom(flags);
   for (const arg of args) {
     if (selector && !namesTagOrDigest(arg)) out.tagSets.push({ repository: arg, selector, source: 'arguments' });
@@ -82,6 +84,7 @@ export async function collectInputs(args: string[], files: string[] = [], flags:
   for (const file of files) {
     const lock = await readLockFile(file);
     if (lock) {
+      out.lockPlatforms.push(lock.platforms);
       out.found.push(...lockReferences(lock).map((ref, i) => ({ ref, source: `${file} (images[${i}])` })));
       continue;
     }

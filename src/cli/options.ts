@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { HASHER_KINDS, type HasherKind } from '../hash/hasher.js';
 import { hostPlatform, parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
+import { parseReference } from '../ref/reference.js';
 import { lookupCredential, type Credential } from '../registry/credentials.js';
 import type { CredentialLookup } from '../registry/client.js';
 
@@ -31,9 +32,34 @@ export function nonNegativeInt(value: string): number {
   return n;
 }
 
+/** Commander parser for --platform: a selector that does not parse is a usage error (exit 2). */
+export function platformArg(value: string): string {
+  try {
+    parsePlatformSelector(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return value;
+}
+
+/** Commander parser for a reference argument: one that does not parse is a usage error (exit 2). */
+export function referenceArg(value: string): string {
+  try {
+    parseReference(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return value;
+}
+
+/** The same, for a variadic references argument. */
+export function referenceArgs(value: string, previous: string[] = []): string[] {
+  return [...previous, referenceArg(value)];
+}
+
 export function addFetchOptions(cmd: Command): Command {
   return cmd
-    .option('--platform <list>', 'platforms to keep from multi-arch images: os/arch[/variant],… or all')
+    .option('--platform <list>', 'platforms to keep from multi-arch images: os/arch[/variant],… or all', platformArg)
     .option('--cache <dir>', 'blob cache (default: $OCISAVE_CACHE or ~/.cache/ocisave)')
     .option('--plain-http', 'talk plain HTTP to every registry (loopback registries always use it)')
     .option('-j, --jobs <n>', 'parallel downloads per registry host', positiveInt)

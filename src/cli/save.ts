@@ -4,7 +4,7 @@ import { EngineEvents } from '../engine/events.js';
 import { save } from '../engine/pipeline.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { parseReference } from '../ref/reference.js';
-import { addFetchOptions, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
+import { addFetchOptions, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
 import { lockReferences, readLockFile } from '../resolve/lockfile.js';
 import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
 import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
@@ -25,17 +25,23 @@ interface SaveFlags extends CommonFlags, InputFlags {
   preserveDigests?: boolean;
 }
 
-/** The pinned references of --lock files, and the --platform they were resolved with (when they agree). */
-export async function collectLocks(files: string[] = []): Promise<{ refs: string[]; platforms?: PlatformSelector }> {
+/** The pinned references of --lock files, and the platforms each was resolved with. */
+export async function collectLocks(files: string[] = []): Promise<{ refs: string[]; platforms: string[] }> {
   const refs: string[] = [];
-  const platforms = new Set<string>();
+  const platforms: string[] = [];
   for (const file of files) {
     const lock = await readLockFile(file);
     if (!lock) throw new Error(`${file} is not an ocisave lock file (write one with: ocisave resolve … --lock ${file})`);
     refs.push(...lockReferences(lock));
-    platforms.add(lock.platforms);
+    platforms.push(lock.platforms);
   }
-  return { refs, platforms: platforms.size === 1 ? parsePlatformSelector([...platforms][0]!) : undefined };
+  return { refs, platforms };
+}
+
+/** The --platform that lock files agree on, as the default for a save from them. */
+function lockPlatforms(platforms: string[]): PlatformSelector | undefined {
+  const distinct = new Set(platforms);
+  return distinct.size === 1 ? parsePlatformSelector([...distinct][0]!) : undefined;
 }
 
 /** Registries named by the inputs (for --username), ignoring inputs that do not parse. */
@@ -67,7 +73,7 @@ export function interruptSignal(): AbortSignal {
 export function saveCommand(): Command {
   const cmd = new Command('save')
     .description('save images and artifacts (and everything they reference) from registries to disk')
-    .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…')
+    .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…', referenceArgs, [])
     .option('-f, --file <path>', 'image list, Kubernetes YAML, Helm chart (dir or .tgz), sealer build context (dir or Kubefile) or skopeo sync YAML; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .requiredOption('-o, --output <path>', 'where to write the output')
     .addOption(new Option('--format <format>', 'output format').choices([...OUTPUT_FORMATS]).default('registry'))
@@ -100,7 +106,9 @@ export function saveCommand(): Command {
     // docker save archives hold one platform per image: default to the host's, as docker pull does.
     // A lock's own --platform is the default for a save from it (a multi-platform lock cannot make a docker archive).
     const docker = flags.format === 'docker';
-    const lockDefault = locked.platforms && !(docker && locked.platforms === 'all') ? locked.platforms : undefined;
+    // A lock given with -f counts as much as one given with --lock.
+    const lockPlatform = lockPlatforms([...locked.platforms, ...collected.lockPlatforms]);
+    const lockDefault = lockPlatform && !(docker && lockPlatform === 'all') ? lockPlatform : undefined;
     const platforms = platformsFrom(flags, lockDefault ?? (docker ? defaultPlatform() : 'all'));
     const summary = await save(inputs, {
       format: flags.format,

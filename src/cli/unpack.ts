@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { EngineEvents } from '../engine/events.js';
 import { fetchImages as defaultFetchImages, type FetchOptions, type FetchResult } from '../engine/pipeline.js';
 import { formatReference } from '../ref/reference.js';
-import { addFetchOptions, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
+import { addFetchOptions, credentialsFrom, defaultPlatform, platformsFrom, referenceArg, type CommonFlags } from './options.js';
 import { createRenderer, progressMode } from './render.js';
 import { registriesOf } from './save.js';
 
@@ -24,7 +24,7 @@ export function unpackCommand(deps: UnpackDeps = {}): Command {
   const stdout = deps.stdout ?? process.stdout;
   const cmd = new Command('unpack')
     .description("unpack an image's root filesystem into a directory (layers in order, overlay whiteouts applied)")
-    .argument('<reference>', 'image reference: nginx:1.25, host:port/repo/name:tag, name@sha256:…')
+    .argument('<reference>', 'image reference: nginx:1.25, host:port/repo/name:tag, name@sha256:…', referenceArg)
     .argument('<dir>', 'directory to create (must be absent or empty unless --force)')
     .option('--force', 'replace DIR if it is not empty (only once the new tree is complete)')
     .option('--offline', 'use only the cache: the tag as an earlier run resolved it');

@@ -1,5 +1,9 @@
 // `ocisave save`: references and input files in, one output out.
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
+import { REGISTRY_ROOT } from '../link/registry.js';
 import { EngineEvents } from '../engine/events.js';
 import { save } from '../engine/pipeline.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
@@ -101,7 +105,10 @@ export function saveCommand(): Command {
     if (all.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to save: give references as arguments, -f FILE or --lock FILE');
     const { refs: inputs, tagSets } = shardInputs(flags.shard, all, collected.tagSets);
     if (inputs.length === 0 && tagSets.length === 0) {
-      process.stderr.write(`ocisave: shard ${flags.shard!.index}/${flags.shard!.count} holds none of the ${all.length + collected.tagSets.length} inputs: nothing to save\n`);
+      // An empty layout still, so a script can merge every shard's output without checking which exist.
+      const empty = flags.format === 'registry' && !existsSync(flags.output);
+      if (empty) for (const dir of ['blobs', 'repositories']) await mkdir(join(flags.output, REGISTRY_ROOT, dir), { recursive: true });
+      process.stderr.write(`ocisave: shard ${flags.shard!.index}/${flags.shard!.count} holds none of the ${all.length + collected.tagSets.length} inputs: ${empty ? `wrote an empty layout at ${flags.output}` : 'nothing to save'}\n`);
       return;
     }
     if (flags.since && flags.format !== 'registry') throw new Error('--since works with --format registry');

@@ -118,8 +118,12 @@ export async function removeStaleStaging(finalPath: string): Promise<string[]> {
   for (const name of names) {
     const owner = stagingOwner(finalPath, name);
     if (!owner || (owner.host !== undefined && owner.host !== HOST_TAG) || ownerMayRun(owner.pid, owner.at)) continue;
-    await rm(join(dir, name), { recursive: true, force: true });
-    removed.push(name);
+    try {
+      await rm(join(dir, name), { recursive: true, force: true });
+      removed.push(name);
+    } catch {
+      // e.g. a directory a killed unpack left without write permission: litter, never a reason to fail a save
+    }
   }
   return removed;
 }

@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib';
 import tar, { type Header } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkOutput } from '../src/link/index.js';
-import { unpackImage } from '../src/link/rootfs.js';
+import { strictlyInside, unpackImage, whiteoutTarget } from '../src/link/rootfs.js';
 import { formatReference } from '../src/ref/reference.js';
 import type { ResolvedImage } from '../src/resolve/graph.js';
 import type { BuiltLayer } from './fixtures/index.js';
@@ -290,6 +290,18 @@ describe('rootfs unpacking', () => {
       expect(await readFile(join(work, 'canary'), 'utf8')).toBe('canary\n');
       expect(existsSync(join(work, 'cache'))).toBe(true);
     });
+  });
+
+  it('the write guard: strictly inside the root, by resolved path with a trailing separator', () => {
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs/x')).toBe(true);
+    expect(strictlyInside('/a/b/rootfs/', '/a/b/rootfs/x/../y')).toBe(true);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs/.')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs/..')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs/x/../../c')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs2/x')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b')).toBe(false);
+    expect(['.wh.', '.wh..', '.wh...', '.wh.x', '.wh....'].map(whiteoutTarget)).toEqual([null, null, null, 'x', '...']);
   });
 
   it('a zstd layer on a Node without zstd is a clear error', async () => {

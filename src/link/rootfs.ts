@@ -194,6 +194,14 @@ export function whiteoutTarget(base: string): string | null {
   return name === '' || name === '.' || name === '..' ? null : name;
 }
 
+/**
+ * Whether `path` lies strictly inside `root`, once both are resolved: compared with a trailing
+ * separator (so ROOT2 is not inside ROOT), and ROOT itself is not inside.
+ */
+export function strictlyInside(root: string, path: string): boolean {
+  return resolve(path).startsWith(resolve(root) + sep);
+}
+
 /** Lexically normalised components of a tar name; null when `..` climbs above the root. */
 export function entryComponents(name: string): string[] | null {
   const out: string[] = [];
@@ -228,19 +236,12 @@ class Unpacker {
   private layer = '';
   private entry = '';
 
-  /** `root` with a trailing separator: what every path written or removed must start with. */
-  private readonly inside: string;
-  private readonly realInside: string;
-
   constructor(
     private readonly root: string,
     /** realpath(root): the parent of anything written must resolve to it or below it. */
     private readonly realRoot: string,
     private readonly onWarning?: (message: string) => void,
-  ) {
-    this.inside = resolve(root) + sep;
-    this.realInside = realRoot + sep;
-  }
+  ) {}
 
   /**
    * The one guard every write and removal passes: `p` must lie strictly inside the root (the root
@@ -249,9 +250,9 @@ class Unpacker {
    */
   private async guard(p: string, allowRoot = false): Promise<string> {
     const abs = resolve(p);
-    const lexical = abs.startsWith(this.inside) || (allowRoot && abs === resolve(this.root));
-    const parent = abs === resolve(this.root) ? this.realRoot : await realpath(dirname(abs));
-    if (!lexical || (parent !== this.realRoot && !parent.startsWith(this.realInside))) {
+    const isRoot = abs === resolve(this.root);
+    const parent = isRoot ? this.realRoot : await realpath(dirname(abs));
+    if (!((allowRoot && isRoot) || strictlyInside(this.root, abs)) || !(parent === this.realRoot || strictlyInside(this.realRoot, parent))) {
       this.fail(`would write or remove ${quoteName(abs)}, which is not inside the root filesystem being built; refusing this layer`);
     }
     return abs;

@@ -332,6 +332,14 @@ describe('staging left by a killed save', () => {
       expect(existsSync(blobDataPath(out, blob.digest))).toBe(true);
       const verify = await ocisave(['verify', out]);
       expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+      // The caches the killed saves left are consistent (a second verify finds nothing to repair).
+      for (const c of [join(work, 'cache-held-0'), join(work, 'cache-held-1'), join(work, 'cache-direct')]) {
+        expect((await ocisave(['cache', 'verify', '--cache', c])).code, c).toBe(0);
+        const again = await ocisave(['cache', 'verify', '--cache', c, '--json']);
+        expect(again.code, c).toBe(0);
+        const report = JSON.parse(again.stdout) as { corrupt: unknown[]; missing: unknown[]; partials: { truncated: unknown[]; dropped: unknown[] } };
+        expect([report.corrupt, report.missing, report.partials.truncated, report.partials.dropped], c).toEqual([[], [], [], []]);
+      }
     } finally {
       await proxy.stop();
     }
@@ -371,6 +379,7 @@ describe('a full disk', () => {
     expect(lines[0]).toContain(`no space left on device (ENOSPC) writing ${fullCache}/partial/${digest.slice(7)}`);
     expect(r.stderr).not.toContain('short write');
     expect(existsSync(join(work, 'enospc-out'))).toBe(false);
+    expect((await ocisave(['cache', 'verify', '--cache', fullCache])).code).toBe(0);
   });
 
   it('is named, with the output, when an output fills it', async () => {

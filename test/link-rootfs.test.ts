@@ -267,6 +267,7 @@ describe('rootfs unpacking', () => {
         /entry "z": hard link target "hl\/passwd" does not exist in the root/,
       ],
       // Whiteouts whose target is empty, "." or "..": containerd refuses the layer; so do we.
+      ['a very long name climbing out, quoted short', [[file(`../${'a'.repeat(5000)}`, 'x')]], /entry "\.\.\/a{197}… \(5003 characters\)": path escapes the root/],
       ['a whiteout of nothing (.wh.)', [[file('a', 'lower\n')], [{ name: '.wh.', type: 'file' }]], /entry "\.wh\.": whiteout "\.wh\." names no entry/],
       ['a whiteout of the root (.wh..)', [[file('a', 'lower\n')], [{ name: '.wh..', type: 'file' }]], /entry "\.wh\.\.": whiteout "\.wh\.\." names no entry \(its target would be "\."\)/],
       ["a whiteout of the output's parent (.wh...)", [[file('a', 'lower\n')], [{ name: '.wh...', type: 'file' }]], /entry "\.wh\.\.\.": whiteout "\.wh\.\.\." names no entry \(its target would be "\.\."\)/],

@@ -10,6 +10,7 @@ import { extract as tarExtract } from 'tar-stream';
 import { isAlias, isMap, isScalar, isSeq, type Document } from 'yaml';
 import { dedupe, looksLikeDigest, looksLikeImageRef, looksLikeRepositoryName, looksLikeTag } from './imagelist.js';
 import { deref, mapGet, parseYamlDocuments, scalarText } from './kube.js';
+import { quoteInput } from '../ref/reference.js';
 
 export interface HelmImageRef {
   ref: string;
@@ -70,7 +71,7 @@ export class ChartBudget {
   }
 
   file(name: string, size: number): void {
-    if (size > this.limits.fileBytes) throw new ChartLimitError(this.chart, `${quoteLabel(name)} is ${MiB(size)}, more than ${MiB(this.limits.fileBytes)} (the limit for one chart file)`);
+    if (size > this.limits.fileBytes) throw new ChartLimitError(this.chart, `${quoteInput(name)} is ${MiB(size)}, more than ${MiB(this.limits.fileBytes)} (the limit for one chart file)`);
   }
 
   entry(): void {
@@ -78,14 +79,8 @@ export class ChartBudget {
   }
 
   depth(depth: number, label: string): void {
-    if (depth > this.limits.depth) throw new ChartLimitError(this.chart, `subcharts nested deeper than ${this.limits.depth} levels (at ${quoteLabel(label)})`);
+    if (depth > this.limits.depth) throw new ChartLimitError(this.chart, `subcharts nested deeper than ${this.limits.depth} levels (at ${quoteInput(label)})`);
   }
-}
-
-/** A name from an archive as quoted in a message: printable, and short. */
-function quoteLabel(name: string): string {
-  const printable = name.replace(/[\x00-\x1f\x7f]/g, '?');
-  return printable.length > 200 ? `${printable.slice(0, 200)}…` : printable;
 }
 
 /** Reads a chart given as a directory or a .tgz and returns its images, deduplicated, first seen first. */

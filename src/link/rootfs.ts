@@ -22,7 +22,8 @@ import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import tar from 'tar-stream';
 import type { Cache } from '../cache/cache.js';
-import { formatReference } from '../ref/reference.js';
+// A tar name can be as long as a PAX record: quoted printable and cut short in messages.
+import { formatReference, quoteInput } from '../ref/reference.js';
 import { blobsOf, type ManifestNode, type ResolvedImage } from '../resolve/graph.js';
 import { isImageConfigType } from '../resolve/mediatypes.js';
 import { selectSingleManifest } from './docker-archive.js';
@@ -163,15 +164,9 @@ async function refuseNonEmpty(out: string, replace: boolean): Promise<void> {
 
 export class LayerError extends Error {
   constructor(layer: string, entry: string, reason: string) {
-    super(`layer ${layer}: entry "${quoteName(entry)}": ${reason}`);
+    super(`layer ${layer}: entry "${quoteInput(entry)}": ${reason}`);
     this.name = 'LayerError';
   }
-}
-
-/** A tar name (up to a PAX record's length) as quoted in a message: printable, at most 200 characters. */
-export function quoteName(name: string): string {
-  const printable = name.replace(/[\x00-\x1f\x7f]/g, '?');
-  return printable.length > 200 ? `${printable.slice(0, 200)}…` : printable;
 }
 
 interface DirMeta {
@@ -253,7 +248,7 @@ class Unpacker {
     const isRoot = abs === resolve(this.root);
     const parent = isRoot ? this.realRoot : await realpath(dirname(abs));
     if (!((allowRoot && isRoot) || strictlyInside(this.root, abs)) || !(parent === this.realRoot || strictlyInside(this.realRoot, parent))) {
-      this.fail(`would write or remove ${quoteName(abs)}, which is not inside the root filesystem being built; refusing this layer`);
+      this.fail(`would write or remove ${quoteInput(abs)}, which is not inside the root filesystem being built; refusing this layer`);
     }
     return abs;
   }
@@ -263,7 +258,7 @@ class Unpacker {
   }
 
   private warn(reason: string): void {
-    const msg = `layer ${this.layer}: entry "${quoteName(this.entry)}": ${reason}`;
+    const msg = `layer ${this.layer}: entry "${quoteInput(this.entry)}": ${reason}`;
     this.warnings.push(msg);
     this.onWarning?.(msg);
   }
@@ -376,7 +371,7 @@ class Unpacker {
     if (base.startsWith(WH)) {
       const meta = base.startsWith(`${WH}${WH}`); // .wh..wh..opq, or other aufs metadata (.wh..wh.plnk, ...)
       const target = meta ? undefined : whiteoutTarget(base);
-      if (target === null) this.fail(`whiteout "${quoteName(base)}" names no entry (its target would be "${base.slice(WH.length)}"); refusing this layer, as containerd does`);
+      if (target === null) this.fail(`whiteout "${quoteInput(base)}" names no entry (its target would be "${base.slice(WH.length)}"); refusing this layer, as containerd does`);
       const parent = await this.resolveDir(comps.slice(0, -1), false);
       if (!parent) return; // nothing below to hide
       if (base === OPAQUE) return this.opaque(parent);

@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib';
 import tar, { type Header } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkOutput } from '../src/link/index.js';
-import { unpackImage } from '../src/link/rootfs.js';
+import { strictlyInside, unpackImage, whiteoutTarget } from '../src/link/rootfs.js';
 import { formatReference } from '../src/ref/reference.js';
 import type { ResolvedImage } from '../src/resolve/graph.js';
 import type { BuiltLayer } from './fixtures/index.js';
@@ -56,6 +56,7 @@ describe('rootfs unpacking', () => {
     work = await tempDir('rootfs');
     builder = await GraphBuilder.create(join(work, 'cache'));
     // A host directory that layers aim symlinks at: it must never be written to.
+    await writeFile(join(work, 'canary'), 'canary\n');
     outside = await tempDir('rootfs-host');
     await writeFile(join(outside, 'victim'), 'host content\n');
 
@@ -265,6 +266,13 @@ describe('rootfs unpacking', () => {
         [[{ name: 'hl', type: 'symlink', linkname: '/etc' }], [{ name: 'z', type: 'link', linkname: 'hl/passwd' }]],
         /entry "z": hard link target "hl\/passwd" does not exist in the root/,
       ],
+      // Whiteouts whose target is empty, "." or "..": containerd refuses the layer; so do we.
+      ['a very long name climbing out, quoted short', [[file(`../${'a'.repeat(5000)}`, 'x')]], /entry "\.\.\/a{197}… \(5003 characters\)": path escapes the root/],
+      ['a whiteout of nothing (.wh.)', [[file('a', 'lower\n')], [{ name: '.wh.', type: 'file' }]], /entry "\.wh\.": whiteout "\.wh\." names no entry/],
+      ['a whiteout of the root (.wh..)', [[file('a', 'lower\n')], [{ name: '.wh..', type: 'file' }]], /entry "\.wh\.\.": whiteout "\.wh\.\." names no entry \(its target would be "\."\)/],
+      ["a whiteout of the output's parent (.wh...)", [[file('a', 'lower\n')], [{ name: '.wh...', type: 'file' }]], /entry "\.wh\.\.\.": whiteout "\.wh\.\.\." names no entry \(its target would be "\.\."\)/],
+      ['a whiteout of its own directory (sub/.wh..)', [[dir('sub'), file('sub/x', 'x\n')], [{ name: 'sub/.wh..', type: 'file' }]], /entry "sub\/\.wh\.\.": whiteout "\.wh\.\." names no entry/],
+      ['a whiteout of the root from below (sub/.wh...)', [[dir('sub'), file('sub/x', 'x\n')], [{ name: 'sub/.wh...', type: 'file' }]], /entry "sub\/\.wh\.\.\.": whiteout/],
     ];
     it.each(cases)('%s', async (_label, layerEntries, message) => {
       const built: BuiltLayer[] = [];
@@ -279,7 +287,22 @@ describe('rootfs unpacking', () => {
       expect(existsSync(out)).toBe(false);
       expect((await readdir(work)).filter((n) => n.startsWith(`.${basename(out)}.partial-`))).toEqual([]);
       expect(existsSync(join(dirname(work), 'evil'))).toBe(false);
+      // The output's parent and its other children are untouched.
+      expect(await readFile(join(work, 'canary'), 'utf8')).toBe('canary\n');
+      expect(existsSync(join(work, 'cache'))).toBe(true);
     });
+  });
+
+  it('the write guard: strictly inside the root, by resolved path with a trailing separator', () => {
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs/x')).toBe(true);
+    expect(strictlyInside('/a/b/rootfs/', '/a/b/rootfs/x/../y')).toBe(true);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs/.')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs/..')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs/x/../../c')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b/rootfs2/x')).toBe(false);
+    expect(strictlyInside('/a/b/rootfs', '/a/b')).toBe(false);
+    expect(['.wh.', '.wh..', '.wh...', '.wh.x', '.wh....'].map(whiteoutTarget)).toEqual([null, null, null, 'x', '...']);
   });
 
   it('unpacks a real zstd layer where Node has zstd, and says which Node it needs where it has not', async () => {

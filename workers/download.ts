@@ -10,6 +10,7 @@ import { parentPort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
 import { Agent } from '../src/registry/http.js';
 import { Cache } from '../src/cache/cache.js';
+import { writeFully } from '../src/cache/write-error.js';
 import { resumeHasher, createHasher, hashFile } from '../src/hash/hasher.js';
 import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../src/registry/retry.js';
 import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask } from '../src/engine/task.js';
@@ -44,7 +45,11 @@ class BufferedFile {
   private pending = 0;
   private inFlight: Promise<void> = Promise.resolve();
   private queued = 0;
-  constructor(private readonly fh: FileHandle, public written: number) {}
+  constructor(
+    private readonly fh: FileHandle,
+    public written: number,
+    private readonly path: string,
+  ) {}
 
   /** Position after every byte added, written or not. */
   get end(): number {
@@ -68,8 +73,7 @@ class BufferedFile {
     this.chunks = [];
     this.pending = 0;
     this.queued = n;
-    this.inFlight = this.fh.writev(chunks, at).then(({ bytesWritten }) => {
-      if (bytesWritten !== n) throw new Error(`short write: ${bytesWritten} of ${n} bytes`);
+    this.inFlight = writeFully(this.fh, chunks, at, this.path).then(() => {
       this.written += n;
       this.queued = 0;
     });
@@ -129,7 +133,7 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
   let mismatches = 0;
   const resumedFrom = await checkpointedOffset(cache, task, path);
   const fh: FileHandle = await open(path, resumedFrom > 0 ? 'r+' : 'w');
-  const file = new BufferedFile(fh, resumedFrom);
+  const file = new BufferedFile(fh, resumedFrom, path);
   try {
     // 'w' has emptied the file; a resumed one loses whatever lies past its checkpoint.
     if (resumedFrom > 0) await fh.truncate(resumedFrom);
@@ -235,7 +239,7 @@ export async function segment(task: SegmentTask): Promise<DownloadResult> {
   let fetched = 0;
   let retries = 0;
   const fh = await open(cache.partialPath(task.digest), 'r+');
-  const file = new BufferedFile(fh, start);
+  const file = new BufferedFile(fh, start, cache.partialPath(task.digest));
   let sinceCheckpoint = 0;
   let saved: Promise<unknown> = Promise.resolve();
   const checkpoint = async () => {

@@ -5,6 +5,8 @@ import { Cache, defaultCacheDir } from '../cache/cache.js';
 import { DEFAULT_HASHER, type HasherKind } from '../hash/hasher.js';
 import { linkOutput, type OutputFormat } from '../link/index.js';
 import { baseHolds, checkLayoutNames, StagedRegistryLayout } from '../link/registry.js';
+import { removeStaleStaging } from '../link/files.js';
+import { describeWriteError } from '../cache/write-error.js';
 import type { PlatformSelector } from '../ref/platform.js';
 import { formatReference, parseReference } from '../ref/reference.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
@@ -309,6 +311,8 @@ function countNodes(node: import('../resolve/graph.js').GraphNode): number {
  */
 export async function save(inputs: string[], opts: SaveOptions): Promise<Summary> {
   const started = Date.now();
+  // What earlier saves of this output left when killed; a live concurrent save's is kept.
+  await removeStaleStaging(opts.out);
   const stage = opts.format === 'registry' && !existsSync(opts.out);
   let staged: StagedRegistryLayout | undefined;
   const stagedIn = (cache: Cache) => (staged ??= new StagedRegistryLayout(opts.out, cache, opts.since, opts.scoped));
@@ -353,7 +357,7 @@ export async function save(inputs: string[], opts: SaveOptions): Promise<Summary
     return summary;
   } catch (err) {
     await staged?.discard();
-    throw err;
+    throw describeWriteError(err, opts.out);
   } finally {
     await fetched.close();
   }

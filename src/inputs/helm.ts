@@ -1,14 +1,16 @@
 // Helm charts (directory or packaged .tgz, with their dependencies) → the
 // images they would deploy, found without rendering templates.
+import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { extract as tarExtract } from 'tar-stream';
 import { isAlias, isMap, isScalar, isSeq, type Document } from 'yaml';
 import { dedupe, looksLikeDigest, looksLikeImageRef, looksLikeRepositoryName, looksLikeTag } from './imagelist.js';
 import { deref, mapGet, parseYamlDocuments, scalarText } from './kube.js';
+import { quoteInput } from '../ref/reference.js';
 
 export interface HelmImageRef {
   ref: string;
@@ -19,29 +21,85 @@ export interface HelmImageRef {
 /** A chart's files, keyed by POSIX path relative to the chart root. */
 export type ChartFiles = Map<string, Buffer>;
 
-// Bounds for reading archives: charts are small, an archive that unpacks to
-// more than this is not a chart (or is a gzip bomb).
-const MAX_ARCHIVE_BYTES = 256 * 1024 * 1024;
-const MAX_ARCHIVE_ENTRIES = 100_000;
-const MAX_FILE_BYTES = 64 * 1024 * 1024;
-const MAX_DEPTH = 16;
+/**
+ * Limits of one chart tree: the chart and every subchart in it, directories and nested .tgz alike.
+ * Bytes are Helm's own defaults (pkg/chart/loader: MaxDecompressedChartSize 100 MiB,
+ * MaxDecompressedFileSize 5 MiB), but shared by the whole tree, where Helm gives each archive its
+ * own: per archive, an 11 KB chart holding 16 subcharts of 250 MB each was read to the end at
+ * 4.7 GB RSS. Real charts are kilobytes to a few MB (kube-prometheus-stack with all its subcharts: ~1 MB).
+ */
+export const CHART_LIMITS = {
+  /** Bytes read (decompressed) across the whole tree; nested archives count once packed, once unpacked. */
+  treeBytes: 100 * 1024 * 1024,
+  /** Bytes of any one file in it. */
+  fileBytes: 5 * 1024 * 1024,
+  /** Archive entries across the whole tree. */
+  entries: 100_000,
+  /** Subcharts inside subcharts. */
+  depth: 16,
+} as const;
+
+export type ChartLimits = { [K in keyof typeof CHART_LIMITS]: number };
+
+/** A limit of CHART_LIMITS was passed: the chart is refused whole, in one line. */
+export class ChartLimitError extends Error {
+  constructor(chart: string, what: string) {
+    super(`Helm chart ${chart}: ${what}; not read further (a real chart is far smaller: a decompression bomb?)`);
+    this.name = 'ChartLimitError';
+  }
+}
+
+const MiB = (n: number) => `${+(n / 1024 / 1024).toFixed(2)} MiB`;
+
+/** One budget for a whole chart tree, charged by every reader in it. */
+export class ChartBudget {
+  private bytesLeft: number;
+  private entriesLeft: number;
+
+  constructor(
+    /** The chart as the user named it: every limit error names it. */
+    readonly chart: string,
+    readonly limits: ChartLimits = CHART_LIMITS,
+  ) {
+    this.bytesLeft = limits.treeBytes;
+    this.entriesLeft = limits.entries;
+  }
+
+  bytes(n: number): void {
+    this.bytesLeft -= n;
+    if (this.bytesLeft < 0) throw new ChartLimitError(this.chart, `it and its subcharts unpack to more than ${MiB(this.limits.treeBytes)} (the limit for a whole chart tree)`);
+  }
+
+  file(name: string, size: number): void {
+    if (size > this.limits.fileBytes) throw new ChartLimitError(this.chart, `${quoteInput(name)} is ${MiB(size)}, more than ${MiB(this.limits.fileBytes)} (the limit for one chart file)`);
+  }
+
+  entry(): void {
+    if (--this.entriesLeft < 0) throw new ChartLimitError(this.chart, `it and its subcharts hold more than ${this.limits.entries} archive entries`);
+  }
+
+  depth(depth: number, label: string): void {
+    if (depth > this.limits.depth) throw new ChartLimitError(this.chart, `subcharts nested deeper than ${this.limits.depth} levels (at ${quoteInput(label)})`);
+  }
+}
 
 /** Reads a chart given as a directory or a .tgz and returns its images, deduplicated, first seen first. */
-export async function readHelmChart(path: string): Promise<HelmImageRef[]> {
+export async function readHelmChart(path: string, limits: ChartLimits = CHART_LIMITS): Promise<HelmImageRef[]> {
   let st;
   try {
     st = await stat(path);
   } catch (err) {
     throw new Error(`cannot read Helm chart ${path}: ${(err as Error).message}`, { cause: err });
   }
+  const budget = new ChartBudget(path, limits);
   const chart = st.isDirectory()
-    ? { files: await loadChartDir(path), label: path }
-    : await loadChartArchive(await readFile(path), path);
-  return dedupe(await findChartImages(chart.files, chart.label));
+    ? { files: await loadChartDir(path, budget), label: path }
+    : await loadChartArchive(createReadStream(path), path, budget);
+  return dedupe(await findChartImages(chart.files, chart.label, [], 0, budget));
 }
 
 /** Reads the files of a chart directory that can name images: Chart.yaml, values, templates and charts/. */
-export async function loadChartDir(dir: string): Promise<ChartFiles> {
+export async function loadChartDir(dir: string, budget = new ChartBudget(dir)): Promise<ChartFiles> {
   const files: ChartFiles = new Map();
   try {
     await stat(join(dir, 'Chart.yaml'));
@@ -49,19 +107,20 @@ export async function loadChartDir(dir: string): Promise<ChartFiles> {
     throw new Error(`${dir} is not a Helm chart: it has no Chart.yaml`);
   }
   for (const name of ['Chart.yaml', 'values.yaml', 'requirements.yaml']) {
-    const buf = await readIfFile(join(dir, name));
+    const buf = await readIfFile(join(dir, name), budget);
     if (buf) files.set(name, buf);
   }
-  await readTree(dir, 'templates', files, 0);
-  await readTree(dir, 'charts', files, 0);
+  await readTree(dir, 'templates', files, 0, budget);
+  await readTree(dir, 'charts', files, 0, budget);
   return files;
 }
 
-async function readIfFile(path: string): Promise<Buffer | undefined> {
+async function readIfFile(path: string, budget: ChartBudget): Promise<Buffer | undefined> {
   try {
     const st = await stat(path);
     if (!st.isFile()) return undefined;
-    if (st.size > MAX_FILE_BYTES) throw new Error(`${path} is larger than ${MAX_FILE_BYTES} bytes; not a chart file`);
+    budget.file(path, st.size);
+    budget.bytes(st.size);
     return await readFile(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -69,7 +128,7 @@ async function readIfFile(path: string): Promise<Buffer | undefined> {
   }
 }
 
-async function readTree(root: string, rel: string, files: ChartFiles, depth: number): Promise<void> {
+async function readTree(root: string, rel: string, files: ChartFiles, depth: number, budget: ChartBudget): Promise<void> {
   // Helm follows symlinks in chart directories; the depth bound stops link loops.
   if (depth > 32) throw new Error(`${join(root, rel)}: directories nested too deep (symlink loop?)`);
   let entries: string[];
@@ -85,44 +144,58 @@ async function readTree(root: string, rel: string, files: ChartFiles, depth: num
     const childRel = `${rel}/${name}`;
     const st = await stat(join(root, childRel)).catch(() => undefined);
     if (!st) continue; // dangling symlink
-    if (st.isDirectory()) await readTree(root, childRel, files, depth + 1);
+    if (st.isDirectory()) await readTree(root, childRel, files, depth + 1, budget);
     else if (st.isFile()) {
-      const buf = await readIfFile(join(root, childRel));
+      const buf = await readIfFile(join(root, childRel), budget);
       if (buf) files.set(childRel, buf);
     }
   }
 }
 
 /**
- * Unpacks a chart archive into memory (nothing is written to disk, so entry
- * names cannot escape anywhere). Helm archives hold one top directory named
- * after the chart; the chart root is the directory of the shallowest Chart.yaml.
+ * Unpacks a chart archive into memory (nothing is written to disk, so entry names cannot escape
+ * anywhere), streaming: every decompressed byte is charged to `budget` as it comes out of gunzip,
+ * so a bomb stops at the limit, and a file is refused by its header before its bytes are read.
+ * Helm archives hold one top directory named after the chart; the chart root is the directory of
+ * the shallowest Chart.yaml.
  */
-export async function loadChartArchive(data: Buffer, label: string): Promise<{ files: ChartFiles; label: string }> {
+export async function loadChartArchive(data: Buffer | Readable, label: string, budget = new ChartBudget(label)): Promise<{ files: ChartFiles; label: string }> {
   const all = new Map<string, Buffer>();
   const ex = tarExtract();
-  let total = 0;
-  let count = 0;
   const reading = (async () => {
     for await (const entry of ex) {
       const h = entry.header;
-      if (++count > MAX_ARCHIVE_ENTRIES) throw new Error(`too many entries`);
+      budget.entry();
       if (h.type !== 'file' && h.type !== 'contiguous-file') {
         entry.resume();
         continue;
       }
-      total += h.size;
-      if (total > MAX_ARCHIVE_BYTES) throw new Error(`unpacks to more than ${MAX_ARCHIVE_BYTES} bytes`);
+      budget.file(`${label}/${h.name}`, h.size ?? 0);
       const chunks: Buffer[] = [];
       for await (const c of entry) chunks.push(c as Buffer);
       const name = posix.normalize(h.name.replace(/^\.?\/+/, ''));
       if (name.startsWith('../') || name === '..') continue;
       all.set(name, Buffer.concat(chunks));
     }
-  })();
+  })().catch((err: Error) => {
+    ex.destroy(err); // stop the pipeline too: nothing more is read once a limit is passed
+    throw err;
+  });
+  const charge = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      try {
+        budget.bytes(chunk.length);
+        cb(null, chunk);
+      } catch (err) {
+        cb(err as Error);
+      }
+    },
+  });
+  const source = Buffer.isBuffer(data) ? Readable.from([data]) : data;
   try {
-    await Promise.all([pipeline(Readable.from([data]), createGunzip(), ex), reading]);
+    await Promise.all([pipeline(source, createGunzip(), charge, ex), reading]);
   } catch (err) {
+    if (err instanceof ChartLimitError) throw err;
     throw new Error(`cannot read Helm chart archive ${label}: ${(err as Error).message}`, { cause: err });
   }
   let root: string | undefined;
@@ -161,8 +234,9 @@ export async function findChartImages(
   label: string,
   overrides: ValueMap[] = [],
   depth = 0,
+  budget = new ChartBudget(label),
 ): Promise<HelmImageRef[]> {
-  if (depth > MAX_DEPTH) throw new Error(`${label}: chart dependencies nested deeper than ${MAX_DEPTH}`);
+  budget.depth(depth, label);
   const out: HelmImageRef[] = [];
   const chartYaml = files.get('Chart.yaml');
   if (!chartYaml) throw new Error(`${label} is not a Helm chart: it has no Chart.yaml`);
@@ -223,14 +297,14 @@ export async function findChartImages(
   }
   for (const [name, buf] of [...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     if (!/^charts\/[^/]+\.(tgz|tar\.gz)$/.test(name)) continue;
-    subcharts.push(await loadChartArchive(buf, `${label}/${name}`));
+    subcharts.push(await loadChartArchive(buf, `${label}/${name}`, budget));
   }
   for (const sub of subcharts) {
     const subName = chartNameOf(sub.files, sub.label);
     const keys = aliases.get(subName) ?? [subName];
     for (const key of keys) {
       const o = values.get(key);
-      out.push(...(await findChartImages(sub.files, sub.label, isValueMap(o) ? [o] : [], depth + 1)));
+      out.push(...(await findChartImages(sub.files, sub.label, isValueMap(o) ? [o] : [], depth + 1, budget)));
     }
   }
   return out;

@@ -1,5 +1,6 @@
 // One entry point for every kind of reference input a user can hand us.
 import { open, readFile, stat } from 'node:fs/promises';
+import { TextDecoder } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import type { Credential } from '../registry/credentials.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
@@ -57,7 +58,7 @@ export async function readInputs(path: string, opts: ReadInputOptions = {}): Pro
   if (basename(path) === 'Kubefile') return readContext(dirname(path), opts);
   if (/\.(tgz|tar\.gz)$/i.test(path) || (await isGzip(path))) return only(await readChart(path));
 
-  const text = await readFile(path, 'utf8');
+  const text = await readTextInput(path, st.size);
   // The YAML parser (and its ~50 ms of loading) is only needed for text that could be a mapping.
   if (couldBeYamlMapping(text)) {
     const kube = await import('./kube.js');
@@ -91,6 +92,32 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** An image list or YAML larger than this is not one (64 MiB, as for lock files). */
+export const MAX_TEXT_INPUT_BYTES = 64 * 1024 * 1024;
+/** How much of a file is looked at to tell text from binary (git looks at 8,000 bytes). */
+const SNIFF_BYTES = 8 * 1024;
+
+/**
+ * The text of an image list or YAML file; a file that is not text (a NUL byte or invalid UTF-8 in
+ * its first 8 KiB, as git's and grep's binary checks) is refused in one line, instead of every
+ * "line" of it being echoed back as an invalid reference.
+ */
+async function readTextInput(path: string, size: number): Promise<string> {
+  const kind = 'expected an image list, Kubernetes YAML, a Helm chart (directory or .tgz) or a lock file';
+  if (size > MAX_TEXT_INPUT_BYTES) throw new Error(`${path} is ${size} bytes, more than an image list or YAML file may be (${MAX_TEXT_INPUT_BYTES}); ${kind}`);
+  const data = await readFile(path);
+  const head = data.subarray(0, SNIFF_BYTES);
+  const nul = head.indexOf(0);
+  if (nul >= 0) throw new Error(`${path} is not a text file (NUL byte at offset ${nul}); ${kind}`);
+  try {
+    // stream: a character cut at the end of the sniffed bytes is not an error.
+    new TextDecoder('utf-8', { fatal: true }).decode(head, { stream: true });
+  } catch {
+    throw new Error(`${path} is not a text file (invalid UTF-8 in its first ${SNIFF_BYTES} bytes); ${kind}`);
+  }
+  return data.toString('utf8');
 }
 
 /**

@@ -1,8 +1,13 @@
 // File placement shared by every linker: blobs come from the cache by hard link where the
 // filesystem allows it, by copy otherwise; outputs appear under their final name only when complete.
-import { constants, linkSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { constants, linkSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { isAlive } from '../cache/cache.js';
+import { describeWriteError } from '../cache/write-error.js';
 
 /**
  * Directories made (or found) during this run. A recursive mkdir walks the whole path on every
@@ -46,9 +51,81 @@ export async function placeBlob(src: string, dest: string): Promise<'linked' | '
   return 'copied';
 }
 
-/** A temporary sibling of `finalPath`: same directory, so the last rename is atomic. */
+/**
+ * This host, as a staging name carries it: a pid means something only on the host (the pid
+ * namespace: a container's hostname is its own) that made it.
+ */
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
+/**
+ * A temporary sibling of `finalPath`: same directory, so the last rename is atomic. The name
+ * says who made it and when (`.NAME.partial-PID-TIME-HOST`), so a later save can tell the
+ * staging of a killed process from that of a live one (removeStaleStaging).
+ */
 export function stagingPath(finalPath: string): string {
-  return join(dirname(finalPath), `.${basename(finalPath)}.partial-${process.pid}-${Date.now().toString(36)}`);
+  return join(dirname(finalPath), `.${basename(finalPath)}.partial-${process.pid}-${Date.now().toString(36)}-${HOST_TAG}`);
+}
+
+/** Who made a staging name of `finalPath`'s, or undefined when `name` is not one. */
+function stagingOwner(finalPath: string, name: string): { pid: number; at: number; host?: string } | undefined {
+  const prefix = `.${basename(finalPath)}.partial-`;
+  if (!name.startsWith(prefix)) return undefined;
+  // `.old`: an earlier output moved aside while a new one took its name (replace below).
+  const m = /^(\d+)-([0-9a-z]+)(?:-([0-9a-f]{8}))?(?:\.old)?$/.exec(name.slice(prefix.length));
+  return m ? { pid: Number(m[1]), at: Number.parseInt(m[2]!, 36), host: m[3] } : undefined;
+}
+
+/**
+ * Whether the process that made a staging name may still be running: its pid is alive and was
+ * not given to a newer process since (Linux: /proc/PID/stat start time, to about a second).
+ */
+function ownerMayRun(pid: number, at: number): boolean {
+  if (pid === process.pid) return at >= Math.floor(performance.timeOrigin);
+  if (!isAlive(pid)) return false;
+  const started = processStartMs(pid);
+  return started === undefined || started <= at + 2000;
+}
+
+/** When process `pid` started (ms since the epoch), from /proc; undefined where unknown. */
+function processStartMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime, in clock ticks since boot) counts from after the ")" ending the name.
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    // USER_HZ is 100 on every Linux architecture Node runs on.
+    return Number.isFinite(ticks) && Number.isFinite(btime) ? btime * 1000 + ticks * 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Remove the staging outputs of `finalPath` that processes killed mid-save (kill -9, power cut)
+ * left beside it: only names of this form, only from this host, only when their process is gone.
+ * A live concurrent save's staging is left alone. `rm` never follows a symlink: a link inside a
+ * staging rootfs is unlinked, never walked. Returns the names removed.
+ */
+export async function removeStaleStaging(finalPath: string): Promise<string[]> {
+  const dir = dirname(finalPath);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const owner = stagingOwner(finalPath, name);
+    if (!owner || (owner.host !== undefined && owner.host !== HOST_TAG) || ownerMayRun(owner.pid, owner.at)) continue;
+    try {
+      await rm(join(dir, name), { recursive: true, force: true });
+      removed.push(name);
+    } catch {
+      // e.g. a directory a killed unpack left without write permission: litter, never a reason to fail a save
+    }
+  }
+  return removed;
 }
 
 /**
@@ -58,6 +135,7 @@ export function stagingPath(finalPath: string): string {
  */
 export async function writeAtomically<T>(finalPath: string, build: (stagingPath: string) => Promise<T>): Promise<T> {
   await mkdir(dirname(finalPath), { recursive: true });
+  await removeStaleStaging(finalPath);
   const staging = stagingPath(finalPath);
   try {
     const result = await build(staging);
@@ -65,7 +143,7 @@ export async function writeAtomically<T>(finalPath: string, build: (stagingPath:
     return result;
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
-    throw err;
+    throw describeWriteError(err, finalPath);
   }
 }
 

@@ -8,19 +8,22 @@
 // are resolved as if the root were `/` (so `a -> /etc` then `a/passwd` writes ROOT/etc/passwd,
 // never the host's), the last component is never followed (existing entries are unlinked and
 // files are created O_EXCL|O_NOFOLLOW), and hard-link targets must exist inside the root.
+// On top of that, every write and every removal passes one guard (`Unpacker.guard`) that proves
+// the path lies strictly inside the staging root, lexically and by the real path of its parent.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { chmod, link, lstat, lutimes, mkdir, open, readdir, readFile, readlink, rm, symlink } from 'node:fs/promises';
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, readFile, readlink, realpath, rm, symlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import tar from 'tar-stream';
 import type { Cache } from '../cache/cache.js';
-import { formatReference } from '../ref/reference.js';
+// A tar name can be as long as a PAX record: quoted printable and cut short in messages.
+import { formatReference, quoteInput } from '../ref/reference.js';
 import { blobsOf, type ManifestNode, type ResolvedImage } from '../resolve/graph.js';
 import { isImageConfigType } from '../resolve/mediatypes.js';
 import { selectSingleManifest } from './docker-archive.js';
@@ -139,7 +142,7 @@ export async function unpackLayers(
   await refuseNonEmpty(out, !!opts.replace);
   return writeAtomically(out, async (staging) => {
     await mkdir(staging, { mode: 0o755 });
-    const unpacker = new Unpacker(staging, opts.onWarning);
+    const unpacker = new Unpacker(staging, await realpath(staging), opts.onWarning);
     for (const layer of layers) await unpacker.apply(layer);
     await unpacker.finish();
     return unpacker.warnings;
@@ -161,7 +164,7 @@ async function refuseNonEmpty(out: string, replace: boolean): Promise<void> {
 
 export class LayerError extends Error {
   constructor(layer: string, entry: string, reason: string) {
-    super(`layer ${layer}: entry "${entry}": ${reason}`);
+    super(`layer ${layer}: entry "${quoteInput(entry)}": ${reason}`);
     this.name = 'LayerError';
   }
 }
@@ -174,6 +177,25 @@ interface DirMeta {
 
 const WH = '.wh.';
 const OPAQUE = '.wh..wh..opq';
+
+/**
+ * The entry a whiteout `.wh.NAME` hides, or null when NAME names no entry: empty (`.wh.`), `.`
+ * (`.wh..`) or `..` (`.wh...`). containerd's applier (pkg/archive/tar.go, validateWhiteout) fails
+ * the whole layer with "invalid whiteout name" for all three; umoci (oci/layer/tar_extract.go)
+ * refuses only the empty name and acts on `.` and `..`. We follow containerd, the stricter one.
+ */
+export function whiteoutTarget(base: string): string | null {
+  const name = base.slice(WH.length);
+  return name === '' || name === '.' || name === '..' ? null : name;
+}
+
+/**
+ * Whether `path` lies strictly inside `root`, once both are resolved: compared with a trailing
+ * separator (so ROOT2 is not inside ROOT), and ROOT itself is not inside.
+ */
+export function strictlyInside(root: string, path: string): boolean {
+  return resolve(path).startsWith(resolve(root) + sep);
+}
 
 /** Lexically normalised components of a tar name; null when `..` climbs above the root. */
 export function entryComponents(name: string): string[] | null {
@@ -211,15 +233,32 @@ class Unpacker {
 
   constructor(
     private readonly root: string,
+    /** realpath(root): the parent of anything written must resolve to it or below it. */
+    private readonly realRoot: string,
     private readonly onWarning?: (message: string) => void,
   ) {}
+
+  /**
+   * The one guard every write and removal passes: `p` must lie strictly inside the root (the root
+   * itself is not inside: only its own metadata may be set, in finish()), lexically and by the
+   * real path of its parent directory, so no `..`, absolute name or symlink can take it out.
+   */
+  private async guard(p: string, allowRoot = false): Promise<string> {
+    const abs = resolve(p);
+    const isRoot = abs === resolve(this.root);
+    const parent = isRoot ? this.realRoot : await realpath(dirname(abs));
+    if (!((allowRoot && isRoot) || strictlyInside(this.root, abs)) || !(parent === this.realRoot || strictlyInside(this.realRoot, parent))) {
+      this.fail(`would write or remove ${quoteInput(abs)}, which is not inside the root filesystem being built; refusing this layer`);
+    }
+    return abs;
+  }
 
   private fail(reason: string): never {
     throw new LayerError(this.layer, this.entry, reason);
   }
 
   private warn(reason: string): void {
-    const msg = `layer ${this.layer}: entry "${this.entry}": ${reason}`;
+    const msg = `layer ${this.layer}: entry "${quoteInput(this.entry)}": ${reason}`;
     this.warnings.push(msg);
     this.onWarning?.(msg);
   }
@@ -235,7 +274,11 @@ class Unpacker {
   /** Every removal goes through here: it may turn a known directory into nothing (or, later, a symlink). */
   private async remove(p: string): Promise<void> {
     this.knownDirs.clear();
-    await rm(p, { recursive: true, force: true });
+    await rm(await this.guard(p), { recursive: true, force: true });
+  }
+
+  private async mkdir(p: string): Promise<void> {
+    await mkdir(await this.guard(p), { mode: 0o755 });
   }
 
   private forget(rel: string): void {
@@ -275,7 +318,7 @@ class Unpacker {
       }
       if (!create) return null;
       if (st) await this.remove(p);
-      await mkdir(p, { mode: 0o755 });
+      await this.mkdir(p);
       // An implicit directory changes its parent without a header to restore the mtime from.
       const parentMeta = this.dirMeta.get(out.join('/'));
       if (parentMeta) parentMeta.mtime = undefined;
@@ -326,11 +369,14 @@ class Unpacker {
     const base = comps[comps.length - 1]!;
 
     if (base.startsWith(WH)) {
+      const meta = base.startsWith(`${WH}${WH}`); // .wh..wh..opq, or other aufs metadata (.wh..wh.plnk, ...)
+      const target = meta ? undefined : whiteoutTarget(base);
+      if (target === null) this.fail(`whiteout "${quoteInput(base)}" names no entry (its target would be "${base.slice(WH.length)}"); refusing this layer, as containerd does`);
       const parent = await this.resolveDir(comps.slice(0, -1), false);
       if (!parent) return; // nothing below to hide
       if (base === OPAQUE) return this.opaque(parent);
-      if (base.startsWith(`${WH}${WH}`)) return; // other aufs metadata (.wh..wh.plnk, ...): not content
-      const victim = [...parent, base.slice(WH.length)];
+      if (target === undefined) return; // aufs metadata other than the opaque marker: not content
+      const victim = [...parent, target];
       const rel = victim.join('/');
       // A whiteout hides lower layers only, never what this same layer created.
       if (this.upper.has(rel)) return;
@@ -349,18 +395,18 @@ class Unpacker {
       case 'directory':
         if (!existing?.isDirectory()) {
           if (existing) await this.remove(p);
-          await mkdir(p, { mode: 0o755 });
+          await this.mkdir(p);
         }
         this.dirMeta.set(rel.join('/'), { mode, mtime });
         return;
       case 'file':
       case 'contiguous-file':
         await this.clear(p, existing, rel);
-        await writeFileFrom(entry, p, mode, mtime);
+        await writeFileFrom(entry, await this.guard(p), mode, mtime);
         return;
       case 'symlink':
         await this.clear(p, existing, rel);
-        await symlink(h.linkname ?? '', p);
+        await symlink(h.linkname ?? '', await this.guard(p));
         await lutimes(p, mtime, mtime);
         return;
       case 'link':
@@ -370,12 +416,12 @@ class Unpacker {
         // Creating device nodes needs privileges we do not assume; rootless umoci writes an empty file.
         this.warn(`device ${h.devmajor ?? 0}:${h.devminor ?? 0} written as an empty file (device nodes are not created)`);
         await this.clear(p, existing, rel);
-        await writeFileFrom(null, p, mode, mtime);
+        await writeFileFrom(null, await this.guard(p), mode, mtime);
         return;
       case 'fifo':
         await this.clear(p, existing, rel);
         // Node has no mkfifo(3); coreutils' mkfifo -m sets the mode exactly (no umask).
-        await run('mkfifo', ['-m', mode.toString(8), p]);
+        await run('mkfifo', ['-m', mode.toString(8), '--', await this.guard(p)]);
         await lutimes(p, mtime, mtime);
         return;
       default:
@@ -400,7 +446,7 @@ class Unpacker {
     if (tst.isDirectory()) this.fail(`hard link target "${linkname}" is a directory`);
     if (existing && existing.ino === tst.ino && existing.dev === tst.dev) return;
     await this.clear(p, existing, rel);
-    await link(target, p); // link(2) does not follow a symlink target on Linux
+    await link(await this.guard(target), await this.guard(p)); // link(2) does not follow a symlink target on Linux
   }
 
   /** `.wh..wh..opq`: hide everything lower layers put below `dir`, keep what this layer put there. */
@@ -425,7 +471,7 @@ class Unpacker {
   async finish(): Promise<void> {
     const dirs = [...this.dirMeta.entries()].sort((a, b) => depth(b[0]) - depth(a[0]));
     for (const [rel, meta] of dirs) {
-      const p = rel ? join(this.root, rel) : this.root;
+      const p = await this.guard(rel ? join(this.root, rel) : this.root, true);
       const st = await lstatOrNull(p);
       if (!st?.isDirectory()) continue;
       await chmod(p, meta.mode);

@@ -17,8 +17,14 @@ const COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 
 export class ReferenceError extends Error {
   constructor(readonly input: string, reason: string) {
-    super(`invalid reference "${input}": ${reason}`);
+    super(`invalid reference "${quoteInput(input)}": ${reason}`);
   }
+}
+
+/** Input as quoted in a message: printable and at most 200 characters (a "line" of a binary file can be megabytes). */
+export function quoteInput(input: string): string {
+  const printable = input.replace(/[\x00-\x1f\x7f]/g, '?');
+  return printable.length > 200 ? `${printable.slice(0, 200)}… (${input.length} characters)` : printable;
 }
 
 /** A first path component is a registry host when it has a dot or a port, or is `localhost`. */
@@ -37,7 +43,7 @@ export function parseReference(input: string): Reference {
   if (at >= 0) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST_RE.test(digest)) throw new ReferenceError(input, `digest "${digest}" is not sha256:<64 hex>`);
+    if (!DIGEST_RE.test(digest)) throw new ReferenceError(input, `digest "${quoteInput(digest)}" is not sha256:<64 hex>`);
   }
 
   let tag: string | undefined;
@@ -46,7 +52,7 @@ export function parseReference(input: string): Reference {
   if (colon > lastSlash) {
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
-    if (!TAG_RE.test(tag)) throw new ReferenceError(input, `tag "${tag}" is not valid`);
+    if (!TAG_RE.test(tag)) throw new ReferenceError(input, `tag "${quoteInput(tag)}" is not valid`);
   }
 
   const parts = rest.split('/');
@@ -54,7 +60,7 @@ export function parseReference(input: string): Reference {
   if (parts.length > 1 && looksLikeHost(parts[0]!)) registry = parts.shift()!;
   if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = DOCKER_HUB;
   if (parts.length === 0 || parts.some((p) => !COMPONENT_RE.test(p))) {
-    throw new ReferenceError(input, `repository "${parts.join('/')}" must be lowercase components separated by "/"`);
+    throw new ReferenceError(input, `repository "${quoteInput(parts.join('/'))}" must be lowercase components separated by "/"`);
   }
   if (registry === DOCKER_HUB && parts.length === 1) parts.unshift('library');
 

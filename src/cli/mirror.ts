@@ -11,7 +11,7 @@ import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } f
 import { addFetchOptions, addMirrorOption, credentialsFrom, platformsFrom, positiveInt, referenceArgs, type CommonFlags } from './options.js';
 import { parseBytes } from './push.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
-import { collectLocks, interruptSignal, registriesOf } from './save.js';
+import { collectLocks, interruptSignal, lockPlatforms, registriesOf } from './save.js';
 import { addShardOption, shardInputs } from './shard.js';
 
 interface MirrorFlags extends CommonFlags, InputFlags {
@@ -96,7 +96,8 @@ export function mirrorCommand(): Command {
       scoped: flags.scoped,
       tagSets,
       hostOptions: collected.hostOptions,
-      platforms: platformsFrom(flags, 'all'),
+      // A lock's own --platform is the default for a mirror from it, as for save.
+      platforms: platformsFrom(flags, lockPlatforms([...locked.platforms, ...collected.lockPlatforms]) ?? 'all'),
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
       jobs: flags.jobs,

@@ -46,7 +46,7 @@ export async function collectLocks(files: string[] = []): Promise<{ refs: string
 }
 
 /** The --platform that lock files agree on, as the default for a save from them. */
-function lockPlatforms(platforms: string[]): PlatformSelector | undefined {
+export function lockPlatforms(platforms: string[]): PlatformSelector | undefined {
   const distinct = new Set(platforms);
   return distinct.size === 1 ? parsePlatformSelector([...distinct][0]!) : undefined;
 }

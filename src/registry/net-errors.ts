@@ -1,0 +1,57 @@
+// One line for a failed connection that says what fixes it: a certificate nobody trusts, a
+// client certificate the registry wants, a proxy that is down or refuses us. Node's raw codes
+// (UNABLE_TO_VERIFY_LEAF_SIGNATURE...) stay in parentheses for searching. Leaf module.
+
+const UNTRUSTED = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
+]);
+const EXPIRED = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
+
+export function errorCode(err: unknown): string {
+  const e = err as { code?: string; cause?: { code?: string }; message?: string };
+  return e?.cause?.code ?? e?.code ?? e?.message ?? String(err);
+}
+
+/** A certificate-verification failure: plain HTTP is no answer to it (the server does speak TLS). */
+export function isCertificateError(err: unknown): boolean {
+  const code = errorCode(err);
+  return UNTRUSTED.has(code) || EXPIRED.has(code) || code === 'ERR_TLS_CERT_ALTNAME_INVALID';
+}
+
+function wantsClientCert(err: unknown): boolean {
+  const code = errorCode(err);
+  const text = `${code} ${(err as Error)?.message ?? ''} ${(err as { cause?: Error })?.cause?.message ?? ''}`.toLowerCase();
+  return /certificate.required|alert_bad_certificate|alert bad certificate|alert.handshake.failure|handshake failure/.test(text);
+}
+
+export interface ProxyInfo {
+  /** Printable (no credentials). */
+  url: string;
+  /** The variable it came from (HTTPS_PROXY). */
+  from: string;
+}
+
+/** The one-line explanation of a connection failure to `host`, or undefined when the raw code says enough. */
+export function explainConnectError(err: unknown, host: string, proxy?: ProxyInfo): string | undefined {
+  const code = errorCode(err);
+  const dir = `/etc/containers/certs.d/${host}/`;
+  if (UNTRUSTED.has(code)) {
+    return `TLS to ${host} failed: its certificate is signed by an unknown authority (${code}); add the CA as a .crt file in ${dir} (or --cert-dir DIR), or skip verification with --tls-verify=false`;
+  }
+  if (EXPIRED.has(code)) return `TLS to ${host} failed: its certificate is expired or not yet valid (${code}); renew it, or skip verification with --tls-verify=false`;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return `TLS to ${host} failed: its certificate does not name ${host.replace(/:\d+$/, '')} (${code}); use the name the certificate holds, or skip verification with --tls-verify=false`;
+  }
+  if (wantsClientCert(err)) {
+    return `TLS to ${host} failed: the registry wants a client certificate (${code}); put client.cert and client.key in ${dir} (or --cert-dir DIR)`;
+  }
+  if (!proxy) return undefined;
+  const message = `${(err as Error)?.message ?? ''}`;
+  const status = /Proxy response \((\d+)\)|\((407)\)/.exec(message);
+  if (status?.[1] === '407' || status?.[2] === '407') {
+    return `proxy ${proxy.url} (${proxy.from}) asked for credentials or refused them (HTTP 407) for ${host}: give them in the URL, http://USER:PASSWORD@HOST:PORT`;
+  }
+  if (status) return `proxy ${proxy.url} (${proxy.from}) refused the tunnel to ${host} (HTTP ${status[1]})`;
+  return `cannot reach ${host} through proxy ${proxy.url} (${proxy.from}): ${code}; check the proxy, or add ${host.replace(/:\d+$/, '')} to NO_PROXY`;
+}

@@ -2,10 +2,11 @@
 // (containers-certs.d(5)): a directory named HOST[:PORT] under each certs.d root, first found wins;
 // in it `*.crt` are CA certificates (added to the system's), `NAME.cert` + `NAME.key` a client
 // certificate pair. `--cert-dir DIR` (skopeo) names the directory itself and replaces the lookup.
-// Leaf module: imports nothing of ours.
+// A directory that cannot be used throws CertDirError (net-errors.ts): never a reason to try plain HTTP.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
+import { CertDirError } from './net-errors.js';
 
 /** Where docker (/etc/docker/certs.d) and podman/skopeo (/etc/containers/certs.d) keep them. */
 export const DEFAULT_CERTS_D_ROOTS = ['/etc/containers/certs.d', '/etc/docker/certs.d'];
@@ -34,7 +35,7 @@ export interface TlsMaterial {
 const MAX_CERT_FILE_BYTES = 1024 * 1024;
 
 function readSmall(path: string): string {
-  if (statSync(path).size > MAX_CERT_FILE_BYTES) throw new Error(`${path}: larger than ${MAX_CERT_FILE_BYTES} bytes, not a certificate`);
+  if (statSync(path).size > MAX_CERT_FILE_BYTES) throw new CertDirError(`${path}: larger than ${MAX_CERT_FILE_BYTES} bytes, not a certificate`);
   return readFileSync(path, 'utf8');
 }
 
@@ -61,19 +62,19 @@ export function readCertDir(dir: string): TlsMaterial {
   try {
     names = readdirSync(dir).sort();
   } catch (err) {
-    throw new Error(`certificate directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new CertDirError(`certificate directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   const cas = names.filter((n) => n.endsWith('.crt')).map((n) => readSmall(join(dir, n)));
   const out: TlsMaterial = { dir };
   if (cas.length) out.ca = [...rootCertificates, ...cas];
   for (const n of names.filter((x) => x.endsWith('.cert'))) {
     const keyName = `${n.slice(0, -'.cert'.length)}.key`;
-    if (!names.includes(keyName)) throw new Error(`certificate directory ${dir}: client certificate ${n} has no ${keyName}`);
+    if (!names.includes(keyName)) throw new CertDirError(`certificate directory ${dir}: client certificate ${n} has no ${keyName}`);
     out.cert ??= readSmall(join(dir, n));
     out.key ??= readSmall(join(dir, keyName));
   }
   for (const n of names.filter((x) => x.endsWith('.key'))) {
-    if (!names.includes(`${n.slice(0, -'.key'.length)}.cert`)) throw new Error(`certificate directory ${dir}: key ${n} has no matching .cert`);
+    if (!names.includes(`${n.slice(0, -'.key'.length)}.cert`)) throw new CertDirError(`certificate directory ${dir}: key ${n} has no matching .cert`);
   }
   return out;
 }

@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici';
 import { request } from './http.js';
 import { isLoopbackHost } from './hosts.js';
 import { Transport, type TransportOptions } from './transport.js';
-import { errorCode, explainConnectError, isCertificateError } from './net-errors.js';
+import { errorCode, explainConnectError, isTlsRefusal } from './net-errors.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import { RegistryError } from './errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from './retry.js';
@@ -170,11 +170,13 @@ export class RegistryClient {
         try {
           return { scheme: 'https', challenge: await this.ping('https', host) };
         } catch (err) {
-          if (!isCertificateError(err) && this.mayUseHttp(host)) {
+          const cause = await this.tlsCause(err, new URL(`https://${host}`));
+          if (!isTlsRefusal(cause) && this.mayUseHttp(host)) {
+            // Only a registry's answer counts: a TLS server answers plain HTTP with 400.
             const challenge = await this.ping('http', host).catch(() => undefined);
             if (challenge !== undefined) return { scheme: 'http', challenge };
           }
-          return { scheme: isCertificateError(err) ? 'https' : this.fallbackScheme(host), challenge: undefined };
+          return { scheme: isTlsRefusal(cause) ? 'https' : this.fallbackScheme(host), challenge: undefined };
         }
       })().catch((): Probe => ({ scheme: this.fallbackScheme(host), challenge: undefined }));
       p.then((r) => {
@@ -184,6 +186,13 @@ export class RegistryClient {
       this.pings.set(registry, p);
     }
     return p;
+  }
+
+  /** A closed HTTPS connection may hide a TLS refusal (see Transport.diagnoseTls): the real cause when it does. */
+  private async tlsCause(err: unknown, url: URL): Promise<unknown> {
+    if (url.protocol !== 'https:' || isTlsRefusal(err) || !/UND_ERR_SOCKET|ECONNRESET|EPIPE/.test(errorCode(err))) return err;
+    const real = await this.transport.diagnoseTls(url);
+    return real && isTlsRefusal(real) ? real : err;
   }
 
   /** One GET /v2/ on `scheme`; the challenge (null: none needed or none understood), or a throw when unreachable. */
@@ -196,6 +205,7 @@ export class RegistryClient {
       bodyTimeout: PROBE_TIMEOUT_MS,
     });
     await res.body.dump();
+    if (scheme === 'http' && res.statusCode === 400) throw new RegistryError('http', `${host} answered plain HTTP with 400 (a TLS port?)`, 400);
     const c = res.statusCode === 401 ? parseChallenge(res.headers['www-authenticate']) : undefined;
     return c && (c.scheme === 'bearer' || c.scheme === 'basic') ? c : null;
   }
@@ -281,8 +291,9 @@ export class RegistryClient {
           chunks.push(chunk);
         }
         return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
-      } catch (err) {
-        if (err instanceof RegistryError) throw err;
+      } catch (caught) {
+        if (caught instanceof RegistryError) throw caught;
+        const err = await this.tlsCause(caught, new URL(url));
         if (isRetryableError(err) && attempt < MAX_ATTEMPTS) {
           await sleep(backoffMs(attempt));
           continue;

@@ -19,6 +19,19 @@ export function isCertificateError(err: unknown): boolean {
   return UNTRUSTED.has(code) || EXPIRED.has(code) || code === 'ERR_TLS_CERT_ALTNAME_INVALID';
 }
 
+/** A certs.d or --cert-dir directory that cannot be used (thrown while building a connection). */
+export class CertDirError extends Error {
+  override name = 'CertDirError';
+}
+
+/**
+ * The server speaks TLS but refused us (certificate, client certificate) or our own TLS settings
+ * are broken: plain HTTP is no answer to these, and their message is the one to report.
+ */
+export function isTlsRefusal(err: unknown): boolean {
+  return isCertificateError(err) || wantsClientCert(err) || err instanceof CertDirError || (err as { cause?: unknown })?.cause instanceof CertDirError;
+}
+
 function wantsClientCert(err: unknown): boolean {
   const code = errorCode(err);
   const text = `${code} ${(err as Error)?.message ?? ''} ${(err as { cause?: Error })?.cause?.message ?? ''}`.toLowerCase();
@@ -34,6 +47,7 @@ export interface ProxyInfo {
 
 /** The one-line explanation of a connection failure to `host`, or undefined when the raw code says enough. */
 export function explainConnectError(err: unknown, host: string, proxy?: ProxyInfo): string | undefined {
+  if (err instanceof CertDirError) return err.message;
   const code = errorCode(err);
   const dir = `/etc/containers/certs.d/${host}/`;
   if (UNTRUSTED.has(code)) {
@@ -44,14 +58,16 @@ export function explainConnectError(err: unknown, host: string, proxy?: ProxyInf
     return `TLS to ${host} failed: its certificate does not name ${host.replace(/:\d+$/, '')} (${code}); use the name the certificate holds, or skip verification with --tls-verify=false`;
   }
   if (wantsClientCert(err)) {
-    return `TLS to ${host} failed: the registry wants a client certificate (${code}); put client.cert and client.key in ${dir} (or --cert-dir DIR)`;
+    return `TLS to ${host} failed: the registry wants a client certificate it trusts (${code}); put client.cert and client.key in ${dir} (or --cert-dir DIR)`;
   }
   if (!proxy) return undefined;
   const message = `${(err as Error)?.message ?? ''}`;
-  const status = /Proxy response \((\d+)\)|\((407)\)/.exec(message);
-  if (status?.[1] === '407' || status?.[2] === '407') {
-    return `proxy ${proxy.url} (${proxy.from}) asked for credentials or refused them (HTTP 407) for ${host}: give them in the URL, http://USER:PASSWORD@HOST:PORT`;
+  const m = /Proxy response \((\d+)\)|\((407)\)/.exec(message);
+  const status = m?.[1] ?? m?.[2];
+  // tinyproxy answers 401 to a CONNECT with wrong credentials, 407 to one without.
+  if (status === '407' || status === '401') {
+    return `proxy ${proxy.url} (${proxy.from}) asked for credentials or refused them (HTTP ${status}) for ${host}: give them in the URL, http://USER:PASSWORD@HOST:PORT`;
   }
-  if (status) return `proxy ${proxy.url} (${proxy.from}) refused the tunnel to ${host} (HTTP ${status[1]})`;
+  if (status) return `proxy ${proxy.url} (${proxy.from}) refused the tunnel to ${host} (HTTP ${status})`;
   return `cannot reach ${host} through proxy ${proxy.url} (${proxy.from}): ${code}; check the proxy, or add ${host.replace(/:\d+$/, '')} to NO_PROXY`;
 }

@@ -2,6 +2,8 @@
 // per origin, direct or through the environment's proxy (CONNECT tunnel), with the TLS material of
 // that registry (certs.d, --cert-dir, --tls-verify=false, insecure registries). Its options are
 // plain data so they travel to the workers inside each task.
+import { connect as tlsConnect } from 'node:tls';
+import { isIP } from 'node:net';
 import type * as undici from 'undici';
 import { Agent, ProxyAgent, DispatcherClass } from './http.js';
 import { certsDRoots, findCertDir, readCertDir, type TlsMaterial } from './certs.js';
@@ -78,6 +80,35 @@ export class Transport extends (DispatcherClass as unknown as new () => AnyDispa
       this.routes.set(key, d);
     }
     return d;
+  }
+
+  /**
+   * The TLS error behind a connection the server closed: undici reports a TLS 1.3 alert that
+   * arrives after the handshake (a registry that wants a client certificate) as "other side
+   * closed", so one bare TLS connection asks again. Direct connections only; bounded by 5 s.
+   */
+  diagnoseTls(origin: URL): Promise<unknown> {
+    if (origin.protocol !== 'https:' || this.proxyOf(origin)) return Promise.resolve(undefined);
+    let tls: ReturnType<typeof tlsFor>;
+    try {
+      tls = tlsFor(this.options, origin.host);
+    } catch (err) {
+      return Promise.resolve(err);
+    }
+    const host = origin.hostname.replace(/^\[|\]$/g, '');
+    return new Promise((resolve) => {
+      const socket = tlsConnect({ host, port: Number(origin.port || 443), servername: isIP(host) ? undefined : host, ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized }, () =>
+        socket.write(`GET /v2/ HTTP/1.1\r\nHost: ${origin.host}\r\nConnection: close\r\n\r\n`),
+      );
+      const done = (err?: unknown) => {
+        socket.destroy();
+        resolve(err);
+      };
+      socket.setTimeout(5_000, () => done());
+      socket.once('error', done);
+      socket.once('data', () => done());
+      socket.once('end', () => done());
+    });
   }
 
   override dispatch(opts: undici.Dispatcher.DispatchOptions, handler: undici.Dispatcher.DispatchHandler): boolean {

@@ -308,6 +308,21 @@ describe('registries.conf', () => {
     expect(r.code, r.stderr).toBe(0);
   });
 
+  it('lets an insecure registry with a name (not loopback) fall back to plain HTTP; without it, one line says why', async () => {
+    const ref = `${NAME}:${portOf(plain)}/${REPO}:1.0`;
+    const refused = await save(ref, []);
+    expect(refused.code).toBe(1);
+    const lines = errorLines(refused.stderr);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`TLS to ${NAME}:${portOf(plain)} failed: it does not speak TLS`);
+    expect(lines[0]).toContain('--plain-http');
+    const file = await conf(`[[registry]]\nlocation = "${NAME}:${portOf(plain)}"\ninsecure = true\n`);
+    const r = await ocisave(['save', ref, '-o', join(await fresh('out'), 'b'), '--cache', await fresh('cache'), '--json', '--registries-conf', file], { env: baseEnv() });
+    expect(r.code, r.stderr).toBe(0);
+    const flag = await save(ref, ['--tls-verify=false']);
+    expect(flag.code, flag.stderr).toBe(0);
+  });
+
   it('is read from $XDG_CONFIG_HOME/containers/registries.conf; a malformed file is one clear line', async () => {
     const home = await fresh('xdg');
     await mkdir(join(home, 'containers'));

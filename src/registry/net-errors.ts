@@ -60,6 +60,9 @@ export function explainConnectError(err: unknown, host: string, proxy?: ProxyInf
   if (wantsClientCert(err)) {
     return `TLS to ${host} failed: the registry wants a client certificate it trusts (${code}); put client.cert and client.key in ${dir} (or --cert-dir DIR)`;
   }
+  if (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST/.test(code)) {
+    return `TLS to ${host} failed: it does not speak TLS (${code}); for a plain-HTTP registry pass --plain-http, or mark it insecure in registries.conf`;
+  }
   if (!proxy) return undefined;
   const message = `${(err as Error)?.message ?? ''}`;
   const m = /Proxy response \((\d+)\)|\((407)\)/.exec(message);

@@ -84,7 +84,8 @@ function cleanLocation(v: string, what: string): string {
 }
 
 function parseEntry(raw: Record<string, unknown>, at: string): RegistryEntry {
-  const location = str(raw.location, `${at}.location`);
+  const rawLocation = str(raw.location, `${at}.location`);
+  const location = rawLocation === undefined ? undefined : cleanLocation(rawLocation, `${at}.location`);
   const prefix = str(raw.prefix, `${at}.prefix`) ?? location;
   if (!prefix) throw new Error(`${at} has neither prefix nor location`);
   const cleanPrefix = prefix.startsWith('*.') ? prefix.trim() : cleanLocation(prefix, `${at}.prefix`);
@@ -101,7 +102,7 @@ function parseEntry(raw: Record<string, unknown>, at: string): RegistryEntry {
   });
   return {
     prefix: cleanPrefix,
-    location: location ? cleanLocation(location, `${at}.location`) : cleanPrefix,
+    location: location ?? cleanPrefix,
     insecure: bool(raw.insecure, `${at}.insecure`),
     blocked: bool(raw.blocked, `${at}.blocked`),
     mirrors,
@@ -158,14 +159,15 @@ export function rewrite(entry: RegistryEntry, name: string, location: string): s
   return entry.prefix.startsWith('*.') ? name : location + name.slice(entry.prefix.length);
 }
 
-/** Every concrete host the file marks insecure: no certificate verification, plain HTTP allowed. */
+/**
+ * Every concrete host the file marks insecure (no certificate verification, plain HTTP allowed):
+ * the hosts connected to, i.e. locations and mirrors. TLS settings are per host, so an insecure
+ * prefix makes its whole location host insecure. Wildcard prefixes name no host: not applied.
+ */
 export function insecureHosts(conf: RegistriesConf | undefined): HostOptionsMap {
   const out: HostOptionsMap = {};
   for (const r of conf?.registries ?? []) {
-    if (r.insecure && !r.prefix.startsWith('*.')) {
-      out[r.location.split('/')[0]!] = { tlsVerify: false };
-      out[r.prefix.split('/')[0]!] = { tlsVerify: false };
-    }
+    if (r.insecure && !r.prefix.startsWith('*.')) out[r.location.split('/')[0]!] = { tlsVerify: false };
     for (const m of r.mirrors) if (m.insecure) out[m.location.split('/')[0]!] = { tlsVerify: false };
   }
   return out;

@@ -323,10 +323,12 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
       if (code === 200) return { restartFromZero: offset > 0 || (end !== undefined && end < task.size) };
       return undefined;
     }, sink).catch((err: unknown) => {
-      // A certificate, a client certificate or a proxy problem gets its one line; the rest as before.
+      // A certificate, a client certificate or a proxy problem gets its one line (retried as the
+      // raw error would be); our own sink's errors and the rest go on as they are.
+      if (err instanceof TransferError) throw err;
       const u = new URL(url);
       const explained = explainConnectError(err, u.host, sharedTransport(task.transport).proxyOf(u));
-      throw explained ? new TransferError('failed', explained) : err;
+      throw explained ? new TransferError('failed', explained, isRetryableError(err)) : err;
     });
     const { status } = answer;
     if (status === 200 || status === 206) return;

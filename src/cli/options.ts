@@ -5,7 +5,7 @@ import { hostPlatform, parsePlatformSelector, type PlatformSelector } from '../r
 import { lookupCredential, type Credential } from '../registry/credentials.js';
 import type { CredentialLookup } from '../registry/client.js';
 import { loadRegistriesConf } from '../registry/registries-conf.js';
-import type { NetworkOptions } from '../registry/transport.js';
+import type { NetworkOptions } from '../registry/network.js';
 
 export interface CommonFlags {
   cache?: string;

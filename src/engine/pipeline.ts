@@ -11,7 +11,7 @@ import { RegistryClient, type CredentialLookup } from '../registry/client.js';
 import { blobsOf, leafManifests, type BlobNeed, type Failure, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
 import { Resolver, type ResolveInput } from '../resolve/resolve.js';
 import { Mirrors, parseMirror } from '../registry/mirror.js';
-import { transportOptions, type NetworkOptions } from '../registry/transport.js';
+import { transportOptions, type NetworkOptions } from '../registry/network.js';
 import { addSignatures } from '../resolve/signatures.js';
 import { EngineEvents } from './events.js';
 import { Plan } from './plan.js';

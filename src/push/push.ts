@@ -9,7 +9,7 @@ import { Semaphore, mapLimit } from '../engine/limit.js';
 import { openBundle, type OpenedBundle } from '../bundle/index.js';
 import { manifestRefs, type Bundle, type BundleRepository } from '../bundle/types.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
-import { transportOptions, type NetworkOptions } from '../registry/transport.js';
+import { transportOptions, type NetworkOptions } from '../registry/network.js';
 import { RegistryError } from '../registry/errors.js';
 import { MANIFEST_ACCEPT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';

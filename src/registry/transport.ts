@@ -7,9 +7,8 @@ import { isIP } from 'node:net';
 import type * as undici from 'undici';
 import { Agent, ProxyAgent, DispatcherClass } from './http.js';
 import { certsDRoots, findCertDir, readCertDir, type TlsMaterial } from './certs.js';
-import { proxyFor, proxySettingsFromEnv, redactProxy, type ProxySettings } from './proxy.js';
+import { proxyFor, redactProxy, type ProxySettings } from './proxy.js';
 import type { HostOptions, HostOptionsMap } from './host-options.js';
-import { insecureHosts, type RegistriesConf } from './registries-conf.js';
 
 export interface TransportOptions {
   /** false: no certificate verification for any registry (--tls-verify=false). Default true. */
@@ -131,30 +130,4 @@ export function sharedTransport(options: TransportOptions): Transport {
   let t = shared.get(key);
   if (!t) shared.set(key, (t = new Transport(options)));
   return t;
-}
-
-/** How a run connects to registries, as the library's callers give it (the CLI from its flags). */
-export interface NetworkOptions {
-  /** false: skip certificate verification everywhere, and allow plain HTTP (skopeo's --tls-verify=false). */
-  tlsVerify?: boolean;
-  /** One certs.d-style directory for every registry (skopeo's --cert-dir). */
-  certDir?: string;
-  /** Per registry host[:port] (skopeo-sync YAML's tls-verify/cert-dir); wins over registries.conf and the flags. */
-  hostOptions?: HostOptionsMap;
-  /** Parsed registries.conf: its `insecure` hosts, mirrors, locations and blocked prefixes. */
-  registriesConf?: RegistriesConf;
-  /** Environment for HTTP(S)_PROXY, NO_PROXY and OCISAVE_CERTS_D (default process.env). */
-  env?: NodeJS.ProcessEnv;
-}
-
-/** NetworkOptions → TransportOptions; throws a one-line error for a malformed proxy variable. */
-export function transportOptions(o: NetworkOptions): TransportOptions {
-  const env = o.env ?? process.env;
-  return {
-    tlsVerify: o.tlsVerify,
-    certDir: o.certDir,
-    hostOptions: { ...insecureHosts(o.registriesConf), ...o.hostOptions },
-    certsDRoots: certsDRoots(env),
-    proxy: proxySettingsFromEnv(env),
-  };
 }

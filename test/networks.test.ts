@@ -339,7 +339,7 @@ describe('registries.conf', () => {
 });
 
 describe('credentials per registry', () => {
-  it('--creds-registry sends --username/--password-stdin to that registry only', async () => {
+  it('--creds-registry sends --username/--password-stdin to that registry only; --authfile names an auth file', async () => {
     const secured = await startRegistry({ htpasswd: { username: 'carol', password: 'c4rol-pass' } });
     const watched = await startFaultProxy(plain.url);
     try {
@@ -357,6 +357,22 @@ describe('credentials per registry', () => {
       expect(watched.stats().requests.length).toBeGreaterThan(0);
       expect(watched.stats().requests.filter((q) => q.authorization)).toEqual([]);
       expect(r.stderr + r.stdout).not.toContain('c4rol-pass');
+
+      // The same account from an auth file named on the command line (skopeo's --authfile).
+      const authfile = join(await fresh('auth'), 'auth.json');
+      await writeFile(authfile, JSON.stringify({ auths: { [secured.host]: { auth: Buffer.from('carol:c4rol-pass').toString('base64') } } }));
+      const viaFile = await ocisave(
+        ['save', `${secured.host}/other/img:1.0`, '-o', join(await fresh('out'), 'b'), '--cache', await fresh('cache'), '--json', '--registries-conf', join(work, 'empty.conf'), '--authfile', authfile],
+        { env: baseEnv({ DOCKER_CONFIG: join(work, 'no-docker-config'), REGISTRY_AUTH_FILE: '' }) },
+      );
+      expect(viaFile.code, viaFile.stderr).toBe(0);
+      expect(viaFile.stderr + viaFile.stdout).not.toContain('c4rol-pass');
+      const without = await ocisave(
+        ['save', `${secured.host}/other/img:1.0`, '-o', join(await fresh('out'), 'b'), '--cache', await fresh('cache'), '--registries-conf', join(work, 'empty.conf')],
+        { env: baseEnv({ DOCKER_CONFIG: join(work, 'no-docker-config'), REGISTRY_AUTH_FILE: '', XDG_RUNTIME_DIR: join(work, 'no-runtime') }) },
+      );
+      expect(without.code).toBe(1);
+      expect(without.stderr).toContain('no credentials found');
     } finally {
       await watched.stop();
       await secured.stop();

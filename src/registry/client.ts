@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici';
 import { request } from './http.js';
 import { isLoopbackHost } from './hosts.js';
 import { Transport, type TransportOptions } from './transport.js';
+import type { HostOptionsMap } from './host-options.js';
 import { errorCode, explainConnectError, isTlsRefusal } from './net-errors.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import { RegistryError } from './errors.js';
@@ -20,6 +21,8 @@ export interface ClientOptions {
   plainHttp?: boolean;
   /** TLS per registry, proxies: how connections are made (also handed to the download workers). */
   transport?: TransportOptions;
+  /** Per registry host[:port] TLS settings, over transport.hostOptions (skopeo-sync YAML). */
+  hostOptions?: HostOptionsMap;
   credentials?: CredentialLookup;
   /** Connections per registry host. */
   connections?: number;
@@ -80,14 +83,13 @@ export class RegistryClient {
   private readonly credentialCache = new Map<string, Promise<Credential | undefined>>();
   private readonly pings = new Map<string, Promise<Probe>>();
 
-  constructor(private readonly opts: ClientOptions = {}) {
-    this.transport = new Transport({ ...opts.transport, connections: opts.connections ?? 16 });
-    this.dispatcher = this.transport;
-  }
+  /** The transport options, also for the download workers (which keep undici's connection defaults). */
+  readonly transportOptions: TransportOptions;
 
-  /** The transport options for the download workers (their own connections, undici's defaults). */
-  get transportOptions(): TransportOptions {
-    return { ...this.opts.transport };
+  constructor(private readonly opts: ClientOptions = {}) {
+    this.transportOptions = { ...opts.transport, hostOptions: { ...opts.transport?.hostOptions, ...opts.hostOptions } };
+    this.transport = new Transport({ ...this.transportOptions, connections: opts.connections ?? 16 });
+    this.dispatcher = this.transport;
   }
 
   /** `scheme://host` of the registry's API, once its first GET /v2/ has told which scheme it speaks. */

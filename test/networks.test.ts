@@ -196,6 +196,19 @@ describe('HTTP(S)_PROXY and NO_PROXY through tinyproxy', () => {
     expect(back.code, back.stderr).toBe(0);
   });
 
+  it('reaches an insecure plain-HTTP registry through HTTP_PROXY after HTTPS failed through HTTPS_PROXY', async () => {
+    const host = `${NAME}:${portOf(plain)}`;
+    const file = join(await fresh('conf'), 'registries.conf');
+    await writeFile(file, `[[registry]]\nlocation = "${host}"\ninsecure = true\n`);
+    const before = proxy.connects().length;
+    const r = await ocisave(['save', `${host}/${REPO}:1.0`, '-o', join(await fresh('out'), 'b'), '--cache', await fresh('cache'), '--json', '--registries-conf', file], {
+      env: baseEnv({ HTTPS_PROXY: proxy.url, HTTP_PROXY: proxy.url }),
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(summaryOf(r).downloaded.bytes).toBeGreaterThanOrEqual(BIG);
+    expect(proxy.connects().slice(before)).toContain(`CONNECT ${host}`);
+  });
+
   it('sends proxy credentials from the URL, and never prints them', async () => {
     const url = new URL(authProxy.url);
     url.username = 'alice';

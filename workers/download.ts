@@ -8,7 +8,8 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { parentPort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
-import { Agent } from '../src/registry/http.js';
+import { sharedTransport } from '../src/registry/transport.js';
+import { explainConnectError } from '../src/registry/net-errors.js';
 import { Cache } from '../src/cache/cache.js';
 import { writeFully } from '../src/cache/write-error.js';
 import { resumeHasher, createHasher, hashFile } from '../src/hash/hasher.js';
@@ -18,9 +19,6 @@ import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask
 // Piscina loads this module with a synchronous require(); once that has returned (the next turn
 // of the event loop), the pool may terminate this thread safely.
 setImmediate(() => parentPort?.postMessage(WORKER_LOADED));
-
-/** This thread's connections, with undici's defaults. */
-const agent = new Agent();
 
 const caches = new Map<string, Cache>();
 function cacheAt(dir: string): Cache {
@@ -320,7 +318,7 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const headers: Record<string, string> = new URL(url).host === registryHost ? { ...task.headers } : {};
     if (offset > 0 || end !== undefined) headers.range = `bytes=${offset}-${end !== undefined ? end - 1 : ''}`;
-    const answer = await exchange(url, headers, (code, h) => {
+    const answer = await exchange(task, url, headers, (code, h) => {
       if (code === 206) {
         const range = /^bytes (\d+)-/.exec(String(h['content-range'] ?? ''));
         if (!range || Number(range[1]) !== offset) throw new TransferError('failed', `server answered a range starting elsewhere than ${offset}`, true);
@@ -328,7 +326,14 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
       }
       if (code === 200) return { restartFromZero: offset > 0 || (end !== undefined && end < task.size) };
       return undefined;
-    }, sink);
+    }, sink).catch((err: unknown) => {
+      // A certificate, a client certificate or a proxy problem gets its one line (retried as the
+      // raw error would be); our own sink's errors and the rest go on as they are.
+      if (err instanceof TransferError) throw err;
+      const u = new URL(url);
+      const explained = explainConnectError(err, u.host, sharedTransport(task.transport).proxyOf(u));
+      throw explained ? new TransferError('failed', explained, isRetryableError(err)) : err;
+    });
     const { status } = answer;
     if (status === 200 || status === 206) return;
     const header = (name: string) => [answer.headers[name]].flat()[0];
@@ -355,6 +360,7 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
  * with it.
  */
 function exchange(
+  task: DownloadTask,
   url: string,
   headers: Record<string, string>,
   accept: (status: number, headers: ResponseHeaders) => { restartFromZero: boolean } | undefined,
@@ -404,6 +410,7 @@ function exchange(
         reject(err);
       },
     };
-    agent.dispatch({ origin, path: pathname + search, method: 'GET', headers, headersTimeout: 60_000, bodyTimeout: 60_000 }, handler);
+    // This thread's connections (undici's defaults), one transport per distinct settings.
+    sharedTransport(task.transport).dispatch({ origin, path: pathname + search, method: 'GET', headers, headersTimeout: 60_000, bodyTimeout: 60_000 }, handler);
   });
 }

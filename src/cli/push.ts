@@ -3,7 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import type { PushEvent, PushSummary } from '../push/push.js';
 import { parseTarget } from '../push/target.js';
-import { credentialsFrom, positiveInt, type CommonFlags } from './options.js';
+import { addCredentialOptions, addNetworkOptions, credentialsFrom, networkFrom, positiveInt, type CommonFlags } from './options.js';
 import { formatBytes } from './render.js';
 
 interface PushFlags extends CommonFlags {
@@ -36,19 +36,18 @@ function pushText(s: PushSummary): string {
 }
 
 export function pushCommand(): Command {
-  return new Command('push')
+  const cmd = new Command('push')
     .description('push a saved bundle (registry layout, OCI layout/archive, docker-save tar) to a registry, digests unchanged')
     .argument('<bundle>', 'bundle directory or archive')
     .requiredOption('--to <registry>', 'HOST[:PORT][/prefix]: target registry, optionally a repository prefix')
     .option('--repository <name>', 'push only this bundle repository; repeatable', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--plain-http', 'talk plain HTTP to the target (loopback registries always use it)')
     .option('-j, --jobs <n>', 'blob uploads in flight at once (default 4)', positiveInt)
     .option('--chunk-size <size>', 'bytes per upload chunk (PATCH), e.g. 16MiB', parseBytes)
-    .option('--username <name>', 'registry user for the target')
-    .option('--password-stdin', 'read the password for --username from standard input')
     .option('--json', 'events as JSON lines on stderr, the result as JSON on stdout')
-    .option('-q, --quiet', 'no progress output')
-    .action(async (bundle: string, flags: PushFlags) => {
+    .option('-q, --quiet', 'no progress output');
+  addNetworkOptions(cmd, 'talk plain HTTP to the target, without trying HTTPS first');
+  addCredentialOptions(cmd, 'registry user for the target');
+  return cmd.action(async (bundle: string, flags: PushFlags) => {
       const target = parseTarget(flags.to);
       const onEvent = (e: PushEvent) => {
         if (flags.json) process.stderr.write(`${JSON.stringify(e)}\n`);
@@ -59,6 +58,7 @@ export function pushCommand(): Command {
       const summary = await push(bundle, {
         to: flags.to,
         plainHttp: flags.plainHttp,
+        ...networkFrom(flags),
         jobs: flags.jobs,
         chunkBytes: flags.chunkSize,
         only: flags.repository,

@@ -13,6 +13,7 @@ import { RegistryClient, type CredentialLookup } from '../registry/client.js';
 import { blobsOf, leafManifests, type BlobNeed, type Failure, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
 import { Resolver, type ResolveInput } from '../resolve/resolve.js';
 import { Mirrors, parseMirror } from '../registry/mirror.js';
+import { transportOptions, type NetworkOptions } from '../registry/network.js';
 import { addSignatures } from '../resolve/signatures.js';
 import { expandTagSets, type TagSetRequest } from '../resolve/tags.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
@@ -22,7 +23,7 @@ import { ImageReadiness } from './readiness.js';
 import { DownloadPool } from './pool.js';
 import { Downloads } from './scheduler.js';
 
-export interface FetchOptions {
+export interface FetchOptions extends NetworkOptions {
   platforms: PlatformSelector;
   cacheDir?: string;
   plainHttp?: boolean;
@@ -131,9 +132,11 @@ interface Session {
 
 function openSession(opts: FetchOptions, events: EngineEvents): Session {
   const mirrorHosts = (opts.mirrors ?? []).map((m) => parseMirror(m, opts.plainHttp));
+  const transport = transportOptions(opts);
   const cache = Cache.open(opts.cacheDir ?? defaultCacheDir());
-  const client = new RegistryClient({ plainHttp: opts.plainHttp, credentials: opts.credentials, connections: (opts.jobs ?? DEFAULT_JOBS) + 4 });
-  const mirrors = mirrorHosts.length ? new Mirrors(client, mirrorHosts, events) : undefined;
+  const client = new RegistryClient({ plainHttp: opts.plainHttp, credentials: opts.credentials, connections: (opts.jobs ?? DEFAULT_JOBS) + 4, transport });
+  const conf = opts.registriesConf;
+  const mirrors = mirrorHosts.length || conf?.registries.length ? new Mirrors(client, { hubMirrors: mirrorHosts, registriesConf: conf }, events) : undefined;
   return {
     cache,
     client,

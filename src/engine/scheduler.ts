@@ -148,14 +148,15 @@ export class Downloads {
     if (this.opts.failFast) this.cancel();
   }
 
-  private task(blob: PlannedBlob, source: BlobSource, progress: SharedArrayBuffer, slot: number, auth: string | undefined): DownloadTask {
+  private async task(blob: PlannedBlob, source: BlobSource, progress: SharedArrayBuffer, slot: number, auth: string | undefined): Promise<DownloadTask> {
     const { cache, client } = this.opts;
     return {
+      transport: client.transportOptions,
       cacheDir: cache.dir,
       digest: blob.digest,
       size: blob.size,
       mediaType: blob.mediaType,
-      url: `${client.baseUrl(source.registry)}/v2/${source.repository}/blobs/${blob.digest}`,
+      url: `${await client.baseUrl(source.registry)}/v2/${source.repository}/blobs/${blob.digest}`,
       headers: auth ? { authorization: auth, 'user-agent': USER_AGENT } : { 'user-agent': USER_AGENT },
       hasher: this.opts.hasher,
       progress,
@@ -180,7 +181,7 @@ export class Downloads {
           events.emit({ type: 'blob-start', digest: blob.digest, size: blob.size });
         }
         const auth = await client.authorization(source.registry, source.repository);
-        const task = this.task(blob, source, progress, slot, auth);
+        const task = await this.task(blob, source, progress, slot, auth);
         result = await pool.run(range ? { ...task, start: range[0], end: range[1] } : task, name);
       } catch (err) {
         result = { ok: false, code: 'failed', message: this.abort.signal.aborted ? 'cancelled' : (err as Error).message, fetched: 0 };

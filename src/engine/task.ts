@@ -1,11 +1,14 @@
 // The contract between the scheduler (main thread) and the download workers.
 import type { HasherKind } from '../hash/hasher.js';
+import type { TransportOptions } from '../registry/transport.js';
 
 export interface DownloadTask {
   cacheDir: string;
   digest: string;
   size: number;
   mediaType: string;
+  /** How to connect (TLS material, proxy): the worker builds its dispatcher from it. */
+  transport: TransportOptions;
   /** The blob URL on the registry. */
   url: string;
   /** Sent to the registry host only, never to a redirect target on another host. */

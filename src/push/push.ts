@@ -9,13 +9,14 @@ import { Semaphore, mapLimit } from '../engine/limit.js';
 import { openBundle, type OpenedBundle } from '../bundle/index.js';
 import { manifestRefs, type Bundle, type BundleRepository } from '../bundle/types.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
+import { transportOptions, type NetworkOptions } from '../registry/network.js';
 import { RegistryError } from '../registry/errors.js';
 import { MANIFEST_ACCEPT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { parseTarget, targetRepository, type PushTarget } from './target.js';
 import { DEFAULT_CHUNK_BYTES, errorDetail, httpError, PushSession } from './upload.js';
 
-export interface PushOptions {
+export interface PushOptions extends NetworkOptions {
   /** HOST[:PORT][/prefix] */
   to: string;
   plainHttp?: boolean;
@@ -98,7 +99,7 @@ export async function push(bundlePath: string, opts: PushOptions): Promise<PushS
   const target: PushTarget = parseTarget(opts.to);
   const bundle = await openBundle(bundlePath);
   const jobs = opts.jobs ?? 4;
-  const client = new RegistryClient({ plainHttp: opts.plainHttp || target.plainHttp, credentials: opts.credentials, connections: jobs + 4 });
+  const client = new RegistryClient({ plainHttp: opts.plainHttp || target.plainHttp, credentials: opts.credentials, connections: jobs + 4, transport: transportOptions(opts) });
   const emit = opts.onEvent ?? (() => {});
   const summary: PushSummary = {
     bundle: bundlePath,

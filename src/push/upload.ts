@@ -37,13 +37,14 @@ function header(res: Response, name: string): string | undefined {
 
 /** A registry session for one push: authenticated requests for a target repository. */
 export class PushSession {
-  readonly base: string;
-
   constructor(
     readonly client: RegistryClient,
     readonly registry: string,
-  ) {
-    this.base = client.baseUrl(registry);
+  ) {}
+
+  /** The registry's API origin (its scheme is known once the first request went through api()). */
+  get base(): string {
+    return this.client.knownBaseUrl(this.registry);
   }
 
   /** A request through RegistryClient.api (auth challenge learnt and followed, retries on 5xx). */

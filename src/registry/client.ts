@@ -1,8 +1,11 @@
 // The registry HTTP API client used on the main thread: auth (anonymous, basic, bearer tokens),
 // manifests, tags, and the Authorization header handed to download workers.
 import type { Dispatcher } from 'undici';
-import { Agent, request } from './http.js';
+import { request } from './http.js';
 import { isLoopbackHost } from './hosts.js';
+import { Transport, type TransportOptions } from './transport.js';
+import type { HostOptionsMap } from './host-options.js';
+import { errorCode, explainConnectError, isTlsRefusal } from './net-errors.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import { RegistryError } from './errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from './retry.js';
@@ -15,8 +18,12 @@ import { isTag } from '../ref/reference.js';
 export type CredentialLookup = (registry: string) => Promise<Credential | undefined>;
 
 export interface ClientOptions {
-  /** Talk plain HTTP to every registry (loopback hosts always get plain HTTP). */
+  /** Talk plain HTTP to every registry, without trying HTTPS first. */
   plainHttp?: boolean;
+  /** TLS per registry, proxies: how connections are made (also handed to the download workers). */
+  transport?: TransportOptions;
+  /** Per registry host[:port] TLS settings, over transport.hostOptions (skopeo-sync YAML). */
+  hostOptions?: HostOptionsMap;
   credentials?: CredentialLookup;
   /** Connections per registry host. */
   connections?: number;
@@ -70,21 +77,57 @@ function tokenScope(repository: string, actions = 'pull', alsoPull: readonly str
   return [`repository:${repository}:${actions}`, ...alsoPull.filter((r) => r !== repository).map((r) => `repository:${r}:pull`)].join(' ');
 }
 
+/** What the first GET /v2/ of a registry taught: the scheme it speaks and its auth challenge. */
+interface Probe {
+  scheme: 'http' | 'https';
+  /** undefined: the registry could not be reached (not remembered: the next caller tries again). */
+  challenge: Challenge | null | undefined;
+}
+
+/** The first GET /v2/ is a ping: bounded, not retried (a mirror that is down costs one refusal). */
+const PROBE_TIMEOUT_MS = 10_000;
+
 export class RegistryClient {
   readonly dispatcher: Dispatcher;
+  readonly transport: Transport;
+  private readonly schemes = new Map<string, 'http' | 'https'>();
   private readonly challenges = new Map<string, Challenge | null>();
   private readonly tokens = new Map<string, Promise<Token>>();
   private readonly credentialCache = new Map<string, Promise<Credential | undefined>>();
-  private readonly pings = new Map<string, Promise<Challenge | null | undefined>>();
+  private readonly pings = new Map<string, Promise<Probe>>();
+
+  /** The transport options, also for the download workers (which keep undici's connection defaults). */
+  readonly transportOptions: TransportOptions;
 
   constructor(private readonly opts: ClientOptions = {}) {
-    this.dispatcher = new Agent({ connections: opts.connections ?? 16, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.transportOptions = { ...opts.transport, hostOptions: { ...opts.transport?.hostOptions, ...opts.hostOptions } };
+    this.transport = new Transport({ ...this.transportOptions, connections: opts.connections ?? 16 });
+    this.dispatcher = this.transport;
   }
 
-  baseUrl(registry: string): string {
-    const host = apiHost(registry);
-    const scheme = this.opts.plainHttp || isLoopbackHost(host) ? 'http' : 'https';
-    return `${scheme}://${host}`;
+  /** `scheme://host` of the registry's API, once its first GET /v2/ has told which scheme it speaks. */
+  async baseUrl(registry: string): Promise<string> {
+    const known = this.schemes.get(registry);
+    return known ? `${known}://${apiHost(registry)}` : `${(await this.probe(registry)).scheme}://${apiHost(registry)}`;
+  }
+
+  /** baseUrl() for a registry already spoken to (a guess from the rules before that). */
+  knownBaseUrl(registry: string): string {
+    return `${this.schemes.get(registry) ?? this.fallbackScheme(apiHost(registry))}://${apiHost(registry)}`;
+  }
+
+  /** Whether the registry answered its GET /v2/ (any HTTP status). */
+  async reachable(registry: string): Promise<boolean> {
+    return (await this.probe(registry)).challenge !== undefined;
+  }
+
+  /** Plain HTTP may be tried where docker would: loopback and insecure registries. */
+  private mayUseHttp(host: string): boolean {
+    return isLoopbackHost(host) || this.transport.insecure(host);
+  }
+
+  private fallbackScheme(host: string): 'http' | 'https' {
+    return this.opts.plainHttp || this.mayUseHttp(host) ? 'http' : 'https';
   }
 
   private credential(registry: string): Promise<Credential | undefined> {
@@ -122,30 +165,64 @@ export class RegistryClient {
   }
 
   /** GET /v2/ once per registry (docker's ping) to learn its auth challenge; undefined when it cannot be reached. */
-  private discoverChallenge(registry: string): Promise<Challenge | null | undefined> {
+  private async discoverChallenge(registry: string): Promise<Challenge | null | undefined> {
+    const { challenge } = await this.probe(registry);
+    if (challenge !== undefined && !this.challenges.has(registry)) this.challenges.set(registry, challenge);
+    return this.challenges.get(registry);
+  }
+
+  /**
+   * HTTPS first, loopback included; plain HTTP only for loopback and insecure registries, and only
+   * when the HTTPS attempt failed for another reason than the certificate (docker's rule: a server
+   * whose certificate we refuse does speak TLS, and its error is the one to report).
+   */
+  private probe(registry: string): Promise<Probe> {
     let p = this.pings.get(registry);
     if (!p) {
-      p = request(`${this.baseUrl(registry)}/v2/`, {
-        method: 'GET',
-        dispatcher: this.dispatcher,
-        headers: { 'user-agent': this.opts.userAgent ?? USER_AGENT },
-        headersTimeout: 30_000,
-        bodyTimeout: 30_000,
-      })
-        .then(async (res) => {
-          await res.body.dump();
-          const c = res.statusCode === 401 ? parseChallenge(res.headers['www-authenticate']) : undefined;
-          if (!this.challenges.has(registry)) this.challenges.set(registry, c && (c.scheme === 'bearer' || c.scheme === 'basic') ? c : null);
-          return this.challenges.get(registry);
-        })
-        .catch(() => {
-          // Unreachable: let the real request report it (with its retries).
-          this.pings.delete(registry);
-          return undefined;
-        });
+      const host = apiHost(registry);
+      p = (async (): Promise<Probe> => {
+        if (this.opts.plainHttp) return { scheme: 'http', challenge: await this.ping('http', host) };
+        try {
+          return { scheme: 'https', challenge: await this.ping('https', host) };
+        } catch (err) {
+          const cause = await this.tlsCause(err, new URL(`https://${host}`));
+          if (!isTlsRefusal(cause) && this.mayUseHttp(host)) {
+            // Only a registry's answer counts: a TLS server answers plain HTTP with 400.
+            const challenge = await this.ping('http', host).catch(() => undefined);
+            if (challenge !== undefined) return { scheme: 'http', challenge };
+          }
+          return { scheme: isTlsRefusal(cause) ? 'https' : this.fallbackScheme(host), challenge: undefined };
+        }
+      })().catch((): Probe => ({ scheme: this.fallbackScheme(host), challenge: undefined }));
+      p.then((r) => {
+        if (r.challenge === undefined) this.pings.delete(registry);
+        else this.schemes.set(registry, r.scheme);
+      });
       this.pings.set(registry, p);
     }
     return p;
+  }
+
+  /** A closed HTTPS connection may hide a TLS refusal (see Transport.diagnoseTls): the real cause when it does. */
+  private async tlsCause(err: unknown, url: URL): Promise<unknown> {
+    if (url.protocol !== 'https:' || isTlsRefusal(err) || !/UND_ERR_SOCKET|ECONNRESET|EPIPE/.test(errorCode(err))) return err;
+    const real = await this.transport.diagnoseTls(url);
+    return real && isTlsRefusal(real) ? real : err;
+  }
+
+  /** One GET /v2/ on `scheme`; the challenge (null: none needed or none understood), or a throw when unreachable. */
+  private async ping(scheme: 'http' | 'https', host: string): Promise<Challenge | null> {
+    const res = await request(`${scheme}://${host}/v2/`, {
+      method: 'GET',
+      dispatcher: this.dispatcher,
+      headers: { 'user-agent': this.opts.userAgent ?? USER_AGENT },
+      headersTimeout: PROBE_TIMEOUT_MS,
+      bodyTimeout: PROBE_TIMEOUT_MS,
+    });
+    await res.body.dump();
+    if (scheme === 'http' && res.statusCode === 400) throw new RegistryError('http', `${host} answered plain HTTP with 400 (a TLS port?)`, 400);
+    const c = res.statusCode === 401 ? parseChallenge(res.headers['www-authenticate']) : undefined;
+    return c && (c.scheme === 'bearer' || c.scheme === 'basic') ? c : null;
   }
 
   /** Forget the token for `repository` (after a 401 mid-download): the next authorization() fetches a new one. */
@@ -229,14 +306,16 @@ export class RegistryClient {
           chunks.push(chunk);
         }
         return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
-      } catch (err) {
-        if (err instanceof RegistryError) throw err;
+      } catch (caught) {
+        if (caught instanceof RegistryError) throw caught;
+        const err = await this.tlsCause(caught, new URL(url));
         if (isRetryableError(err) && attempt < MAX_ATTEMPTS) {
           await sleep(backoffMs(attempt));
           continue;
         }
-        const code = (err as { code?: string }).code ?? (err as Error).message;
-        throw new RegistryError('unreachable', `cannot reach ${new URL(url).host} (${what}): ${code}`);
+        const u = new URL(url);
+        const explained = explainConnectError(err, u.host, this.transport.proxyOf(u));
+        throw new RegistryError('unreachable', explained ? `${what}: ${explained}` : `cannot reach ${u.host} (${what}): ${errorCode(err)}`);
       }
     }
   }
@@ -251,7 +330,7 @@ export class RegistryClient {
     what = `${registry}/${repository}`,
     opts: ApiOptions = {},
   ) {
-    const url = `${this.baseUrl(registry)}${path}`;
+    const url = `${await this.baseUrl(registry)}${path}`;
     for (let authTry = 0; ; authTry++) {
       const h: Record<string, string> = { 'user-agent': this.opts.userAgent ?? USER_AGENT, ...headers };
       const auth = await this.authorization(registry, repository, opts.actions, opts.alsoPull);
@@ -338,7 +417,7 @@ export class RegistryClient {
         tags.push(tag);
       }
       if (tags.length > maxTags) throw new RegistryError('bad-response', `${name}: more than ${maxTags} tags; refusing to list more (the cap on tags read per repository)`);
-      const next = nextPagePath(res.headers.link, this.baseUrl(registry), endpoint, name);
+      const next = nextPagePath(res.headers.link, await this.baseUrl(registry), endpoint, name);
       if (!next) return { tags, pages: page };
       if (tags.length === before) throw new RegistryError('bad-response', `${name}: tags list page ${page} added no new tag but links to another page (a loop)`);
       if (page >= maxPages) throw new RegistryError('bad-response', `${name}: tags list longer than ${maxPages} pages; refusing to read more (the cap on pages read per repository)`);

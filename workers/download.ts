@@ -11,15 +11,29 @@ import type { Dispatcher } from 'undici';
 import { Agent } from '../src/registry/http.js';
 import { Cache } from '../src/cache/cache.js';
 import { resumeHasher, createHasher, hashFile } from '../src/hash/hasher.js';
-import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../src/registry/retry.js';
+import { backoffMs, isRetryableError, isRetryableStatus, sleep } from '../src/registry/retry.js';
+import { agentTimeouts, requestTimeouts, SpeedWatch, type NetLimits } from '../src/registry/timeouts.js';
 import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask } from '../src/engine/task.js';
 
 // Piscina loads this module with a synchronous require(); once that has returned (the next turn
 // of the event loop), the pool may terminate this thread safely.
 setImmediate(() => parentPort?.postMessage(WORKER_LOADED));
 
-/** This thread's connections, with undici's defaults. */
-const agent = new Agent();
+/** This thread's connections, one Agent per set of limits (in practice one: a process has one set). */
+const agents = new Map<number, InstanceType<typeof Agent>>();
+function agentFor(limits: NetLimits): InstanceType<typeof Agent> {
+  let a = agents.get(limits.connectTimeoutMs);
+  if (!a) agents.set(limits.connectTimeoutMs, (a = new Agent({ ...agentTimeouts(limits) })));
+  return a;
+}
+
+const retryCounters = new WeakMap<SharedArrayBuffer, Int32Array>();
+/** Takes one of the blob's retries (shared by its segments and sources); false when none is left. */
+function takeRetry(task: DownloadTask): boolean {
+  let left = retryCounters.get(task.retriesLeft);
+  if (!left) retryCounters.set(task.retriesLeft, (left = new Int32Array(task.retriesLeft)));
+  return Atomics.sub(left, 0, 1) > 0;
+}
 
 const caches = new Map<string, Cache>();
 function cacheAt(dir: string): Cache {
@@ -192,7 +206,7 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
         const e = err instanceof TransferError ? err : undefined;
         const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
         if (!e && !retryable) throw err;
-        if (!retryable || attempt >= MAX_ATTEMPTS) {
+        if (!retryable || !takeRetry(task)) {
           await checkpoint().catch(() => undefined);
           await saved.catch(() => undefined);
           await fh.close().catch(() => undefined);
@@ -266,7 +280,7 @@ export async function segment(task: SegmentTask): Promise<DownloadResult> {
         const e = err instanceof TransferError ? err : undefined;
         const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
         await checkpoint().catch(() => undefined);
-        if (!retryable || attempt >= MAX_ATTEMPTS) {
+        if (!retryable || !takeRetry(task)) {
           await saved.catch(() => undefined);
           return { ok: false, code: e?.code ?? 'failed', message: e?.message ?? String((err as Error).message ?? err), fetched };
         }
@@ -316,7 +330,7 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const headers: Record<string, string> = new URL(url).host === registryHost ? { ...task.headers } : {};
     if (offset > 0 || end !== undefined) headers.range = `bytes=${offset}-${end !== undefined ? end - 1 : ''}`;
-    const answer = await exchange(url, headers, (code, h) => {
+    const answer = await exchange(url, headers, task.limits, (code, h) => {
       if (code === 206) {
         const range = /^bytes (\d+)-/.exec(String(h['content-range'] ?? ''));
         if (!range || Number(range[1]) !== offset) throw new TransferError('failed', `server answered a range starting elsewhere than ${offset}`, true);
@@ -353,6 +367,7 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
 function exchange(
   url: string,
   headers: Record<string, string>,
+  limits: NetLimits,
   accept: (status: number, headers: ResponseHeaders) => { restartFromZero: boolean } | undefined,
   sink: BodySink,
 ): Promise<{ status: number; headers: ResponseHeaders }> {
@@ -362,11 +377,17 @@ function exchange(
     let answered: ResponseHeaders = {};
     let piping = false;
     let failed = false;
+    let watch: SpeedWatch | undefined;
+    // Time our own writes hold the connection paused is not the server's slowness.
     const hold = (controller: Dispatcher.DispatchController, work: Promise<void> | void) => {
       if (!work) return;
       controller.pause();
+      watch?.pause();
       work.then(
-        () => controller.resume(),
+        () => {
+          watch?.resume();
+          controller.resume();
+        },
         (err) => controller.abort(err as Error),
       );
     };
@@ -374,6 +395,11 @@ function exchange(
       onRequestStart() {},
       onResponseStart(controller, statusCode, resHeaders) {
         status = statusCode;
+        // Every body, error pages included: a 1 byte/s answer of any kind is dropped.
+        watch = new SpeedWatch(limits, (err) => {
+          failed = true;
+          controller.abort(err);
+        });
         answered = resHeaders as ResponseHeaders;
         try {
           const accepted = accept(statusCode, answered);
@@ -385,6 +411,7 @@ function exchange(
         }
       },
       onResponseData(controller, chunk) {
+        watch?.add(chunk.length);
         if (!piping || failed) return;
         try {
           hold(controller, sink.data(chunk));
@@ -394,12 +421,14 @@ function exchange(
         }
       },
       onResponseEnd() {
+        watch?.stop();
         resolve({ status, headers: answered });
       },
       onResponseError(_controller, err) {
+        watch?.stop();
         reject(err);
       },
     };
-    agent.dispatch({ origin, path: pathname + search, method: 'GET', headers, headersTimeout: 60_000, bodyTimeout: 60_000 }, handler);
+    agentFor(limits).dispatch({ origin, path: pathname + search, method: 'GET', headers, ...requestTimeouts(limits) }, handler);
   });
 }

@@ -4,6 +4,7 @@ import { HASHER_KINDS, type HasherKind } from '../hash/hasher.js';
 import { hostPlatform, parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
 import { lookupCredential, type Credential } from '../registry/credentials.js';
 import type { CredentialLookup } from '../registry/client.js';
+import { DEFAULT_NET_LIMITS, type NetLimits } from '../registry/timeouts.js';
 
 export interface CommonFlags {
   cache?: string;
@@ -17,6 +18,11 @@ export interface CommonFlags {
   json?: boolean;
   quiet?: boolean;
   registryMirror?: string[];
+  connectTimeout?: number;
+  headerTimeout?: number;
+  speedLimit?: number;
+  speedTime?: number;
+  retries?: number;
 }
 
 export function positiveInt(value: string): number {
@@ -31,7 +37,39 @@ export function nonNegativeInt(value: string): number {
   return n;
 }
 
+/** Seconds, fractions allowed ("0.5"), more than 0. */
+export function positiveSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('must be a number of seconds, more than 0 and at most 86400');
+  return n;
+}
+
+/** --connect-timeout, --header-timeout, --speed-limit, --speed-time, --retries: every command that talks to registries. */
+export function addNetworkOptions(cmd: Command, retriesWhat = 'per blob, and per manifest or token request'): Command {
+  const d = DEFAULT_NET_LIMITS;
+  return cmd
+    .option('--connect-timeout <s>', `give up connecting to a registry after this many seconds (default ${d.connectTimeoutMs / 1000})`, positiveSeconds)
+    .option('--header-timeout <s>', `give up on an answer whose headers take longer than this (default ${d.headersTimeoutMs / 1000})`, positiveSeconds)
+    .option('--speed-limit <bytes/s>', `drop a transfer slower than this for --speed-time, then resume or retry it; 0: never (default ${d.speedLimit})`, nonNegativeInt)
+    .option('--speed-time <s>', `the window of --speed-limit, in seconds (default ${d.speedTimeMs / 1000})`, positiveSeconds)
+    .option('--retries <n>', `retries ${retriesWhat} (default ${d.retries})`, nonNegativeInt);
+}
+
+/** The network limits the flags ask for, defaults for the rest. */
+export function netLimitsFrom(flags: CommonFlags): NetLimits {
+  const d = DEFAULT_NET_LIMITS;
+  const ms = (s: number | undefined, fallback: number) => (s === undefined ? fallback : Math.round(s * 1000));
+  return {
+    connectTimeoutMs: ms(flags.connectTimeout, d.connectTimeoutMs),
+    headersTimeoutMs: ms(flags.headerTimeout, d.headersTimeoutMs),
+    speedLimit: flags.speedLimit ?? d.speedLimit,
+    speedTimeMs: ms(flags.speedTime, d.speedTimeMs),
+    retries: flags.retries ?? d.retries,
+  };
+}
+
 export function addFetchOptions(cmd: Command): Command {
+  addNetworkOptions(cmd);
   return cmd
     .option('--platform <list>', 'platforms to keep from multi-arch images: os/arch[/variant],… or all')
     .option('--cache <dir>', 'blob cache (default: $OCISAVE_CACHE or ~/.cache/ocisave)')

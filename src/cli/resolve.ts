@@ -9,7 +9,7 @@ import { formatPlatform } from '../ref/platform.js';
 import { blobsOf, leafManifests, walkNodes, type Failure, type ImageGraph } from '../resolve/graph.js';
 import { lockFromGraph, writeLockFile } from '../resolve/lockfile.js';
 import type { Cache } from '../cache/cache.js';
-import { addMirrorOption, credentialsFrom, platformsFrom, type CommonFlags } from './options.js';
+import { addMirrorOption, addNetworkOptions, credentialsFrom, netLimitsFrom, platformsFrom, type CommonFlags } from './options.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
 import { collectInputs, registriesOf } from './save.js';
 
@@ -58,6 +58,7 @@ export function resolveCommand(): Command {
     .option('--json', 'the result as JSON on stdout (warnings as JSON lines on stderr)')
     .option('-q, --quiet', 'no warnings on stderr');
   addMirrorOption(cmd);
+  addNetworkOptions(cmd, 'per manifest or token request');
   cmd.action(async (args: string[], flags: ResolveFlags) => {
     const inputs = await collectInputs(args, flags.file);
     if (inputs.length === 0) throw new Error('nothing to resolve: give references as arguments or -f FILE');
@@ -70,6 +71,7 @@ export function resolveCommand(): Command {
       platforms,
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
+      limits: netLimitsFrom(flags),
       offline: flags.offline,
       keepGoing: true,
       mirrors: flags.registryMirror,

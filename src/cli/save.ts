@@ -5,7 +5,7 @@ import { save } from '../engine/pipeline.js';
 import { readReferenceInputs } from '../inputs/index.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { parseReference } from '../ref/reference.js';
-import { addFetchOptions, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
+import { addFetchOptions, netLimitsFrom, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
 import { lockReferences, readLockFile } from '../resolve/lockfile.js';
 import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
 import { createRenderer, progressMode, summaryText } from './render.js';
@@ -111,6 +111,7 @@ export function saveCommand(): Command {
       platforms,
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
+      limits: netLimitsFrom(flags),
       jobs: flags.jobs,
       hasher: flags.hasher,
       segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,

@@ -2,11 +2,11 @@
 // manifests, tags, and the Authorization header handed to download workers.
 import type { Dispatcher } from 'undici';
 import { Agent, request } from './http.js';
-import { isLoopbackHost } from './hosts.js';
+import { clearTextAllowed, isLoopbackHost } from './hosts.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import { RegistryError } from './errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, sleep, type RetryBudget } from './retry.js';
-import { agentTimeouts, DEFAULT_NET_LIMITS, requestTimeouts, SpeedWatch, type NetLimits } from './timeouts.js';
+import { agentTimeouts, DEFAULT_NET_LIMITS, LowSpeedError, requestTimeouts, SpeedWatch, type NetLimits } from './timeouts.js';
 import type { Credential } from './credentials.js';
 import { MANIFEST_ACCEPT, MT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
@@ -85,10 +85,8 @@ export class RegistryClient {
    * anonymous instead would turn this into a confusing 401 later, or save what anonymous users see.
    */
   private guardClearText(registry: string, url: URL, what: string): void {
-    if (url.protocol === 'https:' || isLoopbackHost(url.host)) return;
-    const registryName = new URL(`http://${apiHost(registry)}`).hostname;
-    if (this.opts.plainHttp && url.hostname === registryName) return;
-    const hint = url.hostname === registryName ? 'pass --plain-http if this network is trusted' : 'the token server must use https://';
+    if (clearTextAllowed(url, apiHost(registry), !!this.opts.plainHttp)) return;
+    const hint = url.hostname === new URL(`http://${apiHost(registry)}`).hostname ? 'pass --plain-http if this network is trusted' : 'the token server must use https://';
     throw new RegistryError(
       'insecure',
       `refusing to send the credentials for ${registry} in clear to ${url.host} (${what} ${url.origin}${url.pathname} is plain http://): ${hint}, or go without credentials`,
@@ -249,7 +247,7 @@ export class RegistryClient {
           await sleep(wait);
           continue;
         }
-        const code = (err as { code?: string }).code ?? (err as Error).message;
+        const code = err instanceof LowSpeedError ? err.message : ((err as { code?: string }).code ?? (err as Error).message);
         const budget = this.retryBudget?.exhausted ? `; ${this.retryBudget.describe()}` : '';
         throw new RegistryError('unreachable', `cannot reach ${new URL(url).host} (${what}): ${code} after ${attempt} attempt${attempt === 1 ? '' : 's'}${budget}`);
       }

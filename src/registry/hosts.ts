@@ -33,3 +33,13 @@ export function isLoopbackHost(host: string): boolean {
   // IPv4-mapped IPv6 (::ffff:0:0/96): the parser writes the IPv4 part as two hex groups, 7fxx:xxxx.
   return /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(name);
 }
+
+/**
+ * Whether credentials may go to `url` for a registry reached at `registryHost`: always over HTTPS;
+ * over plain HTTP only to a loopback host, or to the registry's own host name when the user asked
+ * plain HTTP for it (`plainHttp`). A token realm on another host over http:// never qualifies.
+ */
+export function clearTextAllowed(url: URL, registryHost: string, plainHttp: boolean): boolean {
+  if (url.protocol === 'https:' || isLoopbackHost(url.host)) return true;
+  return plainHttp && url.hostname === canonicalHostname(registryHost);
+}

@@ -26,7 +26,7 @@ export function isDigest(value: unknown): value is string {
 export function checkDigest(value: unknown, what: string): string {
   if (isDigest(value)) return value;
   const shown = typeof value === 'string' ? JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value) : String(value);
-  if (typeof value === 'string' && GRAMMAR_RE.test(value)) {
+  if (typeof value === 'string' && GRAMMAR_RE.test(value) && !value.startsWith('sha256:')) {
     throw new InvalidDigestError(`${what}: digest ${shown} uses an algorithm ocisave does not verify (only sha256)`);
   }
   throw new InvalidDigestError(`${what}: ${shown} is not a digest (expected sha256:<64 lowercase hex>)`);

@@ -366,9 +366,9 @@ describe('slow and silent registries', () => {
       const { r, out } = await save(`${silent.host}/any/thing:v1`, [...FAST, '--header-timeout', '1']);
       expect(r.code).toBe(1);
       expect(errorLines(r)).toHaveLength(1);
-      expect(errorLines(r)[0]).toMatch(new RegExp(`cannot reach ${silent.host} .*UND_ERR_HEADERS_TIMEOUT after 3 attempts`));
-      // The ping, then three tries of the manifest.
-      expect(silent.requests).toHaveLength(4);
+      expect(errorLines(r)[0]).toMatch(new RegExp(`cannot reach ${silent.host} .*UND_ERR_HEADERS_TIMEOUT after 2 attempts`));
+      // The ping, then two tries of the manifest: a timeout is retried once, whatever --retries says.
+      expect(silent.requests).toHaveLength(3);
       await checkAftermath(r, out, 30_000);
     } finally {
       await silent.stop();
@@ -444,7 +444,7 @@ async function goodBundle(): Promise<string> {
 }
 
 describe('push deadlines', () => {
-  it('a target that never answers a POST: --retry-budget ends the push, one line per repository', async () => {
+  it('a target that never answers a POST: two header timeouts per request end it, whatever --retries says', async () => {
     const bundle = await goodBundle();
     const target = await startHostileRegistry();
     try {
@@ -453,10 +453,32 @@ describe('push deadlines', () => {
       expect(r.code).toBe(1);
       const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
       expect(summary.failures).toHaveLength(1);
-      expect(summary.failures[0].error).toMatch(/UND_ERR_HEADERS_TIMEOUT after \d+ attempts; gave up after \d+ s of failed attempts and retries \(--retry-budget 3\)/);
+      expect(summary.failures[0].error).toMatch(/^cannot reach 127\.0\.0\.1:\d+ \(127\.0\.0\.1:\d+\/good\/app\): UND_ERR_HEADERS_TIMEOUT after 2 attempts/);
       expect(summary.failures[0].error).not.toContain('\n');
-      // Far fewer than the 21 attempts --retries alone would allow for each blob.
-      expect(target.count(/^POST /)).toBeLessThan(10);
+      // Two per blob (config and layer start together), not the 21 --retries alone would allow.
+      expect(target.count(/^POST /)).toBeLessThanOrEqual(4);
+      await checkAftermath(r, undefined, 40_000);
+    } finally {
+      await target.stop();
+    }
+  });
+
+  it('a target that opens uploads but never answers a PATCH: the same budget ends it', async () => {
+    const bundle = await goodBundle();
+    const target = await startHostileRegistry();
+    try {
+      let id = 0;
+      target.route('POST', /^\/v2\/(.+)\/blobs\/uploads\/$/, (_req, res, m) => {
+        res.writeHead(202, { location: `/v2/${m[1]}/blobs/uploads/u${++id}`, range: '0-0', 'content-length': 0 }).end();
+      });
+      target.route('PATCH', /^\/v2\/.+\/blobs\/uploads\/u\d+$/, () => undefined); // never answered
+      target.route('GET', /^\/v2\/.+\/blobs\/uploads\/u\d+$/, (_req, res) => res.writeHead(204, { range: '0-0' }).end());
+      const r = await runMeasured(['push', bundle, '--to', target.host, '--json', '--header-timeout', '1', '--retries', '20', '--retry-budget', '3']);
+      expect(r.code).toBe(1);
+      const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(summary.failures).toHaveLength(1);
+      expect(summary.failures[0].error).toMatch(/uploading sha256:[0-9a-f]{64} failed \(gave up after \d+ s of failed attempts and retries \(--retry-budget 3\)\): /);
+      expect(target.count(/^PATCH /)).toBeLessThan(10);
       await checkAftermath(r, undefined, 40_000);
     } finally {
       await target.stop();

@@ -41,6 +41,14 @@ interface Token {
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const USER_AGENT = 'ocisave/0.1';
 
+/** Timeouts (connect, headers) are retried once at most, whatever --retries says. */
+const TIMEOUT_RETRIES = 1;
+
+function isTimeout(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT';
+}
+
 /** Hosts the registry API actually lives on. */
 export function apiHost(registry: string): string {
   // OCISAVE_DOCKERHUB_API (tests only, see mirror.ts) stands a loopback registry in for Docker Hub.
@@ -235,6 +243,7 @@ export class RegistryClient {
     what: string,
     maxBytes = MAX_MANIFEST_BYTES,
   ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+    let timeouts = 0;
     for (let attempt = 1; ; attempt++) {
       const started = Date.now();
       let res: Awaited<ReturnType<RegistryClient['exchange']>>;
@@ -243,7 +252,10 @@ export class RegistryClient {
       } catch (err) {
         if (err instanceof RegistryError) throw err;
         const wait = backoffMs(attempt);
-        if (isRetryableError(err) && this.mayRetry(attempt, Date.now() - started + wait)) {
+        // A registry that let two full timeouts pass is not answering: a silent one fails after
+        // 2 × --header-timeout (plus the ping's), not after 6 (it took 190 s before the flags).
+        const givenUp = isTimeout(err) && ++timeouts > TIMEOUT_RETRIES;
+        if (!givenUp && isRetryableError(err) && this.mayRetry(attempt, Date.now() - started + wait)) {
           await sleep(wait);
           continue;
         }

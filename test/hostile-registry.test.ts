@@ -360,6 +360,21 @@ describe('slow and silent registries', () => {
     await checkAftermath(r, out, 60_000);
   });
 
+  it('a blob that is never answered: two header timeouts in the download worker, one line', async () => {
+    const layer = bytes(100 * 1024, 'silent-blob');
+    const config = Buffer.from('{"architecture":"amd64","os":"linux","silent":1}');
+    reg.blob('silent/blob', config);
+    reg.manifest('silent/blob', manifestBytes(descriptorOf(config, MT.config), [descriptorOf(layer, MT.layer)]), MT.manifest, 'v1');
+    reg.route('GET', `/v2/silent/blob/blobs/${sha256(layer)}`, () => undefined);
+    const { r, out } = await save(`${reg.host}/silent/blob:v1`, [...FAST, '--header-timeout', '1', '--retries', '5']);
+    expect(r.code).toBe(1);
+    expect(errorLines(r)).toHaveLength(1);
+    expect(errorLines(r)[0]).toMatch(new RegExp(`blob ${sha256(layer)}: .*Headers Timeout Error`));
+    // Two tries, not the six --retries 5 would allow.
+    expect(reg.count(new RegExp(`silent/blob/blobs/${sha256(layer)}`))).toBe(2);
+    await checkAftermath(r, out, 30_000);
+  });
+
   it('a server that accepts and never answers: --header-timeout, one line', async () => {
     const silent = await startHostileRegistry({ silent: true });
     try {

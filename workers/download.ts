@@ -11,7 +11,7 @@ import type { Dispatcher } from 'undici';
 import { Agent } from '../src/registry/http.js';
 import { Cache } from '../src/cache/cache.js';
 import { resumeHasher, createHasher, hashFile } from '../src/hash/hasher.js';
-import { backoffMs, isRetryableError, isRetryableStatus, sleep } from '../src/registry/retry.js';
+import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES } from '../src/registry/retry.js';
 import { agentTimeouts, requestTimeouts, SpeedWatch, type NetLimits } from '../src/registry/timeouts.js';
 import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask } from '../src/engine/task.js';
 
@@ -141,6 +141,7 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
   let fetched = 0;
   let retries = 0;
   let mismatches = 0;
+  let timeouts = 0;
   const resumedFrom = await checkpointedOffset(cache, task, path);
   const fh: FileHandle = await open(path, resumedFrom > 0 ? 'r+' : 'w');
   const file = new BufferedFile(fh, resumedFrom);
@@ -206,7 +207,8 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
         const e = err instanceof TransferError ? err : undefined;
         const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
         if (!e && !retryable) throw err;
-        if (!retryable || !takeRetry(task)) {
+        // Two timeouts in a row: the registry is not answering (see TIMEOUT_RETRIES).
+        if (!retryable || (isTimeoutError(err) && ++timeouts > TIMEOUT_RETRIES) || !takeRetry(task)) {
           await checkpoint().catch(() => undefined);
           await saved.catch(() => undefined);
           await fh.close().catch(() => undefined);
@@ -248,6 +250,7 @@ export async function segment(task: SegmentTask): Promise<DownloadResult> {
   const start = Math.max(task.start, cache.segment(task.digest, task.start, task.end)?.offset ?? task.start);
   let fetched = 0;
   let retries = 0;
+  let timeouts = 0;
   const fh = await open(cache.partialPath(task.digest), 'r+');
   const file = new BufferedFile(fh, start);
   let sinceCheckpoint = 0;
@@ -280,7 +283,7 @@ export async function segment(task: SegmentTask): Promise<DownloadResult> {
         const e = err instanceof TransferError ? err : undefined;
         const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
         await checkpoint().catch(() => undefined);
-        if (!retryable || !takeRetry(task)) {
+        if (!retryable || (isTimeoutError(err) && ++timeouts > TIMEOUT_RETRIES) || !takeRetry(task)) {
           await saved.catch(() => undefined);
           return { ok: false, code: e?.code ?? 'failed', message: e?.message ?? String((err as Error).message ?? err), fetched };
         }

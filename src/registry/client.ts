@@ -5,7 +5,7 @@ import { Agent, request } from './http.js';
 import { clearTextAllowed, isLoopbackHost } from './hosts.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import { RegistryError } from './errors.js';
-import { backoffMs, isRetryableError, isRetryableStatus, sleep, type RetryBudget } from './retry.js';
+import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES, type RetryBudget } from './retry.js';
 import { agentTimeouts, DEFAULT_NET_LIMITS, LowSpeedError, requestTimeouts, SpeedWatch, type NetLimits } from './timeouts.js';
 import type { Credential } from './credentials.js';
 import { MANIFEST_ACCEPT, MT } from '../resolve/mediatypes.js';
@@ -40,14 +40,6 @@ interface Token {
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const USER_AGENT = 'ocisave/0.1';
-
-/** Timeouts (connect, headers) are retried once at most, whatever --retries says. */
-const TIMEOUT_RETRIES = 1;
-
-function isTimeout(err: unknown): boolean {
-  const code = (err as { code?: string })?.code;
-  return code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT';
-}
 
 /** Hosts the registry API actually lives on. */
 export function apiHost(registry: string): string {
@@ -254,7 +246,7 @@ export class RegistryClient {
         const wait = backoffMs(attempt);
         // A registry that let two full timeouts pass is not answering: a silent one fails after
         // 2 × --header-timeout (plus the ping's), not after 6 (it took 190 s before the flags).
-        const givenUp = isTimeout(err) && ++timeouts > TIMEOUT_RETRIES;
+        const givenUp = isTimeoutError(err) && ++timeouts > TIMEOUT_RETRIES;
         if (!givenUp && isRetryableError(err) && this.mayRetry(attempt, Date.now() - started + wait)) {
           await sleep(wait);
           continue;

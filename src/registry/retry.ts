@@ -59,3 +59,12 @@ export class RetryBudget {
     return `gave up after ${Math.round(this.spentMs / 1000)} s of failed attempts and retries (--retry-budget ${this.budgetMs / 1000})`;
   }
 }
+
+/** A connect or header timeout is retried this many times at most, whatever --retries says. */
+export const TIMEOUT_RETRIES = 1;
+
+/** The registry did not accept the connection, or did not answer, in time. */
+export function isTimeoutError(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT';
+}

@@ -148,7 +148,13 @@ export class RegistryClient {
         ...requestTimeouts(this.limits),
       })
         .then(async (res) => {
-          await res.body.dump();
+          // A ping answered at 1 byte/s is dropped like any other body (undici's timer would not).
+          const watch = new SpeedWatch(this.limits, (err) => res.body.destroy(err));
+          try {
+            await res.body.dump();
+          } finally {
+            watch.stop();
+          }
           const c = res.statusCode === 401 ? parseChallenge(res.headers['www-authenticate']) : undefined;
           if (!this.challenges.has(registry)) this.challenges.set(registry, c && (c.scheme === 'bearer' || c.scheme === 'basic') ? c : null);
           return this.challenges.get(registry);

@@ -169,9 +169,11 @@ export async function startHostileRegistry(opts: HostileOptions = {}): Promise<H
     blob,
     count: (pattern) => requests.filter((r) => pattern.test(r)).length,
     async stop() {
-      for (const s of sockets) s.destroy();
+      const closed = once(server, 'close').catch(() => undefined);
       server.close();
-      await once(server, 'close').catch(() => undefined);
+      server.closeAllConnections();
+      for (const s of sockets) s.destroy();
+      await closed;
     },
   };
 }

@@ -52,7 +52,8 @@ describe('digest grammar at the edge', () => {
     expect(checkDigest(`sha256:${'ab'.repeat(32)}`, 'x')).toBe(`sha256:${'ab'.repeat(32)}`);
   });
   it('refuses sizes that are not non-negative safe integers', () => {
-    for (const bad of [-1, 1.5, 2 ** 62, Number.NaN, '12', null]) expect(() => checkSize(bad, 'layers[0]')).toThrow(/layers\[0\]: size .* is not a non-negative integer/);
+    for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '12', null]) expect(() => checkSize(bad, 'layers[0]')).toThrow(/layers\[0\]: size .* is not a non-negative integer/);
+    expect(() => checkSize(2 ** 62, 'layers[0]')).toThrow('layers[0]: size 4611686018427388000 is past 2^53 bytes, more than any blob can be');
     expect(checkSize(2 ** 52, 'layers[0]')).toBe(2 ** 52);
   });
 });

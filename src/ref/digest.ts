@@ -47,6 +47,9 @@ export class InvalidSizeError extends Error {
 
 /** A descriptor size: a non-negative safe integer, at most `max` when given. */
 export function checkSize(value: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value > Number.MAX_SAFE_INTEGER) {
+    throw new InvalidSizeError(`${what}: size ${value} is past 2^53 bytes, more than any blob can be`);
+  }
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw new InvalidSizeError(`${what}: size ${String(value)} is not a non-negative integer`);
   }

@@ -7,6 +7,7 @@ import { lookupCredential, type Credential } from '../registry/credentials.js';
 import type { CredentialLookup } from '../registry/client.js';
 import { loadRegistriesConf } from '../registry/registries-conf.js';
 import type { NetworkOptions } from '../registry/network.js';
+import { DEFAULT_NET_LIMITS, type NetLimits } from '../registry/timeouts.js';
 
 export interface CommonFlags {
   cache?: string;
@@ -25,6 +26,11 @@ export interface CommonFlags {
   registriesConf?: string;
   credsRegistry?: string[];
   authfile?: string;
+  connectTimeout?: number;
+  headerTimeout?: number;
+  speedLimit?: number;
+  speedTime?: number;
+  retries?: number;
 }
 
 export function positiveInt(value: string): number {
@@ -37,6 +43,37 @@ export function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number, 0 or more');
   return n;
+}
+
+/** Seconds, fractions allowed ("0.5"), more than 0. */
+export function positiveSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('must be a number of seconds, more than 0 and at most 86400');
+  return n;
+}
+
+/** --connect-timeout, --header-timeout, --speed-limit, --speed-time, --retries: every command that talks to registries. */
+export function addLimitOptions(cmd: Command, retriesWhat = 'per blob, and per manifest or token request'): Command {
+  const d = DEFAULT_NET_LIMITS;
+  return cmd
+    .option('--connect-timeout <s>', `give up connecting to a registry after this many seconds (default ${d.connectTimeoutMs / 1000})`, positiveSeconds)
+    .option('--header-timeout <s>', `give up on an answer whose headers take longer than this (default ${d.headersTimeoutMs / 1000})`, positiveSeconds)
+    .option('--speed-limit <bytes/s>', `drop a transfer slower than this for --speed-time, then resume or retry it; 0: never (default ${d.speedLimit})`, nonNegativeInt)
+    .option('--speed-time <s>', `the window of --speed-limit, in seconds (default ${d.speedTimeMs / 1000})`, positiveSeconds)
+    .option('--retries <n>', `retries ${retriesWhat} (default ${d.retries})`, nonNegativeInt);
+}
+
+/** The network limits the flags ask for, defaults for the rest. */
+export function netLimitsFrom(flags: CommonFlags): NetLimits {
+  const d = DEFAULT_NET_LIMITS;
+  const ms = (s: number | undefined, fallback: number) => (s === undefined ? fallback : Math.round(s * 1000));
+  return {
+    connectTimeoutMs: ms(flags.connectTimeout, d.connectTimeoutMs),
+    headersTimeoutMs: ms(flags.headerTimeout, d.headersTimeoutMs),
+    speedLimit: flags.speedLimit ?? d.speedLimit,
+    speedTimeMs: ms(flags.speedTime, d.speedTimeMs),
+    retries: flags.retries ?? d.retries,
+  };
 }
 
 /** Commander parser for --platform: a selector that does not parse is a usage error (exit 2). */
@@ -74,6 +111,7 @@ export function addFetchOptions(cmd: Command): Command {
     .option('--json', 'progress as JSON lines on stderr, the result as JSON on stdout')
     .option('-q, --quiet', 'no progress output');
   addNetworkOptions(cmd);
+  addLimitOptions(cmd);
   return addCredentialOptions(cmd);
 }
 

@@ -3,13 +3,14 @@
 import { Command, InvalidArgumentError } from 'commander';
 import type { PushEvent, PushSummary } from '../push/push.js';
 import { parseTarget } from '../push/target.js';
-import { addCredentialOptions, addNetworkOptions, credentialsFrom, networkFrom, positiveInt, type CommonFlags } from './options.js';
+import { addCredentialOptions, addLimitOptions, addNetworkOptions, credentialsFrom, netLimitsFrom, networkFrom, positiveInt, positiveSeconds, type CommonFlags } from './options.js';
 import { formatBytes } from './render.js';
 
 interface PushFlags extends CommonFlags {
   to: string;
   chunkSize?: number;
   repository?: string[];
+  retryBudget?: number;
 }
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 ** 2, mb: 1000 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1000 ** 3, gib: 1024 ** 3 };
@@ -44,28 +45,32 @@ export function pushCommand(): Command {
     .option('-j, --jobs <n>', 'blob uploads in flight at once (default 4)', positiveInt)
     .option('--chunk-size <size>', 'bytes per upload chunk (PATCH), e.g. 16MiB', parseBytes)
     .option('--json', 'events as JSON lines on stderr, the result as JSON on stdout')
-    .option('-q, --quiet', 'no progress output');
+    .option('-q, --quiet', 'no progress output')
+    .option('--retry-budget <s>', 'give up once failed attempts and the waits before retries add up to this many seconds (default 300)', positiveSeconds);
   addNetworkOptions(cmd, 'talk plain HTTP to the target, without trying HTTPS first');
+  addLimitOptions(cmd, 'per request and per upload chunk');
   addCredentialOptions(cmd, 'registry user for the target');
   return cmd.action(async (bundle: string, flags: PushFlags) => {
-      const target = parseTarget(flags.to);
-      const onEvent = (e: PushEvent) => {
-        if (flags.json) process.stderr.write(`${JSON.stringify(e)}\n`);
-        else if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
-        else if (!flags.quiet && e.type === 'tag') process.stderr.write(`pushed ${e.reference} (${e.digest})\n`);
-      };
-      const { push } = await import('../push/push.js');
-      const summary = await push(bundle, {
-        to: flags.to,
-        plainHttp: flags.plainHttp,
-        ...networkFrom(flags),
-        jobs: flags.jobs,
-        chunkBytes: flags.chunkSize,
-        only: flags.repository,
-        credentials: await credentialsFrom(flags, [target.registry]),
-        onEvent,
-      });
-      process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : `${pushText(summary)}\n`);
-      if (summary.failures.length) process.exitCode = 1;
+    const target = parseTarget(flags.to);
+    const onEvent = (e: PushEvent) => {
+      if (flags.json) process.stderr.write(`${JSON.stringify(e)}\n`);
+      else if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
+      else if (!flags.quiet && e.type === 'tag') process.stderr.write(`pushed ${e.reference} (${e.digest})\n`);
+    };
+    const { push } = await import('../push/push.js');
+    const summary = await push(bundle, {
+      to: flags.to,
+      plainHttp: flags.plainHttp,
+      ...networkFrom(flags),
+      jobs: flags.jobs,
+      chunkBytes: flags.chunkSize,
+      only: flags.repository,
+      limits: netLimitsFrom(flags),
+      retryBudgetMs: flags.retryBudget === undefined ? undefined : Math.round(flags.retryBudget * 1000),
+      credentials: await credentialsFrom(flags, [target.registry]),
+      onEvent,
     });
+    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : `${pushText(summary)}\n`);
+    if (summary.failures.length) process.exitCode = 1;
+  });
 }

@@ -9,7 +9,7 @@ import { formatPlatform } from '../ref/platform.js';
 import { blobsOf, leafManifests, walkNodes, type Failure, type ImageGraph } from '../resolve/graph.js';
 import { lockFromGraph, writeLockFile } from '../resolve/lockfile.js';
 import type { Cache } from '../cache/cache.js';
-import { addCredentialOptions, addMirrorOption, addNetworkOptions, credentialsFrom, networkFrom, platformArg, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
+import { addCredentialOptions, addMirrorOption, addNetworkOptions, credentialsFrom, networkFrom, netLimitsFrom, addLimitOptions, platformArg, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
 import { registriesOf } from './save.js';
 import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
@@ -60,6 +60,7 @@ export function resolveCommand(): Command {
   addMirrorOption(cmd);
   addContextOptions(cmd);
   addTagSetOptions(cmd);
+  addLimitOptions(cmd, 'per manifest or token request');
   cmd.action(async (args: string[], flags: ResolveFlags) => {
     const collected = await collectInputs(args, flags.file, flags);
     const inputs = collected.refs;
@@ -75,6 +76,7 @@ export function resolveCommand(): Command {
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
       ...networkFrom(flags),
+      limits: netLimitsFrom(flags),
       offline: flags.offline,
       keepGoing: true,
       mirrors: flags.registryMirror,

@@ -4,7 +4,7 @@ import { EngineEvents } from '../engine/events.js';
 import { save } from '../engine/pipeline.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { parseReference } from '../ref/reference.js';
-import { addFetchOptions, networkFrom, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
+import { addFetchOptions, networkFrom, netLimitsFrom, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
 import { lockReferences, readLockFile } from '../resolve/lockfile.js';
 import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
 import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
@@ -124,6 +124,7 @@ export function saveCommand(): Command {
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
       ...networkFrom(flags),
+      limits: netLimitsFrom(flags),
       jobs: flags.jobs,
       hasher: flags.hasher,
       segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,

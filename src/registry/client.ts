@@ -2,13 +2,14 @@
 // manifests, tags, and the Authorization header handed to download workers.
 import type { Dispatcher } from 'undici';
 import { request } from './http.js';
-import { isLoopbackHost } from './hosts.js';
+import { clearTextAllowed, isLoopbackHost } from './hosts.js';
 import { Transport, type TransportOptions } from './transport.js';
 import type { HostOptionsMap } from './host-options.js';
 import { errorCode, explainConnectError, isTlsRefusal } from './net-errors.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import { RegistryError } from './errors.js';
-import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from './retry.js';
+import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES, type RetryBudget } from './retry.js';
+import { DEFAULT_NET_LIMITS, LowSpeedError, requestTimeouts, SpeedWatch, type NetLimits } from './timeouts.js';
 import type { Credential } from './credentials.js';
 import { MANIFEST_ACCEPT, MT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
@@ -28,6 +29,10 @@ export interface ClientOptions {
   /** Connections per registry host. */
   connections?: number;
   userAgent?: string;
+  /** Connect, header and low-speed limits, and retries per request (default DEFAULT_NET_LIMITS). */
+  limits?: NetLimits;
+  /** Time all requests together may spend failing (push's --retry-budget); unlimited without. */
+  retryBudget?: RetryBudget;
 }
 
 export interface FetchedManifest {
@@ -98,11 +103,40 @@ export class RegistryClient {
 
   /** The transport options, also for the download workers (which keep undici's connection defaults). */
   readonly transportOptions: TransportOptions;
+  readonly limits: NetLimits;
+  readonly retryBudget: RetryBudget | undefined;
 
   constructor(private readonly opts: ClientOptions = {}) {
-    this.transportOptions = { ...opts.transport, hostOptions: { ...opts.transport?.hostOptions, ...opts.hostOptions } };
+    this.limits = opts.limits ?? DEFAULT_NET_LIMITS;
+    this.retryBudget = opts.retryBudget;
+    this.transportOptions = {
+      ...opts.transport,
+      hostOptions: { ...opts.transport?.hostOptions, ...opts.hostOptions },
+      connectTimeoutMs: this.limits.connectTimeoutMs,
+    };
     this.transport = new Transport({ ...this.transportOptions, connections: opts.connections ?? 16 });
     this.dispatcher = this.transport;
+  }
+
+  /**
+   * Credentials (Basic, or a token exchange carrying them) may cross the network in clear only to a
+   * loopback host, or to a registry host the user asked plain HTTP for (--plain-http, push --to
+   * http://), and that host's token realm on the same host name. Anything else is refused before a
+   * connection is made: the user gave credentials expecting them to be protected, and going
+   * anonymous instead would turn this into a confusing 401 later, or save what anonymous users see.
+   */
+  private guardClearText(registry: string, url: URL, what: string): void {
+    if (clearTextAllowed(url, apiHost(registry), !!this.opts.plainHttp || this.insecure(apiHost(registry)))) return;
+    const hint = url.hostname === new URL(`http://${apiHost(registry)}`).hostname ? 'pass --plain-http if this network is trusted' : 'the token server must use https://';
+    throw new RegistryError(
+      'insecure',
+      `refusing to send the credentials for ${registry} in clear to ${url.host} (${what} ${url.origin}${url.pathname} is plain http://): ${hint}, or go without credentials`,
+    );
+  }
+
+  /** Whether the user asked for `host` to be spoken to insecurely (registries.conf insecure, --tls-verify=false for it). */
+  private insecure(host: string): boolean {
+    return this.transport.insecure(host);
   }
 
   /** `scheme://host` of the registry's API, once its first GET /v2/ has told which scheme it speaks. */
@@ -151,13 +185,17 @@ export class RegistryClient {
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') {
       const cred = await this.credential(registry);
-      if (cred && 'username' in cred) return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
-      return undefined;
+      if (!cred || !('username' in cred)) return undefined;
+      this.guardClearText(registry, new URL(await this.baseUrl(registry)), 'the registry');
+      return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
     }
     if (challenge.scheme === 'bearer') {
       // docker's `registrytoken`: a bearer token to send as is, no exchange.
       const cred = await this.credential(registry);
-      if (cred && 'registryToken' in cred) return `Bearer ${cred.registryToken}`;
+      if (cred && 'registryToken' in cred) {
+        this.guardClearText(registry, new URL(await this.baseUrl(registry)), 'the registry');
+        return `Bearer ${cred.registryToken}`;
+      }
       const token = await this.token(registry, challenge, tokenScope(repository, actions, alsoPull));
       return `Bearer ${token}`;
     }
@@ -216,10 +254,16 @@ export class RegistryClient {
       method: 'GET',
       dispatcher: this.dispatcher,
       headers: { 'user-agent': this.opts.userAgent ?? USER_AGENT },
-      headersTimeout: PROBE_TIMEOUT_MS,
+      headersTimeout: Math.min(PROBE_TIMEOUT_MS, this.limits.headersTimeoutMs),
       bodyTimeout: PROBE_TIMEOUT_MS,
     });
-    await res.body.dump();
+    // A ping answered at 1 byte/s is dropped like any other body (undici's timer would not).
+    const watch = new SpeedWatch(this.limits, (err) => res.body.destroy(err));
+    try {
+      await res.body.dump();
+    } finally {
+      watch.stop();
+    }
     if (scheme === 'http' && res.statusCode === 400) throw new RegistryError('http', `${host} answered plain HTTP with 400 (a TLS port?)`, 400);
     const c = res.statusCode === 401 ? parseChallenge(res.headers['www-authenticate']) : undefined;
     return c && (c.scheme === 'bearer' || c.scheme === 'basic') ? c : null;
@@ -247,7 +291,14 @@ export class RegistryClient {
     const realm = challenge.params.realm;
     if (!realm) throw new RegistryError('bad-response', `${registry} asked for a bearer token without a realm`);
     const cred = await this.credential(registry);
-    const url = new URL(realm);
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw new RegistryError('bad-response', `${registry} named a token realm that is not a URL`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RegistryError('bad-response', `${registry} named a token realm that is not http(s)`);
+    if (cred && !('registryToken' in cred)) this.guardClearText(registry, url, 'its token realm');
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? USER_AGENT };
     let method: 'GET' | 'POST' = 'GET';
     let body: string | undefined;
@@ -280,43 +331,82 @@ export class RegistryClient {
     return { value, expiresAt: Date.now() + (json.expires_in && json.expires_in > 0 ? json.expires_in : 60) * 1000 };
   }
 
-  /** One HTTP exchange with retries on resets, 5xx and 429; the body is read up to `maxBytes`. */
+  /**
+   * One HTTP exchange with retries on resets, timeouts, 5xx and 429 (--retries, and the retry
+   * budget when there is one); the body is read up to `maxBytes`, under the low-speed rule.
+   */
   private async send(
     url: string,
     init: { method: Dispatcher.HttpMethod; headers: Record<string, string>; body?: string | Buffer },
     what: string,
     maxBytes = MAX_MANIFEST_BYTES,
   ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+    let timeouts = 0;
     for (let attempt = 1; ; attempt++) {
+      const started = Date.now();
+      let res: Awaited<ReturnType<RegistryClient['exchange']>>;
       try {
-        const res = await request(url, { ...init, dispatcher: this.dispatcher, headersTimeout: 60_000, bodyTimeout: 60_000 });
-        if (isRetryableStatus(res.statusCode) && attempt < MAX_ATTEMPTS) {
-          await res.body.dump();
-          await sleep(backoffMs(attempt, res.headers['retry-after']));
-          continue;
-        }
-        const chunks: Buffer[] = [];
-        let total = 0;
-        for await (const chunk of res.body) {
-          total += chunk.length;
-          if (total > maxBytes) {
-            res.body.destroy();
-            throw new RegistryError('bad-response', `${what}: response larger than ${maxBytes} bytes`);
-          }
-          chunks.push(chunk);
-        }
-        return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+        res = await this.exchange(url, init, what, maxBytes);
       } catch (caught) {
         if (caught instanceof RegistryError) throw caught;
         const err = await this.tlsCause(caught, new URL(url));
-        if (isRetryableError(err) && attempt < MAX_ATTEMPTS) {
-          await sleep(backoffMs(attempt));
+        const wait = backoffMs(attempt);
+        // A registry that let two full timeouts pass is not answering: a silent one fails after
+        // 2 × --header-timeout (plus the ping's), not after 6 (it took 190 s before the flags).
+        const givenUp = isTimeoutError(err) && ++timeouts > TIMEOUT_RETRIES;
+        if (!givenUp && isRetryableError(err) && this.mayRetry(attempt, Date.now() - started + wait)) {
+          await sleep(wait);
           continue;
         }
         const u = new URL(url);
         const explained = explainConnectError(err, u.host, this.transport.proxyOf(u));
-        throw new RegistryError('unreachable', explained ? `${what}: ${explained}` : `cannot reach ${u.host} (${what}): ${errorCode(err)}`);
+        if (explained) throw new RegistryError('unreachable', `${what}: ${explained}`);
+        const code = err instanceof LowSpeedError ? err.message : errorCode(err);
+        const budget = this.retryBudget?.exhausted ? `; ${this.retryBudget.describe()}` : '';
+        throw new RegistryError('unreachable', `cannot reach ${u.host} (${what}): ${code} after ${attempt} attempt${attempt === 1 ? '' : 's'}${budget}`);
       }
+      if (!isRetryableStatus(res.status)) return res;
+      const wait = backoffMs(attempt, res.headers['retry-after']);
+      // Out of retries: the caller reports the status.
+      if (!this.mayRetry(attempt, Date.now() - started + wait)) return res;
+      await sleep(wait);
+    }
+  }
+
+  /** Whether attempt `attempt` may be followed by another, charging `spentMs` to the retry budget. */
+  private mayRetry(attempt: number, spentMs: number): boolean {
+    if (attempt > this.limits.retries) return false;
+    return this.retryBudget ? this.retryBudget.charge(spentMs) : true;
+  }
+
+  /** One request; the body read whole, at most `maxBytes`, dropped when slower than the low-speed rule. */
+  private async exchange(
+    url: string,
+    init: { method: Dispatcher.HttpMethod; headers: Record<string, string>; body?: string | Buffer },
+    what: string,
+    maxBytes: number,
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+    const res = await request(url, { ...init, dispatcher: this.dispatcher, ...requestTimeouts(this.limits) });
+    const watch = new SpeedWatch(this.limits, (err) => res.body.destroy(err));
+    try {
+      if (isRetryableStatus(res.statusCode)) {
+        await res.body.dump();
+        return { status: res.statusCode, headers: res.headers, body: Buffer.alloc(0) };
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for await (const chunk of res.body) {
+        total += chunk.length;
+        watch.add(chunk.length);
+        if (total > maxBytes) {
+          res.body.destroy();
+          throw new RegistryError('bad-response', `${what}: response larger than ${maxBytes} bytes`);
+        }
+        chunks.push(chunk);
+      }
+      return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+    } finally {
+      watch.stop();
     }
   }
 

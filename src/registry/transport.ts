@@ -23,6 +23,8 @@ export interface TransportOptions {
   /** Connections per origin (undici's default: unlimited). */
   connections?: number;
   keepAliveTimeout?: number;
+  /** TCP and TLS set-up (--connect-timeout); undici's default (10 s) without. */
+  connectTimeoutMs?: number;
 }
 
 /** The API host of Docker Hub is named by references as docker.io: both spellings find its options. */
@@ -72,7 +74,7 @@ export class Transport extends (DispatcherClass as unknown as new () => AnyDispa
     let d = this.routes.get(key);
     if (!d) {
       const tls = origin.protocol === 'https:' ? tlsFor(this.options, origin.host) : undefined;
-      const common = { connections: this.options.connections, pipelining: 1, keepAliveTimeout: this.options.keepAliveTimeout ?? 30_000 };
+      const common = { connections: this.options.connections, pipelining: 1, keepAliveTimeout: this.options.keepAliveTimeout ?? 30_000, connectTimeout: this.options.connectTimeoutMs };
       const connect = tls && { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized };
       // A tunnel for plain HTTP too: one code path, and the connection stays ours to reuse.
       d = proxy ? new ProxyAgent({ ...common, uri: proxy.url, requestTls: connect, proxyTunnel: true }) : new Agent({ ...common, connect });

@@ -420,10 +420,14 @@ export class RegistryClient {
     what = `${registry}/${repository}`,
     opts: ApiOptions = {},
   ) {
-    const url = `${await this.baseUrl(registry)}${path}`;
+    const probe = await this.probe(registry);
+    const url = `${this.schemes.get(registry) ?? probe.scheme}://${apiHost(registry)}${path}`;
+    // A registry whose ping failed gets this request anonymous, without a second ping: the request
+    // reports what is wrong (with its retries), and a 401 answer teaches the challenge.
+    const pinged = probe.challenge !== undefined || this.challenges.has(registry);
     for (let authTry = 0; ; authTry++) {
       const h: Record<string, string> = { 'user-agent': this.opts.userAgent ?? USER_AGENT, ...headers };
-      const auth = await this.authorization(registry, repository, opts.actions, opts.alsoPull);
+      const auth = pinged || authTry > 0 ? await this.authorization(registry, repository, opts.actions, opts.alsoPull) : undefined;
       if (auth) h.authorization = auth;
       const res = await this.send(url, { method, headers: h, body: opts.body }, what, opts.maxBytes);
       if (res.status === 401 && authTry === 0) {

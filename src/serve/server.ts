@@ -8,13 +8,26 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { isSha256Digest, type Bundle, type BundleRepository } from '../bundle/types.js';
+import { applyLimits, DEFAULT_LIMITS, idleDuringResponse, limitServerOptions, type LimitEvent, type ServeLimits } from './limits.js';
 
 export interface ServeOptions {
   host: string;
   port: number;
+  /** Connection cap and timeouts; each defaults to DEFAULT_LIMITS. */
+  limits?: Partial<ServeLimits>;
   /** Called after each request (access log). */
   onRequest?: (r: { method: string; path: string; status: number; bytes: number }) => void;
+  /** Called when a connection is refused (cap reached) or dropped (idle). */
+  onLimit?: (e: LimitEvent) => void;
 }
+
+/**
+ * Bytes read from disk at a time for a blob response. The file stream reads one chunk ahead and
+ * the socket holds the one being written, so a client that stops reading pins ~2 chunks: 1 MiB
+ * chunks (the bundle readers' default) made 600 stalled clients cost ~900 MB; 64 KiB chunks, the
+ * size node's own file streams use, keep them to ~80 MB and still fill loopback at full speed.
+ */
+export const SERVE_CHUNK_BYTES = 64 * 1024;
 
 export interface RunningServer {
   url: string;
@@ -149,7 +162,7 @@ export async function serveBundle(bundle: Bundle, opts: ServeOptions): Promise<R
       return;
     }
     reply.bytes = length;
-    await pipeline(bundle.openBlob(digest, start, end), reply.res);
+    await pipeline(bundle.openBlob(digest, start, end, { chunkBytes: SERVE_CHUNK_BYTES }), reply.res);
   };
 
   const handle = async (reply: Reply) => {
@@ -188,7 +201,9 @@ export async function serveBundle(bundle: Bundle, opts: ServeOptions): Promise<R
     return reply.error(404, 'UNSUPPORTED', { path });
   };
 
-  const server = http.createServer((req, res) => {
+  const limits: ServeLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const server = http.createServer(limitServerOptions(limits), (req, res) => {
+    idleDuringResponse(res, limits, opts.onLimit);
     const reply = new Reply(req, res);
     handle(reply)
       .catch((err: Error) => {
@@ -198,7 +213,7 @@ export async function serveBundle(bundle: Bundle, opts: ServeOptions): Promise<R
       })
       .finally(() => opts.onRequest?.({ method: req.method ?? '', path: req.url ?? '', status: res.statusCode, bytes: reply.bytes }));
   });
-  server.keepAliveTimeout = 30_000;
+  applyLimits(server, limits, opts.onLimit);
   server.listen(opts.port, opts.host);
   await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);
   const addr = server.address() as AddressInfo;

@@ -1,0 +1,295 @@
+// Issue 16, item 4: `ocisave serve` under load. A bundle saved from the real docker-registry is
+// served by the CLI; raw loopback sockets play the slow, silent and half-spoken clients, undici
+// and skopeo the normal ones. Memory is read from /proc/PID/status of the serve process.
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ocisave, startCli } from './support/cli.js';
+import { skopeoCopy } from './support/exec.js';
+import { startRegistry, type RunningRegistry } from './support/registry.js';
+import { MT, pushBlobStream, pushImage, randomLayerStream } from './fixtures/index.js';
+
+vi.setConfig({ testTimeout: 300_000, hookTimeout: 180_000 });
+
+const BLOB_BYTES = 32 << 20;
+const SLOW_READERS = 600;
+const RSS_LIMIT_MB = 300;
+
+let registry: RunningRegistry;
+let work: string;
+let bundle: string;
+/** The big layer as pushed: digest computed by the fixture helper while uploading. */
+let layer: { digest: string; size: number };
+const stops: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ocisave-serve-limits-'));
+  bundle = join(work, 'bundle');
+  registry = await startRegistry();
+  stops.push(() => registry.stop());
+  const { stream, result } = randomLayerStream({ seed: 'serve-limits', bytes: BLOB_BYTES, path: 'data/big.bin' });
+  const blob = await pushBlobStream(registry.url, 'big/blob', stream, MT.dockerLayer);
+  layer = { digest: blob.digest, size: blob.size };
+  await pushImage(registry.url, 'big/blob', 'latest', {
+    format: 'docker',
+    layers: [{ digest: blob.digest, size: blob.size, diffId: (await result).diffId, repo: 'big/blob' }],
+  });
+  const r = await ocisave(['save', `${registry.host}/big/blob:latest`, '-o', bundle, '--cache', join(work, 'cache'), '-q']);
+  expect(r.code, r.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  await Promise.allSettled(stops.splice(0).reverse().map((s) => s()));
+  await rm(work, { recursive: true, force: true });
+});
+
+interface Served {
+  child: ChildProcess;
+  host: string;
+  port: number;
+  url: string;
+  stderr(): string;
+  /** Resolves when stderr (so far or later) matches. */
+  logged(re: RegExp): Promise<void>;
+}
+
+/** `ocisave serve BUNDLE` on a free loopback port, with extra flags; stopped in afterAll. */
+async function serve(flags: string[]): Promise<Served> {
+  const child = startCli(['serve', bundle, '--addr', '127.0.0.1:0', '--json', ...flags]);
+  stops.push(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    });
+    child.once('exit', (code) => reject(new Error(`ocisave serve exited ${code}: ${err}`)));
+  });
+  const info = JSON.parse(line) as { host: string; url: string };
+  const logged = (re: RegExp) =>
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (!re.test(err)) return;
+        child.stderr!.off('data', check);
+        resolve();
+      };
+      child.stderr!.on('data', check);
+      check();
+    });
+  return { child, host: info.host, port: Number(info.host.split(':')[1]), url: info.url, stderr: () => err, logged };
+}
+
+/** VmRSS and VmHWM (peak) of a process, in MB. */
+async function memoryOf(pid: number): Promise<{ rssMB: number; hwmMB: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)![1]);
+  return { rssMB: kB('VmRSS') / 1024, hwmMB: kB('VmHWM') / 1024 };
+}
+
+const blobPath = () => `/v2/big/blob/blobs/${layer.digest}`;
+const getRequest = (path: string, headers = '') => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`;
+
+interface RawClient {
+  socket: net.Socket;
+  /** Everything received so far (only while `collect` is on). */
+  received: Buffer[];
+  closed: Promise<void>;
+}
+
+/** A raw loopback connection that has sent `text` and collects what comes back. */
+function rawClient(port: number, text: string): RawClient {
+  const socket = net.connect(port, '127.0.0.1');
+  const received: Buffer[] = [];
+  socket.on('data', (b: Buffer) => received.push(b));
+  socket.on('error', () => {}); // a reset shows as 'close', which the tests wait for
+  socket.write(text);
+  return { socket, received, closed: new Promise((resolve) => socket.once('close', () => resolve())) };
+}
+
+/**
+ * A client that asks for the blob, reads its status line, then takes one byte a second (the
+ * socket stays paused, so the kernel's buffers fill and the server sees a stalled reader).
+ */
+async function slowReader(port: number): Promise<{ socket: net.Socket; status: string; isClosed: () => boolean }> {
+  const socket = net.connect(port, '127.0.0.1');
+  let closed = false;
+  socket.on('close', () => (closed = true));
+  socket.write(getRequest(blobPath()));
+  const status = await new Promise<string>((resolve, reject) => {
+    const onReadable = () => {
+      const head = socket.read(12) as Buffer | null;
+      if (!head) return;
+      socket.off('readable', onReadable);
+      resolve(head.toString('latin1'));
+    };
+    socket.on('readable', onReadable);
+    socket.once('error', reject);
+    socket.once('close', () => reject(new Error('closed before a status line')));
+  });
+  socket.removeAllListeners('error');
+  socket.on('error', () => {});
+  return { socket, status, isClosed: () => closed };
+}
+
+/** sha256 and length of a whole blob pulled with undici on a fresh connection. */
+async function pullBlob(url: string): Promise<{ status: number; digest: string; bytes: number }> {
+  const agent = new Agent({ connections: 1 });
+  try {
+    const res = await request(`${url}${blobPath()}`, { dispatcher: agent });
+    const h = createHash('sha256');
+    let bytes = 0;
+    for await (const chunk of res.body) {
+      h.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+    }
+    return { status: res.statusCode, digest: `sha256:${h.digest('hex')}`, bytes };
+  } finally {
+    await agent.close();
+  }
+}
+
+/** Max open files of this process (node raises its soft limit to the hard one at start). */
+async function openFileLimit(): Promise<number> {
+  const limits = await readFile('/proc/self/limits', 'utf8');
+  return Number(/^Max open files\s+(\d+)/m.exec(limits)![1]);
+}
+
+describe('ocisave serve under load', () => {
+  it(`${SLOW_READERS} slow readers stay under ${RSS_LIMIT_MB} MB RSS while a normal client pulls the blob whole`, async () => {
+    // 600 sockets here and 600 in the server, plus each server's open blob file.
+    expect(await openFileLimit(), 'ulimit -n too low for 600 loopback connections').toBeGreaterThanOrEqual(2 * SLOW_READERS + 200);
+    // A long idle timeout, so the bound measured is the buffering's and no reader is dropped meanwhile.
+    const srv = await serve(['--idle-timeout', '600']);
+    const pid = srv.child.pid!;
+    const started = await memoryOf(pid);
+    const warm = await pullBlob(srv.url); // code and buffers of a blob response loaded once
+    expect(warm.digest).toBe(layer.digest);
+    const rest = await memoryOf(pid);
+
+    const readers: Awaited<ReturnType<typeof slowReader>>[] = [];
+    const ticker = setInterval(() => readers.forEach((r) => r.socket.read(1)), 1000);
+    try {
+      // Opened 50 at a time: each waits for its status line, so all 600 have a response in flight.
+      for (let i = 0; i < SLOW_READERS; i += 50) readers.push(...(await Promise.all(Array.from({ length: 50 }, () => slowReader(srv.port)))));
+      expect(readers.map((r) => r.status).filter((s) => s !== 'HTTP/1.1 200')).toEqual([]);
+      const loaded = await memoryOf(pid);
+
+      const pulled = await pullBlob(srv.url);
+      expect(pulled).toEqual({ status: 200, digest: layer.digest, bytes: layer.size });
+      // skopeo checks every digest of the image it copies.
+      await skopeoCopy(`docker://${srv.host}/big/blob:latest`, `oci:${join(work, 'pulled')}:latest`);
+      const after = await memoryOf(pid);
+
+      expect(readers.filter((r) => r.isClosed())).toHaveLength(0);
+      console.log(
+        `serve RSS: started ${started.rssMB.toFixed(1)} MB; after one pull ${rest.rssMB.toFixed(1)} MB; ${SLOW_READERS} slow readers ${loaded.rssMB.toFixed(1)} MB;` +
+          ` with a normal client ${after.rssMB.toFixed(1)} MB; peak (VmHWM) ${after.hwmMB.toFixed(1)} MB`,
+      );
+      expect(after.hwmMB).toBeLessThan(RSS_LIMIT_MB);
+      expect(after.rssMB).toBeLessThan(RSS_LIMIT_MB);
+    } finally {
+      clearInterval(ticker);
+      for (const r of readers) r.socket.destroy();
+    }
+  });
+
+  it('refuses a connection beyond --max-connections and serves again once connections close', async () => {
+    const srv = await serve(['--max-connections', '4', '--access-log']);
+    // Four keep-alive connections, each past one whole response, so the server holds all four.
+    const held = Array.from({ length: 4 }, () => rawClient(srv.port, getRequest('/v2/')));
+    for (const c of held) {
+      while (!Buffer.concat(c.received).toString().endsWith('\r\n\r\n{}')) await once(c.socket, 'data');
+      expect(Buffer.concat(c.received).toString()).toMatch(/^HTTP\/1\.1 200 /);
+    }
+
+    const fifth = rawClient(srv.port, getRequest('/v2/'));
+    await fifth.closed;
+    expect(Buffer.concat(fifth.received).toString()).toBe('');
+    expect(srv.stderr()).toMatch(/refused 127\.0\.0\.1:\d+: 4 connections open/);
+
+    for (const c of held) c.socket.destroy();
+    // The server learns of the closes asynchronously: a bounded number of tries.
+    let answered = '';
+    for (let i = 0; i < 50 && !answered.startsWith('HTTP/1.1 200'); i++) {
+      if (i > 0) await sleep(100);
+      const c = rawClient(srv.port, getRequest('/v2/', 'Connection: close\r\n'));
+      await c.closed;
+      answered = Buffer.concat(c.received).toString();
+    }
+    expect(answered).toMatch(/^HTTP\/1\.1 200 /);
+    expect((await pullBlob(srv.url)).digest).toBe(layer.digest);
+  });
+});
+
+describe('ocisave serve timeouts', () => {
+  let srv: Served;
+  beforeAll(async () => {
+    srv = await serve(['--idle-timeout', '2', '--header-timeout', '1', '--access-log']);
+  });
+
+  it('drops a client that stops reading a blob after --idle-timeout', async () => {
+    const stalled = await slowReader(srv.port);
+    expect(stalled.status).toBe('HTTP/1.1 200');
+    const started = Date.now();
+    const port = stalled.socket.localPort;
+    await srv.logged(new RegExp(`dropped 127\\.0\\.0\\.1:${port}: idle`));
+    // A timer never fires early: the server's last write was after the status line was read.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+    // Reading again, the client finds its connection cut short of the 32 MiB.
+    let bytes = 0;
+    stalled.socket.on('data', (b: Buffer) => (bytes += b.length));
+    const closed = new Promise((resolve) => stalled.socket.once('close', resolve));
+    stalled.socket.resume();
+    await closed;
+    expect(bytes).toBeLessThan(layer.size);
+  });
+
+  it('keeps a slow reader that still moves, for longer than both timeouts', async () => {
+    // 3 MiB read a socket read (≤64 KiB) every 100 ms: several seconds, each gap 20× under the idle timeout.
+    const end = 3 * (1 << 20) - 1;
+    const c = rawClient(srv.port, getRequest(blobPath(), `Range: bytes=0-${end}\r\nConnection: close\r\n`));
+    c.socket.on('data', () => {
+      c.socket.pause();
+      setTimeout(() => c.socket.resume(), 100);
+    });
+    const started = Date.now();
+    await c.closed;
+    const all = Buffer.concat(c.received);
+    const split = all.indexOf('\r\n\r\n');
+    expect(all.subarray(0, split).toString()).toMatch(/^HTTP\/1\.1 206 /);
+    const body = all.subarray(split + 4);
+    expect(body.length).toBe(end + 1);
+    const want = createHash('sha256');
+    const hex = layer.digest.slice(7);
+    for await (const chunk of createReadStream(join(bundle, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data'), { end })) want.update(chunk as Buffer);
+    expect(createHash('sha256').update(body).digest('hex')).toBe(want.digest('hex'));
+    expect(Date.now() - started).toBeGreaterThan(2000);
+  });
+
+  it('drops a client that sends half a request line, and one that sends nothing, after --header-timeout', async () => {
+    // No idle timeout on this server: only the header timeout can end these connections.
+    const strict = await serve(['--header-timeout', '1', '--idle-timeout', '0']);
+    const half = rawClient(strict.port, 'GET /v2/ HT');
+    const silent = rawClient(strict.port, '');
+    await Promise.all([half.closed, silent.closed]);
+    // node answers 408 and closes.
+    expect(Buffer.concat(half.received).toString()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(Buffer.concat(silent.received).toString()).toMatch(/^HTTP\/1\.1 408 /);
+    expect((await pullBlob(strict.url)).digest).toBe(layer.digest);
+  });
+});

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +28,8 @@ let work: string;
 let bundle: string;
 /** The big layer as pushed: digest computed by the fixture helper while uploading. */
 let layer: { digest: string; size: number };
+/** Manifest and config digests of big/blob:latest, as pushed. */
+let image: { manifest: string; config: string };
 const stops: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
@@ -38,10 +40,11 @@ beforeAll(async () => {
   const { stream, result } = randomLayerStream({ seed: 'serve-limits', bytes: BLOB_BYTES, path: 'data/big.bin' });
   const blob = await pushBlobStream(registry.url, 'big/blob', stream, MT.dockerLayer);
   layer = { digest: blob.digest, size: blob.size };
-  await pushImage(registry.url, 'big/blob', 'latest', {
+  const pushed = await pushImage(registry.url, 'big/blob', 'latest', {
     format: 'docker',
     layers: [{ digest: blob.digest, size: blob.size, diffId: (await result).diffId, repo: 'big/blob' }],
   });
+  image = { manifest: pushed.digest, config: pushed.config!.digest };
   const r = await ocisave(['save', `${registry.host}/big/blob:latest`, '-o', bundle, '--cache', join(work, 'cache'), '-q']);
   expect(r.code, r.stderr).toBe(0);
 });
@@ -62,8 +65,8 @@ interface Served {
 }
 
 /** `ocisave serve BUNDLE` on a free loopback port, with extra flags; stopped in afterAll. */
-async function serve(flags: string[]): Promise<Served> {
-  const child = startCli(['serve', bundle, '--addr', '127.0.0.1:0', '--json', ...flags]);
+async function serve(flags: string[], path = bundle): Promise<Served> {
+  const child = startCli(['serve', path, '--addr', '127.0.0.1:0', '--json', ...flags]);
   stops.push(async () => {
     if (child.exitCode === null) {
       child.kill('SIGTERM');
@@ -101,7 +104,9 @@ async function memoryOf(pid: number): Promise<{ rssMB: number; hwmMB: number }> 
   return { rssMB: kB('VmRSS') / 1024, hwmMB: kB('VmHWM') / 1024 };
 }
 
-const blobPath = () => `/v2/big/blob/blobs/${layer.digest}`;
+const blobPath = (digest = layer.digest) => `/v2/big/blob/blobs/${digest}`;
+/** Where a registry layout keeps a blob's bytes. */
+const dataFile = (root: string, digest: string) => join(root, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7), 'data');
 const getRequest = (path: string, headers = '') => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`;
 
 interface RawClient {
@@ -146,11 +151,11 @@ async function slowReader(port: number): Promise<{ socket: net.Socket; status: s
   return { socket, status, isClosed: () => closed };
 }
 
-/** sha256 and length of a whole blob pulled with undici on a fresh connection. */
-async function pullBlob(url: string): Promise<{ status: number; digest: string; bytes: number }> {
+/** sha256 and length of a whole response pulled with undici on a fresh connection (the big blob by default). */
+async function pullBlob(url: string, path = blobPath(), method: 'GET' | 'HEAD' = 'GET'): Promise<{ status: number; digest: string; bytes: number }> {
   const agent = new Agent({ connections: 1 });
   try {
-    const res = await request(`${url}${blobPath()}`, { dispatcher: agent });
+    const res = await request(`${url}${path}`, { dispatcher: agent, method });
     const h = createHash('sha256');
     let bytes = 0;
     for await (const chunk of res.body) {
@@ -225,7 +230,7 @@ describe('ocisave serve under load', () => {
     const fifth = rawClient(srv.port, getRequest('/v2/'));
     await fifth.closed;
     expect(Buffer.concat(fifth.received).toString()).toBe('');
-    expect(srv.stderr()).toMatch(/refused 127\.0\.0\.1:\d+: 4 connections open/);
+    await srv.logged(/refused 127\.0\.0\.1:\d+: 4 connections open/);
 
     for (const c of held) c.socket.destroy();
     // The server learns of the closes asynchronously: a bounded number of tries.
@@ -280,8 +285,7 @@ describe('ocisave serve timeouts', () => {
     const body = all.subarray(split + 4);
     expect(body.length).toBe(end + 1);
     const want = createHash('sha256');
-    const hex = layer.digest.slice(7);
-    for await (const chunk of createReadStream(join(bundle, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data'), { end })) want.update(chunk as Buffer);
+    for await (const chunk of createReadStream(dataFile(bundle, layer.digest), { end })) want.update(chunk as Buffer);
     expect(createHash('sha256').update(body).digest('hex')).toBe(want.digest('hex'));
     expect(Date.now() - started).toBeGreaterThan(2000);
   });
@@ -296,5 +300,49 @@ describe('ocisave serve timeouts', () => {
     expect(Buffer.concat(half.received).toString()).toMatch(/^HTTP\/1\.1 408 /);
     expect(Buffer.concat(silent.received).toString()).toMatch(/^HTTP\/1\.1 408 /);
     expect((await pullBlob(strict.url)).digest).toBe(layer.digest);
+  });
+});
+
+describe('ocisave serve --verify-blobs', () => {
+  it('refuses a blob and a manifest whose bytes do not match their digests, once hashed, and serves the rest', async () => {
+    // A copy: the bundle's files are hard links into the cache. One byte of the layer flipped, one
+    // space of the (docker, indented) manifest made a tab, which keeps it valid JSON.
+    const damaged = join(work, 'damaged');
+    await cp(bundle, damaged, { recursive: true });
+    const fh = await open(dataFile(damaged, layer.digest), 'r+');
+    const { buffer } = await fh.read(Buffer.alloc(1), 0, 1, 1000);
+    await fh.write(Buffer.from([buffer[0]! ^ 0xff]), 0, 1, 1000);
+    await fh.close();
+    const manifestFile = dataFile(damaged, image.manifest);
+    await writeFile(manifestFile, (await readFile(manifestFile, 'utf8')).replace('   ', '\t'));
+
+    // Without the flag the damaged bytes go out (what the flag is for).
+    const lax = await serve([], damaged);
+    expect(await pullBlob(lax.url)).toMatchObject({ status: 200, bytes: layer.size });
+    expect((await pullBlob(lax.url)).digest).not.toBe(layer.digest);
+
+    const srv = await serve(['--verify-blobs'], damaged);
+    const refusal = new RegExp(`${layer.digest} in .* does not match its digest`, 'g');
+    for (let i = 0; i < 2; i++) {
+      const res = await request(`${srv.url}${blobPath()}`);
+      expect(res.statusCode).toBe(404);
+      const body = (await res.body.json()) as { errors: { code: string; detail: { reason: string } }[] };
+      expect(body.errors[0]!.code).toBe('BLOB_UNKNOWN');
+      expect(body.errors[0]!.detail.reason).toMatch(/does not match its digest/);
+    }
+    // HEAD never hashes, but refuses what a GET found corrupt.
+    expect((await pullBlob(srv.url, blobPath(), 'HEAD')).status).toBe(404);
+    const manifest = await request(`${srv.url}/v2/big/blob/manifests/latest`);
+    expect(manifest.statusCode).toBe(404);
+    expect(((await manifest.body.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('MANIFEST_UNKNOWN');
+    // stderr is one pipe: once the manifest's line is there, the blob's are too. Hashed once, remembered: one line.
+    await srv.logged(new RegExp(`${image.manifest} in ${damaged} does not match its digest`));
+    expect(srv.stderr().match(refusal)).toHaveLength(1);
+    // The intact config blob is served.
+    expect(await pullBlob(srv.url, blobPath(image.config))).toMatchObject({ status: 200, digest: image.config });
+    // And the intact bundle, verified, serves skopeo as before.
+    const good = await serve(['--verify-blobs']);
+    await skopeoCopy(`docker://${good.host}/big/blob:latest`, `oci:${join(work, 'pulled-verified')}:latest`);
+    expect(good.stderr()).not.toMatch(/does not match/);
   });
 });

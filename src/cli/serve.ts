@@ -10,6 +10,7 @@ interface ServeFlags {
   maxConnections: number;
   idleTimeout: number;
   headerTimeout: number;
+  verifyBlobs?: boolean;
   accessLog?: boolean;
   json?: boolean;
 }
@@ -46,6 +47,7 @@ export function serveCommand(): Command {
     .option('--max-connections <n>', 'connections open at once; more are closed when accepted', positiveInt, DEFAULT_LIMITS.maxConnections)
     .option('--idle-timeout <seconds>', 'drop a connection that moves no data for this long (0: never)', nonNegativeInt, DEFAULT_LIMITS.idleTimeoutMs / 1000)
     .option('--header-timeout <seconds>', 'time a client has to send a request\'s headers', positiveInt, DEFAULT_LIMITS.headerTimeoutMs / 1000)
+    .option('--verify-blobs', 'hash each blob the first time it is served; refuse one that does not match its digest')
     .option('--access-log', 'one line per request (and per refused or idle connection) on stderr')
     .option('--json', 'print the listening address as JSON')
     .action(async (path: string, flags: ServeFlags) => {
@@ -59,6 +61,8 @@ export function serveCommand(): Command {
         port,
         limits: limitsFrom(flags),
         onLimit: limitLog(flags.accessLog, flags.maxConnections),
+        verifyBlobs: flags.verifyBlobs,
+        onCorrupt: (digest) => process.stderr.write(`error: ${digest} in ${path} does not match its digest: refused from now on (run ocisave verify ${path})\n`),
         onRequest: flags.accessLog ? (r) => process.stderr.write(`${r.method} ${r.path} ${r.status} ${r.bytes}\n`) : undefined,
       });
       if (!isLoopbackHost(host)) {

@@ -8,6 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { isSha256Digest, type Bundle, type BundleRepository } from '../bundle/types.js';
+import { BlobVerifier } from './verify-blobs.js';
 import { applyLimits, DEFAULT_LIMITS, idleDuringResponse, limitServerOptions, type LimitEvent, type ServeLimits } from './limits.js';
 
 export interface ServeOptions {
@@ -19,7 +20,13 @@ export interface ServeOptions {
   onRequest?: (r: { method: string; path: string; status: number; bytes: number }) => void;
   /** Called when a connection is refused (cap reached) or dropped (idle). */
   onLimit?: (e: LimitEvent) => void;
+  /** Hash each blob and manifest the first time it is served; refuse one that does not match its digest. */
+  verifyBlobs?: boolean;
+  /** Called once for each blob or manifest refused by verifyBlobs. */
+  onCorrupt?: (digest: string) => void;
 }
+
+const CORRUPT = "the bundle's copy does not match its digest";
 
 /**
  * Bytes read from disk at a time for a blob response. The file stream reads one chunk ahead and
@@ -118,6 +125,7 @@ function page<T>(items: T[], url: URL, key: (t: T) => string, reply: Reply): { i
 export async function serveBundle(bundle: Bundle, opts: ServeOptions): Promise<RunningServer> {
   const repos = [...bundle.repositories.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
+  const verifier = opts.verifyBlobs ? new BlobVerifier(bundle, opts.onCorrupt) : undefined;
   const lookupRepo = (name: string): BundleRepository | undefined => bundle.repositories.get(name);
 
   const manifests = async (reply: Reply, repo: BundleRepository, ref: string) => {
@@ -125,6 +133,7 @@ export async function serveBundle(bundle: Bundle, opts: ServeOptions): Promise<R
     const known = digest && (repo.manifests.has(digest) || [...repo.tags.values()].includes(digest));
     const m = known ? await bundle.manifest(digest) : undefined;
     if (!m) return reply.error(404, 'MANIFEST_UNKNOWN', { name: repo.name, reference: ref });
+    if (verifier && !verifier.verifyBytes(m.digest, m.bytes)) return reply.error(404, 'MANIFEST_UNKNOWN', { name: repo.name, reference: ref, reason: CORRUPT });
     const etag = `"${m.digest}"`;
     const headers = { 'content-type': m.mediaType, 'docker-content-digest': m.digest, etag };
     if (reply.req.headers['if-none-match'] === etag) {
@@ -138,6 +147,10 @@ export async function serveBundle(bundle: Bundle, opts: ServeOptions): Promise<R
     if (!isSha256Digest(digest)) return reply.error(404, 'BLOB_UNKNOWN', { digest });
     const size = repo.blobs.has(digest) || repo.manifests.has(digest) ? await bundle.blobSize(digest) : undefined;
     if (size === undefined) return reply.error(404, 'BLOB_UNKNOWN', { digest });
+    // 404 rather than 5xx: the copy will not get better, and clients retry a 5xx.
+    if (verifier && (reply.head ? verifier.isBad(digest) : !(await verifier.verify(digest)))) {
+      return reply.error(404, 'BLOB_UNKNOWN', { digest, reason: CORRUPT });
+    }
     const common = {
       'docker-content-digest': digest,
       etag: `"${digest}"`,

@@ -246,6 +246,22 @@ describe('ocisave serve under load', () => {
   });
 });
 
+describe('ocisave serve limit flags', () => {
+  it('refuse values out of range with exit 2, naming the flag', async () => {
+    for (const [flag, value] of [
+      ['--max-connections', '0'],
+      ['--idle-timeout', '-1'],
+      ['--idle-timeout', '86401'], // node would fire a timer past 2^31 ms at once
+      ['--header-timeout', '0'],
+      ['--header-timeout', '1.5'],
+    ] as const) {
+      const r = await ocisave(['serve', bundle, '--addr', '127.0.0.1:0', flag, value]);
+      expect(r.code, `${flag} ${value}`).toBe(2);
+      expect(r.stderr).toContain(`error: option '${flag}`);
+    }
+  });
+});
+
 describe('ocisave serve timeouts', () => {
   let srv: Served;
   beforeAll(async () => {

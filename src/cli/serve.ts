@@ -3,7 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { isLoopbackHost } from '../registry/hosts.js';
 import { DEFAULT_LIMITS, type LimitEvent, type ServeLimits } from '../serve/limits.js';
-import { nonNegativeInt, positiveInt } from './options.js';
+import { positiveInt } from './options.js';
 
 interface ServeFlags {
   addr: string;
@@ -21,6 +21,15 @@ export function parseAddr(value: string): { host: string; port: number } {
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new InvalidArgumentError('HOST:PORT, [IPv6]:PORT or :PORT');
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+/** Whole seconds from `min` to a day: node's timers take at most 2^31-1 ms (24.8 days) and fire at once beyond. */
+function seconds(min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > 86_400) throw new InvalidArgumentError(`must be whole seconds from ${min} to 86400 (a day)`);
+    return n;
+  };
 }
 
 function limitsFrom(flags: ServeFlags): ServeLimits {
@@ -45,8 +54,8 @@ export function serveCommand(): Command {
     .argument('<bundle>', 'bundle directory or archive')
     .option('--addr <host:port>', 'address to listen on (port 0: any free port)', '127.0.0.1:5000')
     .option('--max-connections <n>', 'connections open at once; more are closed when accepted', positiveInt, DEFAULT_LIMITS.maxConnections)
-    .option('--idle-timeout <seconds>', 'drop a connection that moves no data for this long (0: never)', nonNegativeInt, DEFAULT_LIMITS.idleTimeoutMs / 1000)
-    .option('--header-timeout <seconds>', 'time a client has to send a request\'s headers', positiveInt, DEFAULT_LIMITS.headerTimeoutMs / 1000)
+    .option('--idle-timeout <seconds>', 'drop a connection that moves no data for this long (0: never)', seconds(0), DEFAULT_LIMITS.idleTimeoutMs / 1000)
+    .option('--header-timeout <seconds>', 'time a client has to send a request\'s headers', seconds(1), DEFAULT_LIMITS.headerTimeoutMs / 1000)
     .option('--verify-blobs', 'hash each blob the first time it is served; refuse one that does not match its digest')
     .option('--access-log', 'one line per request (and per refused or idle connection) on stderr')
     .option('--json', 'print the listening address as JSON')

@@ -168,6 +168,12 @@ async function pullBlob(url: string, path = blobPath(), method: 'GET' | 'HEAD' =
   }
 }
 
+/** Kernel memory of all TCP sockets (not in any process's RSS), in MB: /proc/net/sockstat counts pages. */
+async function tcpKernelMB(): Promise<number> {
+  const pages = Number(/^TCP:.* mem (\d+)/m.exec(await readFile('/proc/net/sockstat', 'utf8'))![1]);
+  return (pages * 4096) / (1 << 20);
+}
+
 /** Max open files of this process (node raises its soft limit to the hard one at start). */
 async function openFileLimit(): Promise<number> {
   const limits = await readFile('/proc/self/limits', 'utf8');
@@ -195,6 +201,7 @@ describe('ocisave serve under load', () => {
       for (let i = 0; i < SLOW_READERS; i += 50) readers.push(...(await Promise.all(Array.from({ length: 50 }, () => slowReader(srv.port)))));
       expect(readers.map((r) => r.status).filter((s) => s !== 'HTTP/1.1 200')).toEqual([]);
       const loaded = await memoryOf(pid);
+      const kernelMB = await tcpKernelMB();
 
       t0 = Date.now();
       const pulled = await pullBlob(srv.url);
@@ -208,7 +215,7 @@ describe('ocisave serve under load', () => {
       console.log(
         `serve RSS: started ${started.rssMB.toFixed(1)} MB; after one pull ${rest.rssMB.toFixed(1)} MB; ${SLOW_READERS} slow readers ${loaded.rssMB.toFixed(1)} MB;` +
           ` with a normal client ${after.rssMB.toFixed(1)} MB; peak (VmHWM) ${after.hwmMB.toFixed(1)} MB;` +
-          ` 32 MiB pulled in ${restPullMs} ms at rest, ${loadedPullMs} ms beside the slow readers`,
+          ` 32 MiB pulled in ${restPullMs} ms at rest, ${loadedPullMs} ms beside the slow readers; kernel TCP buffers ${kernelMB.toFixed(0)} MB`,
       );
       expect(after.hwmMB).toBeLessThan(RSS_LIMIT_MB);
       expect(after.rssMB).toBeLessThan(RSS_LIMIT_MB);

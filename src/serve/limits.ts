@@ -14,8 +14,8 @@ export interface ServeLimits {
 }
 
 export const DEFAULT_LIMITS: ServeLimits = {
-  // Each connection holds at most ~2 chunks (about 140 KiB with its sockets' state, measured):
-  // 1024 of them add ~140 MB to the ~60 MB at rest, under the 300 MB the issue sets.
+  // A stalled connection holds ~2 chunks, about 155 KiB with its sockets' state (measured with
+  // 600): 1024 of them add ~160 MB to the ~95 MB of a server that has sent a blob, under 300 MB.
   maxConnections: 1024,
   // nginx's send_timeout: 60 s between two successful writes to a client.
   idleTimeoutMs: 60_000,

@@ -2,7 +2,8 @@
 // `docker pull` work on the air-gapped side without running registry:2. The subset of the
 // distribution API a puller uses: GET /v2/, manifests by tag or digest, blobs with Range,
 // tags/list and _catalog (with n/last pagination). Everything else answers the distribution
-// error JSON: 404 for what is not there, 405 for writes.
+// error JSON: 404 for what is not there, 405 for writes. Connection cap and timeouts: limits.ts;
+// hashing blobs before they are served (--verify-blobs): verify-blobs.ts.
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

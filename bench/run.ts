@@ -8,6 +8,8 @@
 //   wasm    as cold, --hasher wasm (cold itself uses the default hasher)
 //   seg0    as cold, --segment-size 0 (no ranged downloads)
 //   seg8    as cold, --segment-size 8 (blobs of 16 MiB and more in parallel 8 MiB ranges)
+//   tls     as cold, from a second docker-registry serving the same storage over TLS (an openssl
+//           CA trusted through a certs.d directory): the cost of TLS per GB against plain HTTP
 //   sync    skopeo sync --all, one process, every reference from a YAML source, into a second registry
 //   mirror  ocisave mirror, fresh cache, every reference into a second registry (compare with sync)
 //   mirror3 the same as three processes, --shard 1/3, 2/3, 3/3, each with its own cache, at once
@@ -27,7 +29,7 @@
 // files) lives on tmpfs when /dev/shm exists, for the same reason.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -38,12 +40,13 @@ import type { FixtureSet } from '../test/fixtures/model.js';
 import { projectRoot } from '../test/support/cli.js';
 import { startFaultProxy } from '../test/support/proxy.js';
 import { startRegistry, type RunningRegistry } from '../test/support/registry.js';
+import { makeCa } from '../test/support/tls.js';
 import { barChartSvg, type Panel } from './chart.js';
 import { HAVE_GNU_TIME, median, processCpuSeconds, registryPid, timed, treeBytes, type Measured } from './measure.js';
 import { snapshotBuild } from './snapshot.js';
 import { copyScript, rehost, seedWan, syncYaml, uniqueBlobs, writeImageList } from './workloads.js';
 
-const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw'] as const;
+const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw'] as const;
 const SCENARIOS = ['resume', 'wan'] as const;
 type ContenderName = (typeof CONTENDERS)[number];
 type SectionName = ContenderName | (typeof SCENARIOS)[number];
@@ -54,6 +57,7 @@ const LABELS: Record<ContenderName, string> = {
   wasm: 'ocisave cold --hasher wasm',
   seg0: 'ocisave cold --segment-size 0',
   seg8: 'ocisave cold --segment-size 8',
+  tls: 'ocisave cold over TLS (certs.d CA)',
   sync: 'skopeo sync --all (YAML source) → registry',
   mirror: 'ocisave mirror, fresh cache → registry',
   mirror3: 'ocisave mirror --shard K/3 × 3 processes → registry',
@@ -69,6 +73,7 @@ const SHORT: Record<string, string> = {
   wasm: 'ocisave cold, wasm hasher',
   seg0: 'ocisave cold, no segments',
   seg8: 'ocisave cold, 8 MiB segments',
+  tls: 'ocisave cold, TLS',
   sync: 'skopeo sync (1 process)',
   mirror: 'ocisave mirror',
   mirror3: 'ocisave mirror, 3 shards',
@@ -210,6 +215,11 @@ async function main(): Promise<void> {
       // --- contenders, alternating order ------------------------------------------------------------
       if (contenders.length) {
         const ctx: Ctx = { work, list, set, source, sourcePid, warmCache: join(work, 'warm-cache') };
+        if (contenders.includes('tls')) {
+          const tls = await tlsSource(ctx);
+          registries.push(tls.registry);
+          ctx.tls = tls;
+        }
         if (contenders.includes('warm')) {
           log('preparing the warm cache (one cold save, not timed)');
           const prep = await ocisaveSave(ctx, ctx.warmCache, join(work, 'warm-prep-out'), []);
@@ -275,6 +285,20 @@ interface Ctx {
   source: RunningRegistry;
   sourcePid: number | undefined;
   warmCache: string;
+  /** The same storage over TLS: its image list, certs.d root and registry process. */
+  tls?: { registry: RunningRegistry; list: string; certsD: string; pid: number | undefined };
+}
+
+/** A second registry on the source's storage, serving TLS with a CA of our own, trusted through certs.d. */
+async function tlsSource(ctx: Ctx): Promise<NonNullable<Ctx['tls']>> {
+  const ca = await makeCa(join(ctx.work, 'tls-ca'));
+  const registry = await startRegistry({ dataDir: ctx.source.dataDir, keepDataDir: true, tls: await ca.server(['127.0.0.1', 'localhost']) });
+  const certsD = join(ctx.work, 'certs.d');
+  await mkdir(join(certsD, registry.host), { recursive: true });
+  await writeFile(join(certsD, registry.host, 'ca.crt'), await readFile(ca.cert));
+  const list = join(ctx.work, 'images-tls.txt');
+  await writeImageList(list, ctx.set.references.map((r) => rehost(r, ctx.source.host, registry.host)));
+  return { registry, list, certsD, pid: await registryPid(registry.configPath) };
 }
 
 interface SaveRun extends RunRecord {
@@ -282,11 +306,19 @@ interface SaveRun extends RunRecord {
 }
 
 /** One `ocisave save` of the image list into a registry layout, measured. */
-async function ocisaveSave(ctx: Ctx, cache: string, out: string, extra: string[], listFile = ctx.list, expectImages = ctx.set.references.length): Promise<SaveRun> {
+async function ocisaveSave(
+  ctx: Ctx,
+  cache: string,
+  out: string,
+  extra: string[],
+  listFile = ctx.list,
+  expectImages = ctx.set.references.length,
+  via: { env?: NodeJS.ProcessEnv; pid?: number } = { pid: ctx.sourcePid },
+): Promise<SaveRun> {
   const args = [cliPath, 'save', '-f', listFile, '-o', out, '--cache', cache, '--format', 'registry', '--json', ...extra];
-  const reg0 = await processCpuSeconds(ctx.sourcePid);
-  const m = await timed(process.execPath, args);
-  const regCpu = (await processCpuSeconds(ctx.sourcePid)) - reg0;
+  const reg0 = await processCpuSeconds(via.pid);
+  const m = await timed(process.execPath, args, { env: via.env });
+  const regCpu = (await processCpuSeconds(via.pid)) - reg0;
   let summary: any;
   try {
     summary = JSON.parse(m.stdout.trim().split('\n').pop() ?? '');
@@ -324,9 +356,12 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
       case 'cold':
       case 'wasm':
       case 'seg0':
-      case 'seg8': {
-        const extra = { cold: [], wasm: ['--hasher', 'wasm'], seg0: ['--segment-size', '0'], seg8: ['--segment-size', '8'] }[name];
-        const r = await ocisaveSave(ctx, join(dir, 'cache'), join(dir, 'out'), extra);
+      case 'seg8':
+      case 'tls': {
+        const extra = { cold: [], wasm: ['--hasher', 'wasm'], seg0: ['--segment-size', '0'], seg8: ['--segment-size', '8'], tls: [] }[name];
+        const tls = name === 'tls' ? ctx.tls! : undefined;
+        const via = tls ? { env: { OCISAVE_CERTS_D: tls.certsD }, pid: tls.pid } : undefined;
+        const r = await ocisaveSave(ctx, join(dir, 'cache'), join(dir, 'out'), extra, tls?.list, undefined, via);
         if (r.ok && r.downloadedBytes !== ctx.set.totalBlobBytes) {
           r.ok = false;
           r.error = `downloaded ${r.downloadedBytes} bytes, expected ${ctx.set.totalBlobBytes}`;
@@ -685,6 +720,15 @@ function markdown(r: Record<string, any>): string {
       const faster = coldM.wallSeconds <= w.wallSeconds ? 'node' : 'wasm';
       lines.push(
         `- Hasher (end to end): node ${fmt(coldM.wallSeconds, 2)} s wall / ${fmt(coldM.cpuSeconds, 2)} s CPU, wasm ${fmt(w.wallSeconds, 2)} s / ${fmt(w.cpuSeconds, 2)} s CPU — ${faster} is faster on wall time (default: ${DEFAULT_HASHER}).`,
+      );
+    }
+    if (coldM && get('tls')) {
+      const t = get('tls')!;
+      const gb = r.fleet.uniqueBytes / 1e9;
+      lines.push(
+        `- TLS (loopback, certs.d CA, same storage): ${fmt(t.wallSeconds, 2)} s wall / ${fmt(t.cpuSeconds, 2)} s CPU against plain HTTP's ${fmt(coldM.wallSeconds, 2)} s / ${fmt(coldM.cpuSeconds, 2)} s ` +
+          `(per-round ${fmt(paired('tls', 'cold'), 2)}×): ${fmt((t.wallSeconds - coldM.wallSeconds) / gb, 2)} s wall and ${fmt((t.cpuSeconds - coldM.cpuSeconds) / gb, 2)} s ocisave CPU ` +
+          `(+${fmt((t.registryCpuSeconds - coldM.registryCpuSeconds) / gb, 2)} s registry CPU) per GB.`,
       );
     }
     if (coldM && get('seg0')) {

@@ -8,19 +8,26 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { parentPort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
-import { Agent } from '../src/registry/http.js';
+import { sharedTransport } from '../src/registry/transport.js';
+import { explainConnectError } from '../src/registry/net-errors.js';
 import { Cache } from '../src/cache/cache.js';
 import { writeFully } from '../src/cache/write-error.js';
 import { resumeHasher, createHasher, hashFile } from '../src/hash/hasher.js';
-import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../src/registry/retry.js';
+import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES } from '../src/registry/retry.js';
+import { requestTimeouts, SpeedWatch, type NetLimits } from '../src/registry/timeouts.js';
 import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask } from '../src/engine/task.js';
 
 // Piscina loads this module with a synchronous require(); once that has returned (the next turn
 // of the event loop), the pool may terminate this thread safely.
 setImmediate(() => parentPort?.postMessage(WORKER_LOADED));
 
-/** This thread's connections, with undici's defaults. */
-const agent = new Agent();
+const retryCounters = new WeakMap<SharedArrayBuffer, Int32Array>();
+/** Takes one of the blob's retries (shared by its segments and sources); false when none is left. */
+function takeRetry(task: DownloadTask): boolean {
+  let left = retryCounters.get(task.retriesLeft);
+  if (!left) retryCounters.set(task.retriesLeft, (left = new Int32Array(task.retriesLeft)));
+  return Atomics.sub(left, 0, 1) > 0;
+}
 
 const caches = new Map<string, Cache>();
 function cacheAt(dir: string): Cache {
@@ -131,6 +138,7 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
   let fetched = 0;
   let retries = 0;
   let mismatches = 0;
+  let timeouts = 0;
   const resumedFrom = await checkpointedOffset(cache, task, path);
   const fh: FileHandle = await open(path, resumedFrom > 0 ? 'r+' : 'w');
   const file = new BufferedFile(fh, resumedFrom, path);
@@ -196,7 +204,8 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
         const e = err instanceof TransferError ? err : undefined;
         const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
         if (!e && !retryable) throw err;
-        if (!retryable || attempt >= MAX_ATTEMPTS) {
+        // Two timeouts in a row: the registry is not answering (see TIMEOUT_RETRIES).
+        if (!retryable || (isTimeoutError(err) && ++timeouts > TIMEOUT_RETRIES) || !takeRetry(task)) {
           await checkpoint().catch(() => undefined);
           await saved.catch(() => undefined);
           await fh.close().catch(() => undefined);
@@ -238,6 +247,7 @@ export async function segment(task: SegmentTask): Promise<DownloadResult> {
   const start = Math.max(task.start, cache.segment(task.digest, task.start, task.end)?.offset ?? task.start);
   let fetched = 0;
   let retries = 0;
+  let timeouts = 0;
   const fh = await open(cache.partialPath(task.digest), 'r+');
   const file = new BufferedFile(fh, start, cache.partialPath(task.digest));
   let sinceCheckpoint = 0;
@@ -270,7 +280,7 @@ export async function segment(task: SegmentTask): Promise<DownloadResult> {
         const e = err instanceof TransferError ? err : undefined;
         const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
         await checkpoint().catch(() => undefined);
-        if (!retryable || attempt >= MAX_ATTEMPTS) {
+        if (!retryable || (isTimeoutError(err) && ++timeouts > TIMEOUT_RETRIES) || !takeRetry(task)) {
           await saved.catch(() => undefined);
           return { ok: false, code: e?.code ?? 'failed', message: e?.message ?? String((err as Error).message ?? err), fetched };
         }
@@ -320,7 +330,7 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const headers: Record<string, string> = new URL(url).host === registryHost ? { ...task.headers } : {};
     if (offset > 0 || end !== undefined) headers.range = `bytes=${offset}-${end !== undefined ? end - 1 : ''}`;
-    const answer = await exchange(url, headers, (code, h) => {
+    const answer = await exchange(task, url, headers, task.limits, (code, h) => {
       if (code === 206) {
         const range = /^bytes (\d+)-/.exec(String(h['content-range'] ?? ''));
         if (!range || Number(range[1]) !== offset) throw new TransferError('failed', `server answered a range starting elsewhere than ${offset}`, true);
@@ -328,7 +338,14 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
       }
       if (code === 200) return { restartFromZero: offset > 0 || (end !== undefined && end < task.size) };
       return undefined;
-    }, sink);
+    }, sink).catch((err: unknown) => {
+      // A certificate, a client certificate or a proxy problem gets its one line (retried as the
+      // raw error would be); our own sink's errors and the rest go on as they are.
+      if (err instanceof TransferError) throw err;
+      const u = new URL(url);
+      const explained = explainConnectError(err, u.host, sharedTransport(task.transport).proxyOf(u));
+      throw explained ? new TransferError('failed', explained, isRetryableError(err)) : err;
+    });
     const { status } = answer;
     if (status === 200 || status === 206) return;
     const header = (name: string) => [answer.headers[name]].flat()[0];
@@ -355,8 +372,10 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
  * with it.
  */
 function exchange(
+  task: DownloadTask,
   url: string,
   headers: Record<string, string>,
+  limits: NetLimits,
   accept: (status: number, headers: ResponseHeaders) => { restartFromZero: boolean } | undefined,
   sink: BodySink,
 ): Promise<{ status: number; headers: ResponseHeaders }> {
@@ -366,11 +385,17 @@ function exchange(
     let answered: ResponseHeaders = {};
     let piping = false;
     let failed = false;
+    let watch: SpeedWatch | undefined;
+    // Time our own writes hold the connection paused is not the server's slowness.
     const hold = (controller: Dispatcher.DispatchController, work: Promise<void> | void) => {
       if (!work) return;
       controller.pause();
+      watch?.pause();
       work.then(
-        () => controller.resume(),
+        () => {
+          watch?.resume();
+          controller.resume();
+        },
         (err) => controller.abort(err as Error),
       );
     };
@@ -378,6 +403,11 @@ function exchange(
       onRequestStart() {},
       onResponseStart(controller, statusCode, resHeaders) {
         status = statusCode;
+        // Every body, error pages included: a 1 byte/s answer of any kind is dropped.
+        watch = new SpeedWatch(limits, (err) => {
+          failed = true;
+          controller.abort(err);
+        });
         answered = resHeaders as ResponseHeaders;
         try {
           const accepted = accept(statusCode, answered);
@@ -389,6 +419,7 @@ function exchange(
         }
       },
       onResponseData(controller, chunk) {
+        watch?.add(chunk.length);
         if (!piping || failed) return;
         try {
           hold(controller, sink.data(chunk));
@@ -398,12 +429,15 @@ function exchange(
         }
       },
       onResponseEnd() {
+        watch?.stop();
         resolve({ status, headers: answered });
       },
       onResponseError(_controller, err) {
+        watch?.stop();
         reject(err);
       },
     };
-    agent.dispatch({ origin, path: pathname + search, method: 'GET', headers, headersTimeout: 60_000, bodyTimeout: 60_000 }, handler);
+    // This thread's connections, one transport per distinct settings (connect timeout included).
+    sharedTransport(task.transport).dispatch({ origin, path: pathname + search, method: 'GET', headers, ...requestTimeouts(limits) }, handler);
   });
 }

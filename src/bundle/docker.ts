@@ -19,6 +19,7 @@ import {
   type Bundle,
   type BundleProblem,
   type BundleRepository,
+  type ReadOptions,
   type StoredManifest,
 } from './types.js';
 
@@ -167,13 +168,13 @@ export class LegacyDockerBundle implements Bundle {
     return member === undefined ? undefined : this.store.size(member);
   }
 
-  openBlob(digest: string, start = 0, end?: number): Readable {
+  openBlob(digest: string, start = 0, end?: number, opts?: ReadOptions): Readable {
     const m = this.scan.manifests.get(digest);
     if (m) return Readable.from([m.bytes.subarray(start, end === undefined ? undefined : end + 1)]);
     const member = this.members.get(digest);
     if (member === undefined) throw new BundleError(`${this.path} holds no blob ${digest}`);
     if (end !== undefined && end < start) return Readable.from([]);
-    return this.store.stream(member, start, end);
+    return this.store.stream(member, start, end, opts);
   }
 
   async manifest(digest: string): Promise<StoredManifest | undefined> {

@@ -20,6 +20,7 @@ import {
   type BundleFormat,
   type BundleProblem,
   type BundleRepository,
+  type ReadOptions,
   type StoredManifest,
 } from './types.js';
 
@@ -178,9 +179,9 @@ export class OciBundle implements Bundle {
     return this.store.size(blobMember(digest));
   }
 
-  openBlob(digest: string, start = 0, end?: number): Readable {
+  openBlob(digest: string, start = 0, end?: number, opts?: ReadOptions): Readable {
     if (end !== undefined && end < start) return Readable.from([]);
-    return this.store.stream(blobMember(digest), start, end);
+    return this.store.stream(blobMember(digest), start, end, opts);
   }
 
   async manifest(digest: string): Promise<StoredManifest | undefined> {

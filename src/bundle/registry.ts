@@ -20,6 +20,8 @@ import {
   type Bundle,
   type BundleProblem,
   type BundleRepository,
+  READ_CHUNK_BYTES,
+  type ReadOptions,
   type StoredManifest,
 } from './types.js';
 
@@ -143,9 +145,9 @@ export class RegistryBundle implements Bundle {
     }
   }
 
-  openBlob(digest: string, start = 0, end?: number): Readable {
+  openBlob(digest: string, start = 0, end?: number, opts?: ReadOptions): Readable {
     if (end !== undefined && end < start) return Readable.from([]);
-    return createReadStream(this.dataPath(digest), { start, end, highWaterMark: 1 << 20 });
+    return createReadStream(this.dataPath(digest), { start, end, highWaterMark: opts?.chunkBytes ?? READ_CHUNK_BYTES });
   }
 
   async manifest(digest: string): Promise<StoredManifest | undefined> {

@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
-import { BundleError } from './types.js';
+import { BundleError, READ_CHUNK_BYTES, type ReadOptions } from './types.js';
 
 export interface FileStore {
   /** Where the files live, for messages. */
@@ -14,7 +14,7 @@ export interface FileStore {
   size(name: string): Promise<number | undefined>;
   read(name: string, maxBytes?: number): Promise<Buffer>;
   /** Bytes [start, end] (inclusive) of a member. */
-  stream(name: string, start?: number, end?: number): Readable;
+  stream(name: string, start?: number, end?: number, opts?: ReadOptions): Readable;
   /** Member names under a directory prefix such as `blobs/sha256/` (regular files only). */
   list(prefix: string): Promise<string[]>;
   close(): Promise<void>;
@@ -43,10 +43,10 @@ export class DirStore implements FileStore {
     return readFile(this.path(name));
   }
 
-  stream(name: string, start = 0, end?: number): Readable {
+  stream(name: string, start = 0, end?: number, opts: ReadOptions = {}): Readable {
     // createReadStream rejects end < start: an empty blob or range is an empty stream.
     if (end !== undefined && end < start) return Readable.from([]);
-    return createReadStream(this.path(name), { start, end, highWaterMark: 1 << 20 });
+    return createReadStream(this.path(name), { start, end, highWaterMark: opts.chunkBytes ?? READ_CHUNK_BYTES });
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -107,11 +107,11 @@ export class TarStore implements FileStore {
     }
   }
 
-  stream(name: string, start = 0, end?: number): Readable {
+  stream(name: string, start = 0, end?: number, opts: ReadOptions = {}): Readable {
     const m = this.member(name);
     const last = Math.min(end ?? m.size - 1, m.size - 1);
     if (last < start) return Readable.from([]);
-    return createReadStream(this.location, { start: m.offset + start, end: m.offset + last, highWaterMark: 1 << 20 });
+    return createReadStream(this.location, { start: m.offset + start, end: m.offset + last, highWaterMark: opts.chunkBytes ?? READ_CHUNK_BYTES });
   }
 
   async list(prefix: string): Promise<string[]> {

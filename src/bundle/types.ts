@@ -17,6 +17,14 @@ export interface BundleRepository {
   blobs: Set<string>;
 }
 
+export interface ReadOptions {
+  /** Bytes per read from disk, which is also what the stream buffers ahead (default READ_CHUNK_BYTES). */
+  chunkBytes?: number;
+}
+
+/** 1 MiB reads for push and verify, which drain as fast as they read. */
+export const READ_CHUNK_BYTES = 1 << 20;
+
 export interface StoredManifest {
   digest: string;
   mediaType: string;
@@ -30,7 +38,7 @@ export interface Bundle {
   /** The blob's size, or undefined when the bundle does not hold its bytes (e.g. a delta bundle). */
   blobSize(digest: string): Promise<number | undefined>;
   /** Bytes [start, end] (inclusive) of a blob, streamed from disk. */
-  openBlob(digest: string, start?: number, end?: number): Readable;
+  openBlob(digest: string, start?: number, end?: number, opts?: ReadOptions): Readable;
   /** A manifest or index held by the bundle, or undefined when its bytes are absent. */
   manifest(digest: string): Promise<StoredManifest | undefined>;
   close(): Promise<void>;

@@ -6,6 +6,7 @@ import { rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { digestHex } from '../ref/digest.js';
 
 export interface BlobRecord {
   size: number;
@@ -52,10 +53,9 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, 'ocisave');
 }
 
+/** The hex part of a sha256 digest, checked: it names a file, so nothing else may pass. */
 export function hexOf(digest: string): string {
-  const m = /^sha256:([a-f0-9]{64})$/.exec(digest);
-  if (!m) throw new Error(`unsupported digest "${digest}": only sha256 is supported`);
-  return m[1]!;
+  return digestHex(digest);
 }
 
 export class Cache {

@@ -8,7 +8,7 @@ import type { PushEvent } from '../push/push.js';
 import { parseTarget } from '../push/target.js';
 import type { Shard } from '../ref/shard.js';
 import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
-import { addFetchOptions, addMirrorOption, credentialsFrom, platformsFrom, positiveInt, referenceArgs, type CommonFlags } from './options.js';
+import { addFetchOptions, addMirrorOption, credentialsFrom, netLimitsFrom, networkFrom, platformsFrom, positiveInt, positiveSeconds, referenceArgs, type CommonFlags } from './options.js';
 import { parseBytes } from './push.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
 import { collectLocks, interruptSignal, lockPlatforms, registriesOf } from './save.js';
@@ -24,6 +24,7 @@ interface MirrorFlags extends CommonFlags, InputFlags {
   withSignatures?: boolean;
   pushJobs?: number;
   chunkSize?: number;
+  retryBudget?: number;
   shard?: Shard;
 }
 
@@ -65,7 +66,8 @@ export function mirrorCommand(): Command {
     .option('--lock <file>', 'mirror exactly the digests of a lock file; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--with-signatures', 'also mirror cosign signatures, attestations and SBOMs, and OCI referrers')
     .option('--push-jobs <n>', 'blob uploads in flight at once (default 4)', positiveInt)
-    .option('--chunk-size <size>', 'bytes per upload chunk (PATCH), e.g. 16MiB', parseBytes);
+    .option('--chunk-size <size>', 'bytes per upload chunk (PATCH), e.g. 16MiB', parseBytes)
+    .option('--retry-budget <s>', 'pushes give up once failed attempts and the waits before retries add up to this many seconds (default 300)', positiveSeconds);
   addFetchOptions(cmd);
   addMirrorOption(cmd);
   addContextOptions(cmd);
@@ -100,6 +102,9 @@ export function mirrorCommand(): Command {
       platforms: platformsFrom(flags, lockPlatforms([...locked.platforms, ...collected.lockPlatforms]) ?? 'all'),
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
+      ...networkFrom(flags),
+      limits: netLimitsFrom(flags),
+      retryBudgetMs: flags.retryBudget === undefined ? undefined : Math.round(flags.retryBudget * 1000),
       jobs: flags.jobs,
       hasher: flags.hasher,
       segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,

@@ -5,6 +5,9 @@ import { hostPlatform, parsePlatformSelector, type PlatformSelector } from '../r
 import { parseReference } from '../ref/reference.js';
 import { lookupCredential, type Credential } from '../registry/credentials.js';
 import type { CredentialLookup } from '../registry/client.js';
+import { loadRegistriesConf } from '../registry/registries-conf.js';
+import type { NetworkOptions } from '../registry/network.js';
+import { DEFAULT_NET_LIMITS, type NetLimits } from '../registry/timeouts.js';
 
 export interface CommonFlags {
   cache?: string;
@@ -18,6 +21,16 @@ export interface CommonFlags {
   json?: boolean;
   quiet?: boolean;
   registryMirror?: string[];
+  tlsVerify?: boolean;
+  certDir?: string;
+  registriesConf?: string;
+  credsRegistry?: string[];
+  authfile?: string;
+  connectTimeout?: number;
+  headerTimeout?: number;
+  speedLimit?: number;
+  speedTime?: number;
+  retries?: number;
 }
 
 export function positiveInt(value: string): number {
@@ -30,6 +43,37 @@ export function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number, 0 or more');
   return n;
+}
+
+/** Seconds, fractions allowed ("0.5"), more than 0. */
+export function positiveSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('must be a number of seconds, more than 0 and at most 86400');
+  return n;
+}
+
+/** --connect-timeout, --header-timeout, --speed-limit, --speed-time, --retries: every command that talks to registries. */
+export function addLimitOptions(cmd: Command, retriesWhat = 'per blob, and per manifest or token request'): Command {
+  const d = DEFAULT_NET_LIMITS;
+  return cmd
+    .option('--connect-timeout <s>', `give up connecting to a registry after this many seconds (default ${d.connectTimeoutMs / 1000})`, positiveSeconds)
+    .option('--header-timeout <s>', `give up on an answer whose headers take longer than this (default ${d.headersTimeoutMs / 1000})`, positiveSeconds)
+    .option('--speed-limit <bytes/s>', `drop a transfer slower than this for --speed-time, then resume or retry it; 0: never (default ${d.speedLimit})`, nonNegativeInt)
+    .option('--speed-time <s>', `the window of --speed-limit, in seconds (default ${d.speedTimeMs / 1000})`, positiveSeconds)
+    .option('--retries <n>', `retries ${retriesWhat} (default ${d.retries})`, nonNegativeInt);
+}
+
+/** The network limits the flags ask for, defaults for the rest. */
+export function netLimitsFrom(flags: CommonFlags): NetLimits {
+  const d = DEFAULT_NET_LIMITS;
+  const ms = (s: number | undefined, fallback: number) => (s === undefined ? fallback : Math.round(s * 1000));
+  return {
+    connectTimeoutMs: ms(flags.connectTimeout, d.connectTimeoutMs),
+    headersTimeoutMs: ms(flags.headerTimeout, d.headersTimeoutMs),
+    speedLimit: flags.speedLimit ?? d.speedLimit,
+    speedTimeMs: ms(flags.speedTime, d.speedTimeMs),
+    retries: flags.retries ?? d.retries,
+  };
 }
 
 /** Commander parser for --platform: a selector that does not parse is a usage error (exit 2). */
@@ -58,17 +102,52 @@ export function referenceArgs(value: string, previous: string[] = []): string[] 
 }
 
 export function addFetchOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .option('--platform <list>', 'platforms to keep from multi-arch images: os/arch[/variant],… or all', platformArg)
     .option('--cache <dir>', 'blob cache (default: $OCISAVE_CACHE or ~/.cache/ocisave)')
-    .option('--plain-http', 'talk plain HTTP to every registry (loopback registries always use it)')
     .option('-j, --jobs <n>', 'parallel downloads per registry host', positiveInt)
     .addOption(new Option('--hasher <kind>', 'sha256 implementation').choices(HASHER_KINDS as string[]))
     .option('--segment-size <MiB>', 'fetch blobs of at least twice this size as parallel ranges of it (0: never)', nonNegativeInt)
-    .option('--username <name>', 'registry user for every registry named on the command line')
-    .option('--password-stdin', 'read the password for --username from standard input')
     .option('--json', 'progress as JSON lines on stderr, the result as JSON on stdout')
     .option('-q, --quiet', 'no progress output');
+  addNetworkOptions(cmd);
+  addLimitOptions(cmd);
+  return addCredentialOptions(cmd);
+}
+
+function tlsVerifyValue(value: string | undefined): boolean {
+  if (value === undefined || value === 'true') return true;
+  if (value === 'false') return false;
+  throw new InvalidArgumentError('true or false (--tls-verify=false)');
+}
+
+const HOST_PORT_RE = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?$/;
+function registryHost(value: string): string {
+  if (!HOST_PORT_RE.test(value)) throw new InvalidArgumentError('a registry host[:port], as references name it (docker.io, quay.io, 127.0.0.1:5000)');
+  return value;
+}
+
+/** How registries are reached: TLS, registries.conf (proxies come from the environment). */
+export function addNetworkOptions(cmd: Command, plainHttpHelp = 'talk plain HTTP to every registry, without trying HTTPS first'): Command {
+  return cmd
+    .option('--plain-http', plainHttpHelp)
+    .option('--tls-verify [bool]', 'verify registry certificates (default true); --tls-verify=false also allows plain HTTP, as skopeo does', tlsVerifyValue)
+    .option('--cert-dir <dir>', 'CA certificates (*.crt) and client pair (*.cert + *.key) for every registry, instead of the certs.d directories')
+    .option('--registries-conf <file>', 'containers-registries.conf (v2) to read instead of $XDG_CONFIG_HOME/containers/registries.conf or /etc/containers/registries.conf');
+}
+
+/** --username/--password-stdin, the registries they are for, and an auth file. */
+export function addCredentialOptions(cmd: Command, usernameHelp = 'registry user (for the registries of --creds-registry, else every registry named on the command line)'): Command {
+  return cmd
+    .option('--username <name>', usernameHelp)
+    .option('--password-stdin', 'read the password for --username from standard input')
+    .option('--creds-registry <host>', 'the registry --username/--password-stdin are for (host[:port]); repeatable', (v: string, prev: string[] = []) => [...prev, registryHost(v)])
+    .option('--authfile <file>', 'auth file (containers-auth.json or docker config.json) to read first, as REGISTRY_AUTH_FILE');
+}
+
+/** The flags of addNetworkOptions as library options (reads registries.conf). */
+export function networkFrom(flags: CommonFlags): NetworkOptions {
+  return { tlsVerify: flags.tlsVerify, certDir: flags.certDir, registriesConf: loadRegistriesConf(flags.registriesConf) };
 }
 
 /** `--registry-mirror HOST` (repeatable), for the commands that pass `mirrors` on to the library. */
@@ -96,18 +175,21 @@ async function readStdin(): Promise<string> {
 }
 
 /**
- * Credentials as docker and crane find them; --username/--password-stdin apply to the
- * registries of the references given (they are never printed).
+ * Credentials as docker and crane find them; --username/--password-stdin apply to the registries
+ * of --creds-registry, else to those of the references given (they are never printed). --authfile
+ * is read before the others, as REGISTRY_AUTH_FILE is.
  */
 export async function credentialsFrom(flags: CommonFlags, registries: string[], fromInputs?: ReadonlyMap<string, Credential>): Promise<CredentialLookup> {
   // An input's own credentials (a sync YAML's) are for its registry only; --username wins over them.
   let overrides: Map<string, Credential> | undefined = fromInputs?.size ? new Map(fromInputs) : undefined;
   if (flags.passwordStdin && !flags.username) throw new Error('--password-stdin needs --username');
+  if (flags.credsRegistry?.length && !flags.username) throw new Error('--creds-registry names the registry for --username: give --username and --password-stdin too');
   if (flags.username) {
     if (!flags.passwordStdin) throw new Error('--username needs --password-stdin (passwords are not taken as arguments)');
     const password = await readStdin();
     overrides ??= new Map();
-    for (const r of registries) overrides.set(r, { username: flags.username!, password });
+    for (const r of flags.credsRegistry?.length ? flags.credsRegistry : registries) overrides.set(r, { username: flags.username!, password });
   }
-  return (registry) => lookupCredential(registry, { overrides });
+  const env = flags.authfile ? { ...process.env, REGISTRY_AUTH_FILE: flags.authfile } : undefined;
+  return (registry) => lookupCredential(registry, { overrides, env });
 }

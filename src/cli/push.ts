@@ -3,13 +3,14 @@
 import { Command, InvalidArgumentError } from 'commander';
 import type { PushEvent, PushSummary } from '../push/push.js';
 import { parseTarget } from '../push/target.js';
-import { credentialsFrom, positiveInt, type CommonFlags } from './options.js';
+import { addCredentialOptions, addLimitOptions, addNetworkOptions, credentialsFrom, netLimitsFrom, networkFrom, positiveInt, positiveSeconds, type CommonFlags } from './options.js';
 import { formatBytes } from './render.js';
 
 interface PushFlags extends CommonFlags {
   to: string;
   chunkSize?: number;
   repository?: string[];
+  retryBudget?: number;
 }
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 ** 2, mb: 1000 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1000 ** 3, gib: 1024 ** 3 };
@@ -36,36 +37,40 @@ function pushText(s: PushSummary): string {
 }
 
 export function pushCommand(): Command {
-  return new Command('push')
+  const cmd = new Command('push')
     .description('push a saved bundle (registry layout, OCI layout/archive, docker-save tar) to a registry, digests unchanged')
     .argument('<bundle>', 'bundle directory or archive')
     .requiredOption('--to <registry>', 'HOST[:PORT][/prefix]: target registry, optionally a repository prefix')
     .option('--repository <name>', 'push only this bundle repository; repeatable', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--plain-http', 'talk plain HTTP to the target (loopback registries always use it)')
     .option('-j, --jobs <n>', 'blob uploads in flight at once (default 4)', positiveInt)
     .option('--chunk-size <size>', 'bytes per upload chunk (PATCH), e.g. 16MiB', parseBytes)
-    .option('--username <name>', 'registry user for the target')
-    .option('--password-stdin', 'read the password for --username from standard input')
     .option('--json', 'events as JSON lines on stderr, the result as JSON on stdout')
     .option('-q, --quiet', 'no progress output')
-    .action(async (bundle: string, flags: PushFlags) => {
-      const target = parseTarget(flags.to);
-      const onEvent = (e: PushEvent) => {
-        if (flags.json) process.stderr.write(`${JSON.stringify(e)}\n`);
-        else if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
-        else if (!flags.quiet && e.type === 'tag') process.stderr.write(`pushed ${e.reference} (${e.digest})\n`);
-      };
-      const { push } = await import('../push/push.js');
-      const summary = await push(bundle, {
-        to: flags.to,
-        plainHttp: flags.plainHttp,
-        jobs: flags.jobs,
-        chunkBytes: flags.chunkSize,
-        only: flags.repository,
-        credentials: await credentialsFrom(flags, [target.registry]),
-        onEvent,
-      });
-      process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : `${pushText(summary)}\n`);
-      if (summary.failures.length) process.exitCode = 1;
+    .option('--retry-budget <s>', 'give up once failed attempts and the waits before retries add up to this many seconds (default 300)', positiveSeconds);
+  addNetworkOptions(cmd, 'talk plain HTTP to the target, without trying HTTPS first');
+  addLimitOptions(cmd, 'per request and per upload chunk');
+  addCredentialOptions(cmd, 'registry user for the target');
+  return cmd.action(async (bundle: string, flags: PushFlags) => {
+    const target = parseTarget(flags.to);
+    const onEvent = (e: PushEvent) => {
+      if (flags.json) process.stderr.write(`${JSON.stringify(e)}\n`);
+      else if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
+      else if (!flags.quiet && e.type === 'tag') process.stderr.write(`pushed ${e.reference} (${e.digest})\n`);
+    };
+    const { push } = await import('../push/push.js');
+    const summary = await push(bundle, {
+      to: flags.to,
+      plainHttp: flags.plainHttp,
+      ...networkFrom(flags),
+      jobs: flags.jobs,
+      chunkBytes: flags.chunkSize,
+      only: flags.repository,
+      limits: netLimitsFrom(flags),
+      retryBudgetMs: flags.retryBudget === undefined ? undefined : Math.round(flags.retryBudget * 1000),
+      credentials: await credentialsFrom(flags, [target.registry]),
+      onEvent,
     });
+    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : `${pushText(summary)}\n`);
+    if (summary.failures.length) process.exitCode = 1;
+  });
 }

@@ -9,7 +9,7 @@ import { formatPlatform } from '../ref/platform.js';
 import { blobsOf, leafManifests, walkNodes, type Failure, type ImageGraph } from '../resolve/graph.js';
 import { lockFromGraph, writeLockFile } from '../resolve/lockfile.js';
 import type { Cache } from '../cache/cache.js';
-import { addMirrorOption, credentialsFrom, platformArg, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
+import { addCredentialOptions, addMirrorOption, addNetworkOptions, credentialsFrom, networkFrom, netLimitsFrom, addLimitOptions, platformArg, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
 import { registriesOf } from './save.js';
 import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
@@ -56,15 +56,15 @@ export function resolveCommand(): Command {
     .option('--with-signatures', 'also resolve cosign signatures, attestations and SBOMs, and OCI referrers')
     .option('--cache <dir>', 'blob cache to compare with (default: $OCISAVE_CACHE or ~/.cache/ocisave)')
     .option('--offline', 'use only the cache: tags as an earlier run resolved them')
-    .option('--plain-http', 'talk plain HTTP to every registry (loopback registries always use it)')
-    .option('--username <name>', 'registry user for every registry named on the command line')
-    .option('--password-stdin', 'read the password for --username from standard input')
     .option('--json', 'the result as JSON on stdout (warnings as JSON lines on stderr)')
     .option('-q, --quiet', 'no warnings on stderr');
+  addNetworkOptions(cmd);
+  addCredentialOptions(cmd);
   addMirrorOption(cmd);
   addContextOptions(cmd);
   addTagSetOptions(cmd);
   addShardOption(cmd);
+  addLimitOptions(cmd, 'per manifest or token request');
   cmd.action(async (args: string[], flags: ResolveFlags) => {
     const collected = await collectInputs(args, flags.file, flags);
     if (collected.refs.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to resolve: give references as arguments or -f FILE');
@@ -79,6 +79,8 @@ export function resolveCommand(): Command {
       platforms,
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
+      ...networkFrom(flags),
+      limits: netLimitsFrom(flags),
       offline: flags.offline,
       keepGoing: true,
       mirrors: flags.registryMirror,

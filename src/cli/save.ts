@@ -8,7 +8,7 @@ import { EngineEvents } from '../engine/events.js';
 import { save } from '../engine/pipeline.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { parseReference } from '../ref/reference.js';
-import { addFetchOptions, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
+import { addFetchOptions, networkFrom, netLimitsFrom, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
 import { lockReferences, readLockFile } from '../resolve/lockfile.js';
 import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
 import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
@@ -139,6 +139,8 @@ export function saveCommand(): Command {
       platforms,
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
+      ...networkFrom(flags),
+      limits: netLimitsFrom(flags),
       jobs: flags.jobs,
       hasher: flags.hasher,
       segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,

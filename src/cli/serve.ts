@@ -2,9 +2,15 @@
 // API until interrupted. Prints the address it listens on (port 0 picks a free one).
 import { Command, InvalidArgumentError } from 'commander';
 import { isLoopbackHost } from '../registry/hosts.js';
+import { DEFAULT_LIMITS, type LimitEvent, type ServeLimits } from '../serve/limits.js';
+import { positiveInt } from './options.js';
 
 interface ServeFlags {
   addr: string;
+  maxConnections: number;
+  idleTimeout: number;
+  headerTimeout: number;
+  verifyBlobs?: boolean;
   accessLog?: boolean;
   json?: boolean;
 }
@@ -17,12 +23,41 @@ export function parseAddr(value: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
+/** Whole seconds from `min` to a day: node's timers take at most 2^31-1 ms (24.8 days) and fire at once beyond. */
+function seconds(min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > 86_400) throw new InvalidArgumentError(`must be whole seconds from ${min} to 86400 (a day)`);
+    return n;
+  };
+}
+
+function limitsFrom(flags: ServeFlags): ServeLimits {
+  return { maxConnections: flags.maxConnections, idleTimeoutMs: flags.idleTimeout * 1000, headerTimeoutMs: flags.headerTimeout * 1000 };
+}
+
+/** Every limit event with --access-log; otherwise the first refusal only, so a flood cannot flood stderr. */
+function limitLog(accessLog: boolean | undefined, max: number): (e: LimitEvent) => void {
+  let warned = false;
+  return (e) => {
+    if (accessLog) process.stderr.write(`${e.kind === 'refused' ? `refused ${e.remote}: ${max} connections open` : `dropped ${e.remote}: idle`}\n`);
+    else if (e.kind === 'refused' && !warned) {
+      warned = true;
+      process.stderr.write(`warning: ${max} connections open (--max-connections): refusing more; --access-log shows each\n`);
+    }
+  };
+}
+
 export function serveCommand(): Command {
   return new Command('serve')
     .description('serve a saved bundle (registry layout, OCI layout/archive, docker-save tar) read-only over the registry API')
     .argument('<bundle>', 'bundle directory or archive')
     .option('--addr <host:port>', 'address to listen on (port 0: any free port)', '127.0.0.1:5000')
-    .option('--access-log', 'one line per request on stderr')
+    .option('--max-connections <n>', 'connections open at once; more are closed when accepted', positiveInt, DEFAULT_LIMITS.maxConnections)
+    .option('--idle-timeout <seconds>', 'drop a connection that moves no data for this long (0: never)', seconds(0), DEFAULT_LIMITS.idleTimeoutMs / 1000)
+    .option('--header-timeout <seconds>', 'time a client has to send a request\'s headers', seconds(1), DEFAULT_LIMITS.headerTimeoutMs / 1000)
+    .option('--verify-blobs', 'hash each blob the first time it is served; refuse one that does not match its digest')
+    .option('--access-log', 'one line per request (and per refused or idle connection) on stderr')
     .option('--json', 'print the listening address as JSON')
     .action(async (path: string, flags: ServeFlags) => {
       const { host, port } = parseAddr(flags.addr);
@@ -33,6 +68,10 @@ export function serveCommand(): Command {
       const server = await serveBundle(bundle, {
         host,
         port,
+        limits: limitsFrom(flags),
+        onLimit: limitLog(flags.accessLog, flags.maxConnections),
+        verifyBlobs: flags.verifyBlobs,
+        onCorrupt: (digest) => process.stderr.write(`error: ${digest} in ${path} does not match its digest: refused from now on (run ocisave verify ${path})\n`),
         onRequest: flags.accessLog ? (r) => process.stderr.write(`${r.method} ${r.path} ${r.status} ${r.bytes}\n`) : undefined,
       });
       if (!isLoopbackHost(host)) {

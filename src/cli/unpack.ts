@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { EngineEvents } from '../engine/events.js';
 import { fetchImages as defaultFetchImages, type FetchOptions, type FetchResult } from '../engine/pipeline.js';
 import { formatReference } from '../ref/reference.js';
-import { addFetchOptions, credentialsFrom, defaultPlatform, platformsFrom, referenceArg, type CommonFlags } from './options.js';
+import { addFetchOptions, networkFrom, netLimitsFrom, credentialsFrom, defaultPlatform, platformsFrom, referenceArg, type CommonFlags } from './options.js';
 import { createRenderer, progressMode } from './render.js';
 import { registriesOf } from './save.js';
 
@@ -37,6 +37,8 @@ export function unpackCommand(deps: UnpackDeps = {}): Command {
       platforms,
       cacheDir: flags.cache,
       plainHttp: flags.plainHttp,
+      ...networkFrom(flags),
+      limits: netLimitsFrom(flags),
       jobs: flags.jobs,
       hasher: flags.hasher,
       offline: flags.offline,

@@ -13,6 +13,7 @@ import { RegistryClient, type CredentialLookup } from '../registry/client.js';
 import { blobsOf, leafManifests, type BlobNeed, type Failure, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
 import { Resolver, type ResolveInput } from '../resolve/resolve.js';
 import { Mirrors, parseMirror } from '../registry/mirror.js';
+import { transportOptions, type NetworkOptions } from '../registry/network.js';
 import { addSignatures } from '../resolve/signatures.js';
 import { expandTagSets, type TagSetRequest } from '../resolve/tags.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
@@ -21,8 +22,9 @@ import { Plan } from './plan.js';
 import { ImageReadiness } from './readiness.js';
 import { DownloadPool } from './pool.js';
 import { Downloads } from './scheduler.js';
+import type { NetLimits } from '../registry/timeouts.js';
 
-export interface FetchOptions {
+export interface FetchOptions extends NetworkOptions {
   platforms: PlatformSelector;
   cacheDir?: string;
   plainHttp?: boolean;
@@ -42,6 +44,8 @@ export interface FetchOptions {
   withSignatures?: boolean;
   /** Interrupt (Ctrl-C): downloads checkpoint and stop; nothing is linked. */
   signal?: AbortSignal;
+  /** Connect, header and low-speed limits, retries (default DEFAULT_NET_LIMITS in registry/timeouts.ts). */
+  limits?: NetLimits;
   /** Blobs the output will not hold (a delta bundle's base has them): not downloaded. */
   notNeeded?: (digest: string) => boolean;
   /** Called with each resolved image as soon as every blob it needs is in the cache. */
@@ -131,9 +135,11 @@ interface Session {
 
 function openSession(opts: FetchOptions, events: EngineEvents): Session {
   const mirrorHosts = (opts.mirrors ?? []).map((m) => parseMirror(m, opts.plainHttp));
+  const transport = transportOptions(opts);
   const cache = Cache.open(opts.cacheDir ?? defaultCacheDir());
-  const client = new RegistryClient({ plainHttp: opts.plainHttp, credentials: opts.credentials, connections: (opts.jobs ?? DEFAULT_JOBS) + 4 });
-  const mirrors = mirrorHosts.length ? new Mirrors(client, mirrorHosts, events) : undefined;
+  const client = new RegistryClient({ plainHttp: opts.plainHttp, credentials: opts.credentials, connections: (opts.jobs ?? DEFAULT_JOBS) + 4, transport, limits: opts.limits });
+  const conf = opts.registriesConf;
+  const mirrors = mirrorHosts.length || conf?.registries.length ? new Mirrors(client, { hubMirrors: mirrorHosts, registriesConf: conf }, events) : undefined;
   return {
     cache,
     client,
@@ -236,7 +242,7 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     await addTagSets(session, parsed, opts, events);
     pool = opts.offline ? undefined : new DownloadPool(jobs);
     const plan = new Plan(cache, opts.notNeeded);
-    const downloads = pool && new Downloads({ cache, client, pool, jobs, hasher: opts.hasher ?? DEFAULT_HASHER, segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, events, failFast: !opts.keepGoing, signal: opts.signal });
+    const downloads = pool && new Downloads({ cache, client, pool, jobs, hasher: opts.hasher ?? DEFAULT_HASHER, segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, events, failFast: !opts.keepGoing, signal: opts.signal, limits: opts.limits });
     const planning: Promise<unknown>[] = [];
     const onImageReady = opts.onImageReady;
     const readiness = onImageReady && new ImageReadiness((image) => onImageReady(image, cache));

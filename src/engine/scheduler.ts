@@ -11,6 +11,7 @@ import { sha256Bytes, type HasherKind } from '../hash/hasher.js';
 import type { RegistryClient } from '../registry/client.js';
 import { sleep } from '../registry/retry.js';
 import type { BlobSource } from '../resolve/graph.js';
+import { DEFAULT_NET_LIMITS, type NetLimits } from '../registry/timeouts.js';
 import type { EngineEvents } from './events.js';
 import { Semaphore } from './limit.js';
 import type { PlannedBlob } from './plan.js';
@@ -34,6 +35,8 @@ export interface ScheduleOptions {
   failFast: boolean;
   /** Stop (Ctrl-C): running downloads checkpoint and return, nothing new starts. */
   signal?: AbortSignal;
+  /** Connect, header, low-speed limits and retries per blob; default DEFAULT_NET_LIMITS. */
+  limits?: NetLimits;
 }
 
 export interface ScheduleReport {
@@ -55,11 +58,25 @@ const USER_AGENT = 'ocisave/0.1';
  */
 export const INLINE_BYTES = 64 * 1024;
 
-/** [start, end) ranges of `segmentBytes` covering a blob, or none when it is too small to split. */
+/**
+ * Segments one blob is split into at most. The planner's memory (the ranges, one progress slot and
+ * one task each) then depends on this number, never on the size a manifest declares: a layer
+ * claiming 2^52 bytes plans 1,024 ranges, not 134 million. Past 1,024 × 32 MiB (32 GiB) the ranges
+ * grow instead; 1,024 tasks still queue behind --jobs connections, so more would not go faster.
+ *
+ * No bound on the size itself below 2^53 (checkSize at the edge): real layers reach tens of GB
+ * (model weights), no number separates those from a lie, and a lie costs nothing until bytes
+ * arrive. What arrives is bounded by the declared size (a byte more ends the transfer), hashed as
+ * it lands, and a full disk stops the save with an error; memory stays flat whatever the size.
+ */
+export const MAX_SEGMENTS = 1024;
+
+/** [start, end) ranges of `segmentBytes` (more when the blob would need over MAX_SEGMENTS) covering a blob, or none when it is too small to split. */
 export function segmentsOf(size: number, segmentBytes: number | undefined): [number, number][] {
-  if (!segmentBytes || size < 2 * segmentBytes) return [];
+  if (!segmentBytes || !Number.isSafeInteger(size) || size < 2 * segmentBytes) return [];
+  const step = Math.max(segmentBytes, Math.ceil(size / MAX_SEGMENTS));
   const out: [number, number][] = [];
-  for (let start = 0; start < size; start += segmentBytes) out.push([start, Math.min(size, start + segmentBytes)]);
+  for (let start = 0; start < size; start += step) out.push([start, Math.min(size, start + step)]);
   return out;
 }
 
@@ -79,6 +96,8 @@ export class Downloads {
   private readonly started = new Set<string>();
   /** Bytes on disk of each blob, one slot per task (the whole blob, or each of its segments). */
   private readonly counters: Float64Array[] = [];
+  /** Retries left per blob, shared by all its worker tasks (see DownloadTask.retriesLeft). */
+  private readonly retries = new Map<string, SharedArrayBuffer>();
   private total = 0;
   private active = 0;
   private readonly ticker: NodeJS.Timeout;
@@ -148,14 +167,25 @@ export class Downloads {
     if (this.opts.failFast) this.cancel();
   }
 
-  private task(blob: PlannedBlob, source: BlobSource, progress: SharedArrayBuffer, slot: number, auth: string | undefined): DownloadTask {
+  private retriesOf(digest: string, limits: NetLimits): SharedArrayBuffer {
+    let left = this.retries.get(digest);
+    if (!left) {
+      this.retries.set(digest, (left = new SharedArrayBuffer(4)));
+      new Int32Array(left)[0] = limits.retries;
+    }
+    return left;
+  }
+
+  private async task(blob: PlannedBlob, source: BlobSource, progress: SharedArrayBuffer, slot: number, auth: string | undefined): Promise<DownloadTask> {
     const { cache, client } = this.opts;
+    const limits = this.opts.limits ?? client.limits;
     return {
+      transport: client.transportOptions,
       cacheDir: cache.dir,
       digest: blob.digest,
       size: blob.size,
       mediaType: blob.mediaType,
-      url: `${client.baseUrl(source.registry)}/v2/${source.repository}/blobs/${blob.digest}`,
+      url: `${await client.baseUrl(source.registry)}/v2/${source.repository}/blobs/${blob.digest}`,
       headers: auth ? { authorization: auth, 'user-agent': USER_AGENT } : { 'user-agent': USER_AGENT },
       hasher: this.opts.hasher,
       progress,
@@ -163,6 +193,8 @@ export class Downloads {
       checkpointBytes: this.opts.checkpointBytes ?? CHECKPOINT_BYTES,
       owner: this.owner,
       cancel: this.cancelFlag,
+      limits,
+      retriesLeft: this.retriesOf(blob.digest, limits),
     };
   }
 
@@ -180,7 +212,7 @@ export class Downloads {
           events.emit({ type: 'blob-start', digest: blob.digest, size: blob.size });
         }
         const auth = await client.authorization(source.registry, source.repository);
-        const task = this.task(blob, source, progress, slot, auth);
+        const task = await this.task(blob, source, progress, slot, auth);
         result = await pool.run(range ? { ...task, start: range[0], end: range[1] } : task, name);
       } catch (err) {
         result = { ok: false, code: 'failed', message: this.abort.signal.aborted ? 'cancelled' : (err as Error).message, fetched: 0 };

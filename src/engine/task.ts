@@ -1,11 +1,15 @@
 // The contract between the scheduler (main thread) and the download workers.
 import type { HasherKind } from '../hash/hasher.js';
+import type { TransportOptions } from '../registry/transport.js';
+import type { NetLimits } from '../registry/timeouts.js';
 
 export interface DownloadTask {
   cacheDir: string;
   digest: string;
   size: number;
   mediaType: string;
+  /** How to connect (TLS material, proxy): the worker builds its dispatcher from it. */
+  transport: TransportOptions;
   /** The blob URL on the registry. */
   url: string;
   /** Sent to the registry host only, never to a redirect target on another host. */
@@ -24,6 +28,13 @@ export interface DownloadTask {
    * write transaction would leave the environment's lock held for the whole process).
    */
   cancel: SharedArrayBuffer;
+  /** Connect, header and low-speed limits (the --connect-timeout, --header-timeout, --speed-* flags). */
+  limits: NetLimits;
+  /**
+   * Retries left for this blob: an Int32 shared by every task of the blob (its segments, its
+   * sources), set to --retries by the scheduler; a worker retries only after taking one.
+   */
+  retriesLeft: SharedArrayBuffer;
 }
 
 /** One range [start, end) of a segmented download; the scheduler holds the blob's lock. */

@@ -8,8 +8,7 @@ import { fetchImages, SaveError, type FetchOptions, type FetchResult } from '../
 import { Semaphore } from '../engine/limit.js';
 import { layoutRepository, checkLayoutNames } from '../link/registry.js';
 import { parseReference, type Reference } from '../ref/reference.js';
-import { RegistryClient } from '../registry/client.js';
-import { ping, pushRepositories, type PushEvent, type PushRun, type PushSummary } from '../push/push.js';
+import { ping, pushRepositories, targetClient, type PushEvent, type PushRun, type PushSummary } from '../push/push.js';
 import { parseTarget, targetRepository, type PushTarget } from '../push/target.js';
 import { DEFAULT_CHUNK_BYTES, PushSession } from '../push/upload.js';
 import type { ResolvedImage } from '../resolve/graph.js';
@@ -25,6 +24,8 @@ export interface MirrorOptions extends FetchOptions {
   uploadJobs?: number;
   /** Bytes per PATCH (default 16 MiB). */
   chunkBytes?: number;
+  /** Time the pushes may spend on failed attempts and waits before retries (default push's). */
+  retryBudgetMs?: number;
   onPush?: (e: PushEvent) => void;
 }
 
@@ -83,7 +84,7 @@ export async function mirror(inputs: string[], opts: MirrorOptions): Promise<Mir
   const started = Date.now();
   const target = parseTarget(opts.to);
   const jobs = opts.uploadJobs ?? 4;
-  const client = new RegistryClient({ plainHttp: opts.plainHttp || target.plainHttp, credentials: opts.credentials, connections: jobs + 4 });
+  const client = targetClient(target, opts, jobs + 4);
   const session = new PushSession(client, target.registry);
   const pushed = emptyPushSummary(target, 'mirror');
   const out: MirrorSummary = {

@@ -4,8 +4,7 @@
 import { resolveGraph, type FetchOptions } from '../engine/pipeline.js';
 import { mapLimit } from '../engine/limit.js';
 import { checkLayoutNames } from '../link/registry.js';
-import { RegistryClient } from '../registry/client.js';
-import { ping } from '../push/push.js';
+import { ping, targetClient } from '../push/push.js';
 import { parseTarget, targetRepository } from '../push/target.js';
 import { PushSession } from '../push/upload.js';
 import { blobsOf, leafManifests, walkNodes, type Failure } from '../resolve/graph.js';
@@ -35,9 +34,9 @@ export interface MirrorPlan {
 // HEAD requests in flight at once against the target.
 const CHECKS = 8;
 
-export async function planMirror(inputs: string[], opts: FetchOptions & { to: string; scoped?: boolean; uploadJobs?: number }): Promise<MirrorPlan> {
+export async function planMirror(inputs: string[], opts: FetchOptions & { to: string; scoped?: boolean; retryBudgetMs?: number }): Promise<MirrorPlan> {
   const target = parseTarget(opts.to);
-  const client = new RegistryClient({ plainHttp: opts.plainHttp || target.plainHttp, credentials: opts.credentials, connections: CHECKS + 4 });
+  const client = targetClient(target, opts, CHECKS + 4);
   const session = new PushSession(client, target.registry);
   const plan: MirrorPlan = { dryRun: true, target: target.prefix ? `${target.registry}/${target.prefix}` : target.registry, images: [], blobs: { missing: 0, missingBytes: 0 }, failures: [] };
   try {

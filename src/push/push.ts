@@ -9,13 +9,16 @@ import { Semaphore, mapLimit } from '../engine/limit.js';
 import { openBundle, type OpenedBundle } from '../bundle/index.js';
 import { manifestRefs, type Bundle, type BundleRepository } from '../bundle/types.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
+import { transportOptions, type NetworkOptions } from '../registry/network.js';
 import { RegistryError } from '../registry/errors.js';
+import { RetryBudget } from '../registry/retry.js';
+import type { NetLimits } from '../registry/timeouts.js';
 import { MANIFEST_ACCEPT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { parseTarget, targetRepository, type PushTarget } from './target.js';
 import { DEFAULT_CHUNK_BYTES, errorDetail, httpError, PushSession } from './upload.js';
 
-export interface PushOptions {
+export interface PushOptions extends NetworkOptions {
   /** HOST[:PORT][/prefix] */
   to: string;
   plainHttp?: boolean;
@@ -26,6 +29,10 @@ export interface PushOptions {
   chunkBytes?: number;
   /** Only these bundle repositories (default: all). */
   only?: string[];
+  /** Connect, header and low-speed limits, retries per request (default DEFAULT_NET_LIMITS). */
+  limits?: NetLimits;
+  /** Time the whole push may spend on failed attempts and waits before retries (default DEFAULT_PUSH_RETRY_BUDGET_MS). */
+  retryBudgetMs?: number;
   onEvent?: (e: PushEvent) => void;
 }
 
@@ -93,12 +100,30 @@ async function planRepository(bundle: Bundle, repo: BundleRepository, target: st
   return { source: repo, target, manifests: order, blobs, partialIndexes };
 }
 
+/**
+ * 5 minutes of failing in all: a target that never answers a POST or PATCH (30 s header timeout
+ * each) is given up on after ~10 attempts, instead of retrying every chunk of every blob in turn.
+ */
+export const DEFAULT_PUSH_RETRY_BUDGET_MS = 300_000;
+
+/** The client for a push target: network options, limits, and the run's retry budget (push and mirror). */
+export function targetClient(target: PushTarget, opts: Omit<PushOptions, 'to'>, connections: number): RegistryClient {
+  return new RegistryClient({
+    plainHttp: opts.plainHttp || target.plainHttp,
+    credentials: opts.credentials,
+    connections,
+    limits: opts.limits,
+    transport: transportOptions(opts),
+    retryBudget: new RetryBudget(opts.retryBudgetMs ?? DEFAULT_PUSH_RETRY_BUDGET_MS),
+  });
+}
+
 export async function push(bundlePath: string, opts: PushOptions): Promise<PushSummary> {
   const started = Date.now();
   const target: PushTarget = parseTarget(opts.to);
   const bundle = await openBundle(bundlePath);
   const jobs = opts.jobs ?? 4;
-  const client = new RegistryClient({ plainHttp: opts.plainHttp || target.plainHttp, credentials: opts.credentials, connections: jobs + 4 });
+  const client = targetClient(target, opts, jobs + 4);
   const emit = opts.onEvent ?? (() => {});
   const summary: PushSummary = {
     bundle: bundlePath,

@@ -2,11 +2,12 @@
 // (POST → PATCH with Content-Range, one chunk at a time, each streamed from the bundle file →
 // PUT ?digest=). A blob is never held in memory whole. A chunk that fails is resumed from what
 // the registry says it has (GET on the upload URL → Range: 0-N).
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { request } from '../registry/http.js';
 import { RegistryError } from '../registry/errors.js';
-import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../registry/retry.js';
+import { backoffMs, isRetryableError, isRetryableStatus, sleep } from '../registry/retry.js';
+import { requestTimeouts, SpeedWatch } from '../registry/timeouts.js';
 import { USER_AGENT, type RegistryClient } from '../registry/client.js';
 
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
@@ -37,13 +38,14 @@ function header(res: Response, name: string): string | undefined {
 
 /** A registry session for one push: authenticated requests for a target repository. */
 export class PushSession {
-  readonly base: string;
-
   constructor(
     readonly client: RegistryClient,
     readonly registry: string,
-  ) {
-    this.base = client.baseUrl(registry);
+  ) {}
+
+  /** The registry's API origin (its scheme is known once the first request went through api()). */
+  get base(): string {
+    return this.client.knownBaseUrl(this.registry);
   }
 
   /** A request through RegistryClient.api (auth challenge learnt and followed, retries on 5xx). */
@@ -63,15 +65,48 @@ export class PushSession {
         const auth = await this.client.authorization(this.registry, repo, PUSH);
         if (auth) h.authorization = auth;
       }
-      const res = await request(url, { method, headers: h, body: body?.(), dispatcher: this.client.dispatcher, headersTimeout: 120_000, bodyTimeout: 120_000 });
-      const chunks: Buffer[] = [];
-      for await (const c of res.body) chunks.push(c as Buffer);
-      const out = { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+      const out = await this.exchange(method, url, h, body);
       if (out.status === 401 && authTry === 0) {
         this.client.invalidate(this.registry, repo, PUSH);
         continue;
       }
       return out;
+    }
+  }
+
+  /**
+   * One request under the low-speed rule, counting the bytes sent (a target that reads a chunk at
+   * 1 byte/s is as stuck as one that sends at 1 byte/s) and the bytes of its answer.
+   */
+  private async exchange(method: Dispatcher.HttpMethod, url: string, headers: Record<string, string>, body?: () => Readable): Promise<Response> {
+    const { limits } = this.client;
+    const abort = new AbortController();
+    const watch = new SpeedWatch(limits, (err) => abort.abort(err));
+    try {
+      let sent: Readable | undefined;
+      if (body) {
+        const source = body();
+        const counter = new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            watch.add(chunk.length);
+            done(null, chunk);
+          },
+        });
+        source.on('error', (err) => counter.destroy(err));
+        sent = source.pipe(counter);
+      }
+      const res = await request(url, { method, headers, body: sent, dispatcher: this.client.dispatcher, signal: abort.signal, ...requestTimeouts(limits) });
+      const chunks: Buffer[] = [];
+      for await (const c of res.body) {
+        watch.add((c as Buffer).length);
+        chunks.push(c as Buffer);
+      }
+      return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+    } catch (err) {
+      // The low-speed rule's error, not undici's AbortError, so that it is retried and named.
+      throw abort.signal.aborted ? abort.signal.reason : err;
+    } finally {
+      watch.stop();
     }
   }
 
@@ -141,11 +176,13 @@ export class PushSession {
       let url = opts.location && session === 1 ? opts.location : await this.startUpload(repo);
       let offset = 0;
       let failures = 0;
+      let attemptStarted = Date.now();
       try {
         while (offset < size) {
           const end = Math.min(offset + chunk, size) - 1;
           let res: Response | undefined;
           let error: unknown;
+          attemptStarted = Date.now();
           try {
             res = await this.stream(
               repo,
@@ -170,10 +207,15 @@ export class PushSession {
           if (res && res.status === 404) throw new SessionLost();
           if (res && !isRetryableStatus(res.status) && res.status !== 416) throw httpError(this.registry, repo, `uploading ${digest} (bytes ${offset}-${end})`, res);
           // A reset, a 5xx or a range the registry disagrees with: ask where it stands, go on from there.
-          if (++failures >= MAX_ATTEMPTS) {
-            throw res ? httpError(this.registry, repo, `uploading ${digest}`, res) : new RegistryError('unreachable', `${this.registry}: uploading ${digest} failed: ${(error as Error)?.message}`);
+          const wait = backoffMs(++failures, res?.headers['retry-after']);
+          const budget = this.client.retryBudget;
+          if (failures > this.client.limits.retries || (budget && !budget.charge(Date.now() - attemptStarted + wait))) {
+            const why = budget?.exhausted ? ` (${budget.describe()})` : ` after ${failures} attempts`;
+            throw res
+              ? httpError(this.registry, repo, `uploading ${digest}${why}`, res)
+              : new RegistryError('unreachable', `${this.registry}: uploading ${digest} failed${why}: ${(error as Error)?.message}`);
           }
-          await sleep(backoffMs(failures, res?.headers['retry-after']));
+          await sleep(wait);
           const at = await this.uploadOffset(repo, url);
           if (at === undefined) throw new SessionLost();
           offset = at;

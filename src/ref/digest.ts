@@ -26,7 +26,7 @@ export function isDigest(value: unknown): value is string {
 export function checkDigest(value: unknown, what: string): string {
   if (isDigest(value)) return value;
   const shown = typeof value === 'string' ? JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value) : String(value);
-  if (typeof value === 'string' && GRAMMAR_RE.test(value)) {
+  if (typeof value === 'string' && GRAMMAR_RE.test(value) && !value.startsWith('sha256:')) {
     throw new InvalidDigestError(`${what}: digest ${shown} uses an algorithm ocisave does not verify (only sha256)`);
   }
   throw new InvalidDigestError(`${what}: ${shown} is not a digest (expected sha256:<64 lowercase hex>)`);
@@ -47,6 +47,9 @@ export class InvalidSizeError extends Error {
 
 /** A descriptor size: a non-negative safe integer, at most `max` when given. */
 export function checkSize(value: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value > Number.MAX_SAFE_INTEGER) {
+    throw new InvalidSizeError(`${what}: size ${value} is past 2^53 bytes, more than any blob can be`);
+  }
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw new InvalidSizeError(`${what}: size ${String(value)} is not a non-negative integer`);
   }

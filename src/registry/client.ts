@@ -1,11 +1,15 @@
 // The registry HTTP API client used on the main thread: auth (anonymous, basic, bearer tokens),
 // manifests, tags, and the Authorization header handed to download workers.
 import type { Dispatcher } from 'undici';
-import { Agent, request } from './http.js';
-import { isLoopbackHost } from './hosts.js';
+import { request } from './http.js';
+import { clearTextAllowed, isLoopbackHost } from './hosts.js';
+import { Transport, type TransportOptions } from './transport.js';
+import type { HostOptionsMap } from './host-options.js';
+import { errorCode, explainConnectError, isTlsRefusal } from './net-errors.js';
 import { parseChallenge, type Challenge } from './challenge.js';
 import { RegistryError } from './errors.js';
-import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from './retry.js';
+import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES, type RetryBudget } from './retry.js';
+import { DEFAULT_NET_LIMITS, LowSpeedError, requestTimeouts, SpeedWatch, type NetLimits } from './timeouts.js';
 import type { Credential } from './credentials.js';
 import { MANIFEST_ACCEPT, MT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
@@ -15,12 +19,20 @@ import { isTag } from '../ref/reference.js';
 export type CredentialLookup = (registry: string) => Promise<Credential | undefined>;
 
 export interface ClientOptions {
-  /** Talk plain HTTP to every registry (loopback hosts always get plain HTTP). */
+  /** Talk plain HTTP to every registry, without trying HTTPS first. */
   plainHttp?: boolean;
+  /** TLS per registry, proxies: how connections are made (also handed to the download workers). */
+  transport?: TransportOptions;
+  /** Per registry host[:port] TLS settings, over transport.hostOptions (skopeo-sync YAML). */
+  hostOptions?: HostOptionsMap;
   credentials?: CredentialLookup;
   /** Connections per registry host. */
   connections?: number;
   userAgent?: string;
+  /** Connect, header and low-speed limits, and retries per request (default DEFAULT_NET_LIMITS). */
+  limits?: NetLimits;
+  /** Time all requests together may spend failing (push's --retry-budget); unlimited without. */
+  retryBudget?: RetryBudget;
 }
 
 export interface FetchedManifest {
@@ -70,21 +82,86 @@ function tokenScope(repository: string, actions = 'pull', alsoPull: readonly str
   return [`repository:${repository}:${actions}`, ...alsoPull.filter((r) => r !== repository).map((r) => `repository:${r}:pull`)].join(' ');
 }
 
+/** What the first GET /v2/ of a registry taught: the scheme it speaks and its auth challenge. */
+interface Probe {
+  scheme: 'http' | 'https';
+  /** undefined: the registry could not be reached (not remembered: the next caller tries again). */
+  challenge: Challenge | null | undefined;
+}
+
+/** The first GET /v2/ is a ping: bounded, not retried (a mirror that is down costs one refusal). */
+const PROBE_TIMEOUT_MS = 10_000;
+
 export class RegistryClient {
   readonly dispatcher: Dispatcher;
+  readonly transport: Transport;
+  private readonly schemes = new Map<string, 'http' | 'https'>();
   private readonly challenges = new Map<string, Challenge | null>();
   private readonly tokens = new Map<string, Promise<Token>>();
   private readonly credentialCache = new Map<string, Promise<Credential | undefined>>();
-  private readonly pings = new Map<string, Promise<Challenge | null | undefined>>();
+  private readonly pings = new Map<string, Promise<Probe>>();
+
+  /** The transport options, also for the download workers (which keep undici's connection defaults). */
+  readonly transportOptions: TransportOptions;
+  readonly limits: NetLimits;
+  readonly retryBudget: RetryBudget | undefined;
 
   constructor(private readonly opts: ClientOptions = {}) {
-    this.dispatcher = new Agent({ connections: opts.connections ?? 16, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.limits = opts.limits ?? DEFAULT_NET_LIMITS;
+    this.retryBudget = opts.retryBudget;
+    this.transportOptions = {
+      ...opts.transport,
+      hostOptions: { ...opts.transport?.hostOptions, ...opts.hostOptions },
+      connectTimeoutMs: this.limits.connectTimeoutMs,
+    };
+    this.transport = new Transport({ ...this.transportOptions, connections: opts.connections ?? 16 });
+    this.dispatcher = this.transport;
   }
 
-  baseUrl(registry: string): string {
-    const host = apiHost(registry);
-    const scheme = this.opts.plainHttp || isLoopbackHost(host) ? 'http' : 'https';
-    return `${scheme}://${host}`;
+  /**
+   * Credentials (Basic, or a token exchange carrying them) may cross the network in clear only to a
+   * loopback host, or to a registry host the user asked plain HTTP for (--plain-http, push --to
+   * http://), and that host's token realm on the same host name. Anything else is refused before a
+   * connection is made: the user gave credentials expecting them to be protected, and going
+   * anonymous instead would turn this into a confusing 401 later, or save what anonymous users see.
+   */
+  private guardClearText(registry: string, url: URL, what: string): void {
+    if (clearTextAllowed(url, apiHost(registry), !!this.opts.plainHttp || this.insecure(apiHost(registry)))) return;
+    const hint = url.hostname === new URL(`http://${apiHost(registry)}`).hostname ? 'pass --plain-http if this network is trusted' : 'the token server must use https://';
+    throw new RegistryError(
+      'insecure',
+      `refusing to send the credentials for ${registry} in clear to ${url.host} (${what} ${url.origin}${url.pathname} is plain http://): ${hint}, or go without credentials`,
+    );
+  }
+
+  /** Whether the user asked for `host` to be spoken to insecurely (registries.conf insecure, --tls-verify=false for it). */
+  private insecure(host: string): boolean {
+    return this.transport.insecure(host);
+  }
+
+  /** `scheme://host` of the registry's API, once its first GET /v2/ has told which scheme it speaks. */
+  async baseUrl(registry: string): Promise<string> {
+    const known = this.schemes.get(registry);
+    return known ? `${known}://${apiHost(registry)}` : `${(await this.probe(registry)).scheme}://${apiHost(registry)}`;
+  }
+
+  /** baseUrl() for a registry already spoken to (a guess from the rules before that). */
+  knownBaseUrl(registry: string): string {
+    return `${this.schemes.get(registry) ?? this.fallbackScheme(apiHost(registry))}://${apiHost(registry)}`;
+  }
+
+  /** Whether the registry answered its GET /v2/ (any HTTP status). */
+  async reachable(registry: string): Promise<boolean> {
+    return (await this.probe(registry)).challenge !== undefined;
+  }
+
+  /** Plain HTTP may be tried where docker would: loopback and insecure registries. */
+  private mayUseHttp(host: string): boolean {
+    return isLoopbackHost(host) || this.transport.insecure(host);
+  }
+
+  private fallbackScheme(host: string): 'http' | 'https' {
+    return this.opts.plainHttp || this.mayUseHttp(host) ? 'http' : 'https';
   }
 
   private credential(registry: string): Promise<Credential | undefined> {
@@ -108,13 +185,17 @@ export class RegistryClient {
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') {
       const cred = await this.credential(registry);
-      if (cred && 'username' in cred) return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
-      return undefined;
+      if (!cred || !('username' in cred)) return undefined;
+      this.guardClearText(registry, new URL(await this.baseUrl(registry)), 'the registry');
+      return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
     }
     if (challenge.scheme === 'bearer') {
       // docker's `registrytoken`: a bearer token to send as is, no exchange.
       const cred = await this.credential(registry);
-      if (cred && 'registryToken' in cred) return `Bearer ${cred.registryToken}`;
+      if (cred && 'registryToken' in cred) {
+        this.guardClearText(registry, new URL(await this.baseUrl(registry)), 'the registry');
+        return `Bearer ${cred.registryToken}`;
+      }
       const token = await this.token(registry, challenge, tokenScope(repository, actions, alsoPull));
       return `Bearer ${token}`;
     }
@@ -122,30 +203,70 @@ export class RegistryClient {
   }
 
   /** GET /v2/ once per registry (docker's ping) to learn its auth challenge; undefined when it cannot be reached. */
-  private discoverChallenge(registry: string): Promise<Challenge | null | undefined> {
+  private async discoverChallenge(registry: string): Promise<Challenge | null | undefined> {
+    const { challenge } = await this.probe(registry);
+    if (challenge !== undefined && !this.challenges.has(registry)) this.challenges.set(registry, challenge);
+    return this.challenges.get(registry);
+  }
+
+  /**
+   * HTTPS first, loopback included; plain HTTP only for loopback and insecure registries, and only
+   * when the HTTPS attempt failed for another reason than the certificate (docker's rule: a server
+   * whose certificate we refuse does speak TLS, and its error is the one to report).
+   */
+  private probe(registry: string): Promise<Probe> {
     let p = this.pings.get(registry);
     if (!p) {
-      p = request(`${this.baseUrl(registry)}/v2/`, {
-        method: 'GET',
-        dispatcher: this.dispatcher,
-        headers: { 'user-agent': this.opts.userAgent ?? USER_AGENT },
-        headersTimeout: 30_000,
-        bodyTimeout: 30_000,
-      })
-        .then(async (res) => {
-          await res.body.dump();
-          const c = res.statusCode === 401 ? parseChallenge(res.headers['www-authenticate']) : undefined;
-          if (!this.challenges.has(registry)) this.challenges.set(registry, c && (c.scheme === 'bearer' || c.scheme === 'basic') ? c : null);
-          return this.challenges.get(registry);
-        })
-        .catch(() => {
-          // Unreachable: let the real request report it (with its retries).
-          this.pings.delete(registry);
-          return undefined;
-        });
+      const host = apiHost(registry);
+      p = (async (): Promise<Probe> => {
+        if (this.opts.plainHttp) return { scheme: 'http', challenge: await this.ping('http', host) };
+        try {
+          return { scheme: 'https', challenge: await this.ping('https', host) };
+        } catch (err) {
+          const cause = await this.tlsCause(err, new URL(`https://${host}`));
+          if (!isTlsRefusal(cause) && this.mayUseHttp(host)) {
+            // Only a registry's answer counts: a TLS server answers plain HTTP with 400.
+            const challenge = await this.ping('http', host).catch(() => undefined);
+            if (challenge !== undefined) return { scheme: 'http', challenge };
+          }
+          return { scheme: isTlsRefusal(cause) ? 'https' : this.fallbackScheme(host), challenge: undefined };
+        }
+      })().catch((): Probe => ({ scheme: this.fallbackScheme(host), challenge: undefined }));
+      p.then((r) => {
+        if (r.challenge === undefined) this.pings.delete(registry);
+        else this.schemes.set(registry, r.scheme);
+      });
       this.pings.set(registry, p);
     }
     return p;
+  }
+
+  /** A closed HTTPS connection may hide a TLS refusal (see Transport.diagnoseTls): the real cause when it does. */
+  private async tlsCause(err: unknown, url: URL): Promise<unknown> {
+    if (url.protocol !== 'https:' || isTlsRefusal(err) || !/UND_ERR_SOCKET|ECONNRESET|EPIPE/.test(errorCode(err))) return err;
+    const real = await this.transport.diagnoseTls(url);
+    return real && isTlsRefusal(real) ? real : err;
+  }
+
+  /** One GET /v2/ on `scheme`; the challenge (null: none needed or none understood), or a throw when unreachable. */
+  private async ping(scheme: 'http' | 'https', host: string): Promise<Challenge | null> {
+    const res = await request(`${scheme}://${host}/v2/`, {
+      method: 'GET',
+      dispatcher: this.dispatcher,
+      headers: { 'user-agent': this.opts.userAgent ?? USER_AGENT },
+      headersTimeout: Math.min(PROBE_TIMEOUT_MS, this.limits.headersTimeoutMs),
+      bodyTimeout: PROBE_TIMEOUT_MS,
+    });
+    // A ping answered at 1 byte/s is dropped like any other body (undici's timer would not).
+    const watch = new SpeedWatch(this.limits, (err) => res.body.destroy(err));
+    try {
+      await res.body.dump();
+    } finally {
+      watch.stop();
+    }
+    if (scheme === 'http' && res.statusCode === 400) throw new RegistryError('http', `${host} answered plain HTTP with 400 (a TLS port?)`, 400);
+    const c = res.statusCode === 401 ? parseChallenge(res.headers['www-authenticate']) : undefined;
+    return c && (c.scheme === 'bearer' || c.scheme === 'basic') ? c : null;
   }
 
   /** Forget the token for `repository` (after a 401 mid-download): the next authorization() fetches a new one. */
@@ -170,7 +291,14 @@ export class RegistryClient {
     const realm = challenge.params.realm;
     if (!realm) throw new RegistryError('bad-response', `${registry} asked for a bearer token without a realm`);
     const cred = await this.credential(registry);
-    const url = new URL(realm);
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw new RegistryError('bad-response', `${registry} named a token realm that is not a URL`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new RegistryError('bad-response', `${registry} named a token realm that is not http(s)`);
+    if (cred && !('registryToken' in cred)) this.guardClearText(registry, url, 'its token realm');
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? USER_AGENT };
     let method: 'GET' | 'POST' = 'GET';
     let body: string | undefined;
@@ -203,41 +331,82 @@ export class RegistryClient {
     return { value, expiresAt: Date.now() + (json.expires_in && json.expires_in > 0 ? json.expires_in : 60) * 1000 };
   }
 
-  /** One HTTP exchange with retries on resets, 5xx and 429; the body is read up to `maxBytes`. */
+  /**
+   * One HTTP exchange with retries on resets, timeouts, 5xx and 429 (--retries, and the retry
+   * budget when there is one); the body is read up to `maxBytes`, under the low-speed rule.
+   */
   private async send(
     url: string,
     init: { method: Dispatcher.HttpMethod; headers: Record<string, string>; body?: string | Buffer },
     what: string,
     maxBytes = MAX_MANIFEST_BYTES,
   ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+    let timeouts = 0;
     for (let attempt = 1; ; attempt++) {
+      const started = Date.now();
+      let res: Awaited<ReturnType<RegistryClient['exchange']>>;
       try {
-        const res = await request(url, { ...init, dispatcher: this.dispatcher, headersTimeout: 60_000, bodyTimeout: 60_000 });
-        if (isRetryableStatus(res.statusCode) && attempt < MAX_ATTEMPTS) {
-          await res.body.dump();
-          await sleep(backoffMs(attempt, res.headers['retry-after']));
+        res = await this.exchange(url, init, what, maxBytes);
+      } catch (caught) {
+        if (caught instanceof RegistryError) throw caught;
+        const err = await this.tlsCause(caught, new URL(url));
+        const wait = backoffMs(attempt);
+        // A registry that let two full timeouts pass is not answering: a silent one fails after
+        // 2 × --header-timeout (plus the ping's), not after 6 (it took 190 s before the flags).
+        const givenUp = isTimeoutError(err) && ++timeouts > TIMEOUT_RETRIES;
+        if (!givenUp && isRetryableError(err) && this.mayRetry(attempt, Date.now() - started + wait)) {
+          await sleep(wait);
           continue;
         }
-        const chunks: Buffer[] = [];
-        let total = 0;
-        for await (const chunk of res.body) {
-          total += chunk.length;
-          if (total > maxBytes) {
-            res.body.destroy();
-            throw new RegistryError('bad-response', `${what}: response larger than ${maxBytes} bytes`);
-          }
-          chunks.push(chunk);
-        }
-        return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
-      } catch (err) {
-        if (err instanceof RegistryError) throw err;
-        if (isRetryableError(err) && attempt < MAX_ATTEMPTS) {
-          await sleep(backoffMs(attempt));
-          continue;
-        }
-        const code = (err as { code?: string }).code ?? (err as Error).message;
-        throw new RegistryError('unreachable', `cannot reach ${new URL(url).host} (${what}): ${code}`);
+        const u = new URL(url);
+        const explained = explainConnectError(err, u.host, this.transport.proxyOf(u));
+        if (explained) throw new RegistryError('unreachable', `${what}: ${explained}`);
+        const code = err instanceof LowSpeedError ? err.message : errorCode(err);
+        const budget = this.retryBudget?.exhausted ? `; ${this.retryBudget.describe()}` : '';
+        throw new RegistryError('unreachable', `cannot reach ${u.host} (${what}): ${code} after ${attempt} attempt${attempt === 1 ? '' : 's'}${budget}`);
       }
+      if (!isRetryableStatus(res.status)) return res;
+      const wait = backoffMs(attempt, res.headers['retry-after']);
+      // Out of retries: the caller reports the status.
+      if (!this.mayRetry(attempt, Date.now() - started + wait)) return res;
+      await sleep(wait);
+    }
+  }
+
+  /** Whether attempt `attempt` may be followed by another, charging `spentMs` to the retry budget. */
+  private mayRetry(attempt: number, spentMs: number): boolean {
+    if (attempt > this.limits.retries) return false;
+    return this.retryBudget ? this.retryBudget.charge(spentMs) : true;
+  }
+
+  /** One request; the body read whole, at most `maxBytes`, dropped when slower than the low-speed rule. */
+  private async exchange(
+    url: string,
+    init: { method: Dispatcher.HttpMethod; headers: Record<string, string>; body?: string | Buffer },
+    what: string,
+    maxBytes: number,
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+    const res = await request(url, { ...init, dispatcher: this.dispatcher, ...requestTimeouts(this.limits) });
+    const watch = new SpeedWatch(this.limits, (err) => res.body.destroy(err));
+    try {
+      if (isRetryableStatus(res.statusCode)) {
+        await res.body.dump();
+        return { status: res.statusCode, headers: res.headers, body: Buffer.alloc(0) };
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for await (const chunk of res.body) {
+        total += chunk.length;
+        watch.add(chunk.length);
+        if (total > maxBytes) {
+          res.body.destroy();
+          throw new RegistryError('bad-response', `${what}: response larger than ${maxBytes} bytes`);
+        }
+        chunks.push(chunk);
+      }
+      return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+    } finally {
+      watch.stop();
     }
   }
 
@@ -251,10 +420,14 @@ export class RegistryClient {
     what = `${registry}/${repository}`,
     opts: ApiOptions = {},
   ) {
-    const url = `${this.baseUrl(registry)}${path}`;
+    const probe = await this.probe(registry);
+    const url = `${this.schemes.get(registry) ?? probe.scheme}://${apiHost(registry)}${path}`;
+    // A registry whose ping failed gets this request anonymous, without a second ping: the request
+    // reports what is wrong (with its retries), and a 401 answer teaches the challenge.
+    const pinged = probe.challenge !== undefined || this.challenges.has(registry);
     for (let authTry = 0; ; authTry++) {
       const h: Record<string, string> = { 'user-agent': this.opts.userAgent ?? USER_AGENT, ...headers };
-      const auth = await this.authorization(registry, repository, opts.actions, opts.alsoPull);
+      const auth = pinged || authTry > 0 ? await this.authorization(registry, repository, opts.actions, opts.alsoPull) : undefined;
       if (auth) h.authorization = auth;
       const res = await this.send(url, { method, headers: h, body: opts.body }, what, opts.maxBytes);
       if (res.status === 401 && authTry === 0) {
@@ -338,7 +511,7 @@ export class RegistryClient {
         tags.push(tag);
       }
       if (tags.length > maxTags) throw new RegistryError('bad-response', `${name}: more than ${maxTags} tags; refusing to list more (the cap on tags read per repository)`);
-      const next = nextPagePath(res.headers.link, this.baseUrl(registry), endpoint, name);
+      const next = nextPagePath(res.headers.link, await this.baseUrl(registry), endpoint, name);
       if (!next) return { tags, pages: page };
       if (tags.length === before) throw new RegistryError('bad-response', `${name}: tags list page ${page} added no new tag but links to another page (a loop)`);
       if (page >= maxPages) throw new RegistryError('bad-response', `${name}: tags list longer than ${maxPages} pages; refusing to read more (the cap on pages read per repository)`);

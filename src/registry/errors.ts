@@ -8,6 +8,8 @@ export type RegistryErrorKind =
   | 'bad-response'
   | 'unsupported'
   | 'digest-mismatch'
+  /** Would send credentials in clear to a host the user did not ask plain HTTP for. */
+  | 'insecure'
   | 'http';
 
 export class RegistryError extends Error {

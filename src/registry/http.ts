@@ -11,6 +11,13 @@ import type * as undici from 'undici';
 const load = createRequire(import.meta.url);
 
 export const Agent: typeof undici.Agent = load('undici/lib/dispatcher/agent.js');
+export const ProxyAgent: typeof undici.ProxyAgent = load('undici/lib/dispatcher/proxy-agent.js');
+/** The base class every undici dispatcher extends (transport.ts routes requests with one). */
+export const DispatcherClass: typeof undici.Dispatcher = load('undici/lib/dispatcher/dispatcher.js');
+// ProxyAgent opens its CONNECT tunnel with dispatcher.connect(), which undici's index adds to
+// every dispatcher (Object.assign(Dispatcher.prototype, api)); without the index, add that one.
+const proto = DispatcherClass.prototype as unknown as Record<string, unknown>;
+proto.connect ??= load('undici/lib/api/api-connect.js');
 
 type RequestOptions = Omit<undici.Dispatcher.RequestOptions, 'origin' | 'path'> & { dispatcher: undici.Dispatcher };
 const dispatchRequest: (this: undici.Dispatcher, opts: undici.Dispatcher.RequestOptions) => Promise<undici.Dispatcher.ResponseData> = load(

@@ -1,7 +1,6 @@
 // Retry policy shared by the main thread (manifests, tokens) and the download workers (blobs):
-// resets, 5xx and 429 are retried with exponential backoff, honouring Retry-After.
-
-export const MAX_ATTEMPTS = 6;
+// resets, 5xx and 429 are retried with exponential backoff, honouring Retry-After. How many
+// retries is a flag (--retries, NetLimits in timeouts.ts); push also has an overall budget.
 
 export function isRetryableStatus(status: number): boolean {
   return status === 429 || status === 408 || (status >= 500 && status !== 501 && status !== 505);
@@ -10,6 +9,10 @@ export function isRetryableStatus(status: number): boolean {
 const RETRYABLE_CODES = new Set([
   'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN',
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
+  // The body ended before its Content-Length: a cut connection; what came is kept and resumed from.
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  // timeouts.ts: the low-speed rule dropped the connection; a new one (with Range) may do better.
+  'OCISAVE_LOW_SPEED',
 ]);
 
 /** Network-level failures worth another try (a refused connection may be a restarting registry). */
@@ -32,3 +35,36 @@ export function backoffMs(attempt: number, retryAfter?: string | string[] | null
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Time a whole command may spend failing: each failed attempt's duration and the wait before the
+ * next one are charged; once the total passes `budgetMs`, nothing is retried any more. Requests
+ * that run in parallel all charge it, so it runs out faster when everything fails at once.
+ */
+export class RetryBudget {
+  private spentMs = 0;
+  constructor(readonly budgetMs: number) {}
+
+  /** Charge `ms`; false when the budget is spent (the caller gives up instead of retrying). */
+  charge(ms: number): boolean {
+    this.spentMs += ms;
+    return this.spentMs <= this.budgetMs;
+  }
+
+  get exhausted(): boolean {
+    return this.spentMs > this.budgetMs;
+  }
+
+  describe(): string {
+    return `gave up after ${Math.round(this.spentMs / 1000)} s of failed attempts and retries (--retry-budget ${this.budgetMs / 1000})`;
+  }
+}
+
+/** A connect or header timeout is retried this many times at most, whatever --retries says. */
+export const TIMEOUT_RETRIES = 1;
+
+/** The registry did not accept the connection, or did not answer, in time. */
+export function isTimeoutError(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT';
+}

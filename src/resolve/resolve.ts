@@ -10,6 +10,31 @@ import { isIndexType, isManifestType } from './mediatypes.js';
 import { mapLimit } from '../engine/limit.js';
 import type { EngineEvents } from '../engine/events.js';
 import type { Mirrors } from '../registry/mirror.js';
+import { checkDigest, checkSize } from '../ref/digest.js';
+
+/**
+ * Indexes nest at most this deep (the root index counts one). Real images use one level, two with
+ * an index of indexes (some artifact tools); 8 leaves room and stops a registry that nests forever.
+ */
+export const MAX_INDEX_DEPTH = 8;
+/**
+ * Manifests one input may resolve to, counting every index entry followed. A 4 MiB index holds at
+ * most ~20,000 entries of ~200 bytes, so one full index fits; nested ones that multiply do not.
+ */
+export const MAX_MANIFESTS_PER_INPUT = 25_000;
+/** Child manifests of one index fetched at once: a 10,000-entry index must not open 10,000 requests. */
+const CHILD_FETCHES = 16;
+
+/** Where a node sits: the digests from the root down to it, and the input's manifest count so far. */
+interface Walk {
+  chain: string[];
+  budget: { left: number };
+}
+
+/** `sha256:0123456789ab…`: a digest short enough for a chain in one line. */
+function shortDigest(digest: string): string {
+  return digest.length > 19 ? `${digest.slice(0, 19)}…` : digest;
+}
 
 export interface ResolveInput {
   input: string;
@@ -81,34 +106,48 @@ export class Resolver {
     if (ref.tag && !ref.digest) {
       this.writes.push(this.opts.cache.putTag(`${ref.registry}/${ref.repository}:${ref.tag}`, { digest: top.digest, mediaType: top.mediaType, resolvedAt: Date.now() }));
     }
-    const root = await this.node(ref, top, undefined);
+    const root = await this.node(ref, top, undefined, { chain: [], budget: { left: MAX_MANIFESTS_PER_INPUT - 1 } });
     const image: ResolvedImage = { input: item.input, ref, root };
     this.opts.events?.emit({ type: 'resolved', input: item.input, digest: root.digest, platforms: leafManifests(root).map((m) => (m.platform ? formatPlatform(m.platform) : 'any')) });
     return image;
   }
 
-  private async node(ref: Reference, m: FetchedManifest, platform: Platform | undefined): Promise<GraphNode> {
+  private async node(ref: Reference, m: FetchedManifest, platform: Platform | undefined, walk: Walk): Promise<GraphNode> {
     const name = formatReference(ref);
-    const json = JSON.parse(m.bytes.toString('utf8')) as RawIndex & RawManifest;
+    const json = JSON.parse(m.bytes.toString('utf8')) as RawIndex & RawManifest & { subject?: Descriptor };
+    const chain = [...walk.chain, m.digest];
+    const where = `${name}: ${isIndexType(m.mediaType) ? 'index' : 'manifest'} ${m.digest}`;
+    if (json.subject !== undefined) checkDescriptor(json.subject, `${where} subject`);
     if (isIndexType(m.mediaType)) {
-      const entries = json.manifests ?? [];
+      const entries = Array.isArray(json.manifests) ? json.manifests : [];
+      // Every entry is checked, selected or not: its digest is about to name a request.
+      entries.forEach((d, i) => checkDescriptor(d, `${where} manifests[${i}]`));
+      if (chain.length > MAX_INDEX_DEPTH) {
+        throw new RegistryError('bad-response', `${name}: indexes nested deeper than ${MAX_INDEX_DEPTH}: ${chain.map(shortDigest).join(' → ')}`);
+      }
       const wanted = entries.filter((d) => this.opts.platforms === 'all' || (d.platform && selectorMatches(this.opts.platforms, d.platform)));
       if (wanted.length === 0) {
         const have = entries.map((d) => (d.platform ? formatPlatform(normalizePlatform(d.platform)) : 'unknown')).join(', ');
         throw new RegistryError('not-found', `${name}: no manifest for the platforms asked for (it has: ${have || 'none'}); pass --platform with one of these, or --platform all`);
       }
-      const children = await Promise.all(
-        wanted.map(async (d) => {
-          const child = await this.manifest(ref.registry, ref.repository, d.digest);
-          return this.node(ref, child, d.platform ? normalizePlatform(d.platform) : undefined);
-        }),
-      );
+      const cycle = wanted.find((d) => chain.includes(d.digest));
+      if (cycle) throw new RegistryError('bad-response', `${name}: index cycle: ${[...chain, cycle.digest].map(shortDigest).join(' → ')}`);
+      walk.budget.left -= wanted.length;
+      if (walk.budget.left < 0) throw new RegistryError('bad-response', `${name}: more than ${MAX_MANIFESTS_PER_INPUT} manifests under one reference`);
+      const children = await mapLimit(wanted, CHILD_FETCHES, async (d) => {
+        const child = await this.manifest(ref.registry, ref.repository, d.digest);
+        return this.node(ref, child, d.platform ? normalizePlatform(d.platform) : undefined, { chain, budget: walk.budget });
+      });
       return { kind: 'index', digest: m.digest, mediaType: m.mediaType, bytes: m.bytes, children };
     }
     if (!isManifestType(m.mediaType) && !json.config) {
       throw new RegistryError('unsupported', `${name}: unsupported manifest media type ${m.mediaType}`);
     }
     if (!json.config?.digest) throw new RegistryError('bad-response', `${name}: manifest ${m.digest} has no config`);
+    const layers = json.layers ?? [];
+    if (!Array.isArray(layers)) throw new RegistryError('bad-response', `${where}: "layers" is not a list`);
+    checkDescriptor(json.config, `${where} config`);
+    layers.forEach((d, i) => checkDescriptor(d, `${where} layers[${i}]`));
     return {
       kind: 'manifest',
       digest: m.digest,
@@ -116,7 +155,7 @@ export class Resolver {
       bytes: m.bytes,
       platform,
       config: json.config,
-      layers: json.layers ?? [],
+      layers,
     };
   }
 
@@ -136,6 +175,7 @@ export class Resolver {
     let digest = reference.startsWith('sha256:') ? reference : undefined;
     if (!digest && offline) {
       digest = cache.getTag(`${registry}/${repository}:${reference}`)?.digest;
+      if (digest) checkDigest(digest, `${registry}/${repository}:${reference} in the cache`);
       if (!digest) throw new RegistryError('not-found', `${registry}/${repository}:${reference}: not in the cache (--offline)`);
     }
     if (digest) {
@@ -146,6 +186,21 @@ export class Resolver {
     const m = this.opts.mirrors ? await this.opts.mirrors.getManifest(registry, repository, reference) : await client.getManifest(registry, repository, reference);
     this.writes.push(cache.putManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes }));
     return m;
+  }
+}
+
+/**
+ * A descriptor's digest and size, checked before either names a request, a cache key or a path.
+ * Sizes have no bound below 2^53: see segmentsOf in engine/scheduler.ts for why none is needed.
+ */
+function checkDescriptor(d: unknown, what: string): void {
+  if (!d || typeof d !== 'object') throw new RegistryError('bad-response', `${what}: not a descriptor`);
+  const { digest, size } = d as { digest?: unknown; size?: unknown };
+  try {
+    checkDigest(digest, what);
+    checkSize(size, what);
+  } catch (err) {
+    throw new RegistryError('bad-response', (err as Error).message);
   }
 }
 

@@ -12,6 +12,7 @@ import type { EngineEvents } from '../engine/events.js';
 import { mapLimit } from '../engine/limit.js';
 import { walkNodes, type BlobNeed, type Descriptor, type ImageGraph } from './graph.js';
 import { MT } from './mediatypes.js';
+import { isDigest } from '../ref/digest.js';
 import type { ResolveInput, Resolver } from './resolve.js';
 
 export const COSIGN_SUFFIXES = ['sig', 'att', 'sbom'] as const;
@@ -108,7 +109,7 @@ export async function referrers(client: RegistryClient, registry: string, reposi
   if (res.status !== 200) return [];
   try {
     const index = JSON.parse(res.body.toString('utf8')) as { manifests?: Descriptor[] };
-    return (index.manifests ?? []).filter((d) => typeof d.digest === 'string' && /^sha256:[a-f0-9]{64}$/.test(d.digest));
+    return (index.manifests ?? []).filter((d) => isDigest(d.digest));
   } catch {
     throw new RegistryError('bad-response', `${registry}/${repository}@${digest}: the referrers API answered something that is not JSON`);
   }

@@ -3,8 +3,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, createSign, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile, readFile } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,11 +27,17 @@ export interface RegistryOptions {
   keepDataDir?: boolean;
   /** Registry log level; default "error". */
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  /**
+   * Serve HTTPS (`http.tls.certificate`/`key`, files in PEM); with `clientCa`, every client must
+   * present a certificate signed by it (`http.tls.clientcas`), and `probeClient` is the pair the
+   * start-up probe uses.
+   */
+  tls?: { cert: string; key: string; clientCa?: string; probeClient?: { cert: string; key: string } };
 }
 
 export interface RunningRegistry {
   host: string; // "127.0.0.1:PORT"
-  url: string; // "http://127.0.0.1:PORT"
+  url: string; // "http://127.0.0.1:PORT" (https:// with the tls option)
   dataDir: string;
   configPath: string;
   /** Everything the registry wrote to stdout/stderr so far (for failure messages). */
@@ -111,7 +119,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
 async function startOnce(opts: RegistryOptions, dataDir: string, cfgDir: string, ownDir: boolean): Promise<RunningRegistry> {
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
-  const url = `http://${host}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${host}`;
   const config: Record<string, unknown> = {
     version: 0.1,
     log: { level: opts.logLevel ?? 'error', accesslog: { disabled: true } },
@@ -126,6 +134,13 @@ async function startOnce(opts: RegistryOptions, dataDir: string, cfgDir: string,
     },
     http: { addr: host, secret: 'ocisave-test-secret', headers: { 'X-Content-Type-Options': ['nosniff'] } },
   };
+  if (opts.tls) {
+    (config.http as Record<string, unknown>).tls = {
+      certificate: opts.tls.cert,
+      key: opts.tls.key,
+      ...(opts.tls.clientCa ? { clientcas: [opts.tls.clientCa] } : {}),
+    };
+  }
   if (opts.htpasswd) {
     const file = path.join(cfgDir, 'htpasswd');
     await writeFile(file, (await htpasswdLine(opts.htpasswd.username, opts.htpasswd.password)) + '\n');
@@ -162,7 +177,7 @@ async function startOnce(opts: RegistryOptions, dataDir: string, cfgDir: string,
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (exited) throw new Error(`docker-registry exited during startup on ${host}:\n${out}`);
-    const status = await probe(`${url}/v2/`);
+    const status = await probe(`${url}/v2/`, opts.tls?.probeClient);
     if (status === 200 || status === 401) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -195,9 +210,11 @@ async function startOnce(opts: RegistryOptions, dataDir: string, cfgDir: string,
   };
 }
 
-function probe(url: string): Promise<number> {
+function probe(url: string, client?: { cert: string; key: string }): Promise<number> {
   return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, timeout: 1_000 }, (res) => {
+    // The start-up probe only asks whether the registry answers: its certificate is the test's own.
+    const tls = url.startsWith('https:') ? { rejectUnauthorized: false, ...(client ? { cert: readFileSync(client.cert), key: readFileSync(client.key) } : {}) } : {};
+    const req = (url.startsWith('https:') ? https : http).get(url, { agent: false, timeout: 1_000, ...tls }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });

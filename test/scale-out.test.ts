@@ -190,4 +190,17 @@ describe('sharded saves merged', () => {
     expect(m.stderr).toContain(web11.digest);
     expect(existsSync(out)).toBe(false);
   });
+
+  it('refuses an input that is not a registry layout, and an output that exists', async () => {
+    const oci = join(work, 'oci');
+    const r = await ocisave(['save', `${fx.registry}/test/whiteouts:latest`, '--format', 'oci', '-o', oci, '--cache', join(work, 'cache-save'), '-q']);
+    expect(r.code, r.stderr).toBe(0);
+    const notLayout = await ocisave(['merge', shards[0]!, oci, '-o', join(work, 'never')]);
+    expect(notLayout.code).toBe(1);
+    expect(notLayout.stderr).toContain(`${oci} is not a registry layout (format: oci)`);
+    expect(existsSync(join(work, 'never'))).toBe(false);
+    const exists = await ocisave(['merge', shards[0]!, '-o', shards[1]!]);
+    expect(exists.code).toBe(1);
+    expect(exists.stderr).toContain(`${shards[1]} already exists`);
+  });
 });

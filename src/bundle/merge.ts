@@ -67,7 +67,7 @@ export async function mergeLayouts(inputs: readonly string[], output: string): P
   if (existsSync(output)) throw new BundleError(`${output} already exists: merge writes a new layout`);
   for (const input of inputs) {
     const r = await verifyBundle(input);
-    if (r.format !== 'registry') throw new BundleError(`${input} is a ${r.format} bundle: merge reads registry layouts (save --format registry)`);
+    if (r.format !== 'registry') throw new BundleError(`${input} is not a registry layout (format: ${r.format}): merge reads registry layouts (save --format registry)`);
     if (!r.ok) throw new BundleError(`${input} fails verification (${r.problems.length} problems), first: ${r.problems[0]!.message}`);
   }
   const { repositories, tags } = await checkTags(inputs);

@@ -8,6 +8,7 @@ import { request } from '../registry/http.js';
 import { RegistryError } from '../registry/errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, MAX_ATTEMPTS, sleep } from '../registry/retry.js';
 import { USER_AGENT, type RegistryClient } from '../registry/client.js';
+import { CorruptBlobError, UploadHash } from './upload-hash.js';
 
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
 const PUSH = 'pull,push';
@@ -141,8 +142,11 @@ export class PushSession {
       let url = opts.location && session === 1 ? opts.location : await this.startUpload(repo);
       let offset = 0;
       let failures = 0;
+      // Hashes what is sent; checked before the PUT that would commit it (issue 16).
+      const sent = new UploadHash(digest, open);
       try {
         while (offset < size) {
+          await sent.syncTo(offset);
           const end = Math.min(offset + chunk, size) - 1;
           let res: Response | undefined;
           let error: unknown;
@@ -152,7 +156,7 @@ export class PushSession {
               'PATCH',
               url,
               { 'content-type': 'application/octet-stream', 'content-length': String(end - offset + 1), 'content-range': `${offset}-${end}` },
-              () => open(offset, end),
+              () => sent.tap(offset, open(offset, end)),
             );
           } catch (err) {
             if (!isRetryableError(err) && !String((err as Error)?.message).includes('terminated')) throw err;
@@ -178,6 +182,13 @@ export class PushSession {
           if (at === undefined) throw new SessionLost();
           offset = at;
         }
+        try {
+          await sent.check(size);
+        } catch (err) {
+          // Never completed, and the session cancelled: nothing of it is committed at the target.
+          await this.stream(repo, 'DELETE', url, {}).catch(() => undefined);
+          throw err;
+        }
         const sep = url.includes('?') ? '&' : '?';
         const res = await this.stream(repo, 'PUT', `${url}${sep}digest=${encodeURIComponent(digest)}`, { 'content-length': '0' });
         if (res.status === 404) throw new SessionLost();
@@ -196,6 +207,8 @@ export class PushSession {
 }
 
 class SessionLost extends Error {}
+
+export { CorruptBlobError };
 
 export function httpError(registry: string, repo: string, what: string, res: Response): RegistryError {
   const detail = errorDetail(res);

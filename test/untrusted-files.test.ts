@@ -7,16 +7,17 @@
 // must not change.
 import { createHash } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { chmod, cp, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, cp, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CLI, collect, ocisave, startCli, summaryOf } from './support/cli.js';
+import { CLI, ocisave, startCli, summaryOf } from './support/cli.js';
 import { run } from './support/exec.js';
 import { startLaxRegistry, type LaxRegistry } from './support/lax-registry.js';
 import { startRegistry, type RunningRegistry } from './support/registry.js';
-import { buildLayer, pushImage, seededBytes, type BuiltLayer, type PushedManifest } from './fixtures/index.js';
+import { blobExists, buildLayer, pushImage, seededBytes, type BuiltLayer, type PushedManifest } from './fixtures/index.js';
+import { startFaultProxy } from './support/proxy.js';
 
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 180_000 });
 
@@ -390,5 +391,130 @@ describe('a cache with its blobs tampered with', () => {
       expect(cv.code, cv.stderr).toBe(0);
       expect(cv.stdout).toMatch(/all good/);
     }
+  });
+});
+
+// --- push verifies what it sends ---------------------------------------------------------
+
+/** A copy of the registry bundle with one byte of `digest`'s data flipped. */
+async function flipped(name: string, digest: string, at: number): Promise<string> {
+  const dir = join(work, name);
+  await cp(regBundle, dir, { recursive: true });
+  const path = regData(dir, digest);
+  const bytes = await readFile(path);
+  bytes[at] = bytes[at]! ^ 0xff;
+  await rm(path);
+  await writeFile(path, bytes);
+  return dir;
+}
+
+describe('push verifies what it sends', () => {
+  let lax: LaxRegistry;
+  beforeAll(async () => {
+    lax = await startLaxRegistry();
+    stops.push(() => lax.stop());
+  });
+
+  it('uploads a sound bundle in small chunks to a registry that checks nothing, every blob as its digest says', async () => {
+    const r = await ocisave(['push', regBundle, '--to', `${lax.host}/sound`, '--chunk-size', '16KiB', '--jobs', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const d of [...layers.map((l) => l.digest), image.config!.digest]) {
+      expect(sha(lax.blobs.get(`sound/sec/app@${d}`) ?? ''), d).toBe(d);
+    }
+    expect(lax.manifests.get(`sound/sec/app:1`)?.equals(image.bytes)).toBe(true);
+  });
+
+  it('a flipped byte is never committed at a registry that checks nothing: the upload is abandoned before its PUT, and push fails naming the blob', async () => {
+    const dir = await flipped('flip-lax', L(1), 30_000); // in the second 16 KiB chunk
+    const cancelled = lax.cancelled.length;
+    const r = await ocisave(['push', dir, '--to', `${lax.host}/flipped`, '--chunk-size', '16KiB', '--jobs', '1']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(new RegExp(`blob ${L(1)} in the bundle hashes to sha256:[a-f0-9]{64}: the bundle is damaged`));
+    expect(lax.blobs.has(`flipped/sec/app@${L(1)}`), 'the damaged blob was committed').toBe(false);
+    expect([...lax.manifests.keys()].filter((k) => k.startsWith('flipped/')), 'no manifest pushed').toEqual([]);
+    expect(lax.cancelled.length, 'the upload session was cancelled').toBe(cancelled + 1);
+  });
+
+  it('a flipped byte in a manifest stops the push before any blob is sent', async () => {
+    const dir = await flipped('flip-manifest', image.digest, 20);
+    const sent = lax.received().length;
+    const committed = lax.blobs.size;
+    const r = await ocisave(['push', dir, '--to', `${lax.host}/flipped-manifest`]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(new RegExp(`manifest ${image.digest} in the bundle hashes to sha256:[a-f0-9]{64}`));
+    expect(lax.received().length, 'no byte uploaded').toBe(sent);
+    expect(lax.blobs.size).toBe(committed);
+  });
+
+  it('against the real registry, the damaged blob is refused before it is committed and no later upload starts', async () => {
+    const dir = await flipped('flip-real', L(1), 100);
+    const fresh = await startRegistry();
+    stops.push(() => fresh.stop());
+    const proxy = await startFaultProxy(fresh.url);
+    stops.push(() => proxy.stop());
+    const r = await ocisave(['push', dir, '--to', `${proxy.host}/real`, '--jobs', '1']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(new RegExp(`blob ${L(1)} in the bundle hashes to`));
+    // Not the registry's DIGEST_INVALID: the PUT of the damaged blob was never sent.
+    const reqs = proxy.stats().requests;
+    expect(reqs.filter((q) => q.method === 'PUT' && q.url.includes(encodeURIComponent(L(1)))), 'a PUT completing the damaged blob').toEqual([]);
+    const cancel = reqs.findIndex((q) => q.method === 'DELETE' && q.path.includes('/blobs/uploads/'));
+    expect(cancel, 'the upload session was cancelled').toBeGreaterThanOrEqual(0);
+    expect(reqs.slice(cancel + 1).filter((q) => q.method === 'POST' || q.method === 'PATCH'), 'uploads after the damaged blob').toEqual([]);
+    expect(await blobExists(fresh.url, 'real/sec/app', L(1))).toBe(false);
+    const m = await request(`${fresh.url}/v2/real/sec/app/manifests/1`, { method: 'HEAD' });
+    await m.body.dump();
+    expect(m.statusCode, 'no manifest, no tag').toBe(404);
+  });
+});
+
+// --- cache maintenance and a cache of another user ---------------------------------------
+
+describe('cache prune and cache verify with partial/ or tmp/ a link to another directory', () => {
+  for (const sub of ['partial', 'tmp'] as const) {
+    it(`${sub}/ a link: prune refuses, verify replaces the link and leaves its target's files alone`, async () => {
+      const dir = await filledCache(`m-${sub}`);
+      // Files that look like cache litter: a stale partial download, a dead process's temp file.
+      const elsewhere = join(work, 'outside', `m-${sub}-dir`);
+      await mkdir(elsewhere, { recursive: true });
+      const names = [hexOf(L(1)), 'blob.999999.1.abc', 'notes.txt'];
+      const kept: Canary[] = [];
+      for (const n of names) kept.push(await canary(`m-${sub}-dir/${n}`, 1000));
+      await rm(join(dir, sub), { recursive: true });
+      await symlink(elsewhere, join(dir, sub));
+
+      const p = await ocisave(['cache', 'prune', '--older-than', '0s', '--cache', dir]);
+      expect(p.code, p.stdout).toBe(1);
+      expect(p.stderr.trim().split('\n')).toHaveLength(1);
+      expect(p.stderr).toMatch(new RegExp(`cache .*: ${sub} is a symbolic link; ocisave never follows links in its cache`));
+      for (const c of kept) await c.check();
+
+      const v = await ocisave(['cache', 'verify', '--cache', dir]);
+      expect(v.code, v.stderr).toBe(0);
+      expect(v.stdout).toContain(`${sub} was a symbolic link: the link removed (its target untouched), an empty directory made`);
+      for (const c of kept) await c.check();
+      expect((await lstat(join(dir, sub))).isDirectory()).toBe(true);
+      const again = await ocisave(['cache', 'verify', '--cache', dir]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout).toMatch(/all good/);
+    });
+  }
+});
+
+describe('a cache owned by another user', () => {
+  it('fails closed with one line naming the cache and what to do, not an LMDB lock error', async () => {
+    const dir = await filledCache('shared');
+    // The test's temporary directory is private (mkdtemp: 0700); let the other user reach the cache.
+    await chmod(work, 0o755);
+    const asNobody = (args: string[]) => run('setpriv', ['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', process.execPath, CLI, ...args], { env: { ...process.env, HOME: '/nonexistent' } });
+    for (const args of [['cache', 'ls', '--cache', dir], ['save', REF, '-o', join(work, 'nobody-out'), '--cache', dir]]) {
+      const r = await asNobody(args);
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+      expect(r.stderr).toMatch(new RegExp(`cache ${dir} is not writable by this user \\(uid 65534\\): .* belongs to uid 0, gid 0, mode 755; use a cache of your own \\(--cache DIR or OCISAVE_CACHE\\), or share one through a group`));
+      expect(r.stderr).not.toMatch(/setup locks/);
+    }
+    const cv = await ocisave(['cache', 'verify', '--cache', dir]);
+    expect(cv.stdout).toMatch(/all good/);
   });
 });

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 
 export interface LaxRegistry {
   host: string;
-  /** digest → bytes of blobs the client completed with PUT ?digest=. */
+  /** `repository@digest` → bytes of blobs the client completed with PUT ?digest=. */
   blobs: Map<string, Buffer>;
   /** repository:reference → manifest bytes the client PUT. */
   manifests: Map<string, Buffer>;
@@ -61,14 +61,14 @@ export async function startLaxRegistry(): Promise<LaxRegistry> {
       }
       if (req.method === 'PUT') {
         const digest = url.searchParams.get('digest') ?? '';
-        blobs.set(digest, Buffer.concat([...parts, body]));
+        blobs.set(`${m[1]}@${digest}`, Buffer.concat([...parts, body]));
         uploads.delete(m[2]!);
         return send(201, { 'docker-content-digest': digest, location: `/v2/${m[1]}/blobs/${digest}` });
       }
     }
     m = /^\/v2\/(.+)\/blobs\/(sha256:[a-f0-9]{64})$/.exec(path);
     if (m && (req.method === 'HEAD' || req.method === 'GET')) {
-      const b = blobs.get(m[2]!);
+      const b = blobs.get(`${m[1]}@${m[2]}`);
       if (!b) return send(404);
       res.writeHead(200, { 'content-length': String(b.length), 'docker-content-digest': m[2]! });
       return res.end(req.method === 'GET' ? b : undefined);

@@ -7,7 +7,7 @@
 // must not change.
 import { createHash } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { chmod, cp, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -28,6 +28,8 @@ const hexOf = (d: string) => d.slice('sha256:'.length);
 let work: string;
 let source: RunningRegistry;
 let target: RunningRegistry;
+/** A registry that accepts anything: what a push sends there is recorded byte for byte. */
+let lax: LaxRegistry;
 let image: PushedManifest;
 let layers: BuiltLayer[];
 let REF: string;
@@ -77,7 +79,8 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ocisave-untrusted-'));
   source = await startRegistry();
   target = await startRegistry();
-  stops.push(() => source.stop(), () => target.stop());
+  lax = await startLaxRegistry();
+  stops.push(() => source.stop(), () => target.stop(), () => lax.stop());
   // Three layers of incompressible bytes (stored, not compressed: sizes stay distinct and known).
   layers = await Promise.all(
     ['one', 'two', 'three'].map((n, i) => buildLayer([{ type: 'file', path: `data/${n}.bin`, content: seededBytes(`untrusted-${n}`, 40_000 + i * 7_000) }], { gzipLevel: 0 })),
@@ -291,6 +294,10 @@ describe('a bundle with links in it', () => {
       const p = await ocisave(['push', dir, '--to', `${target.host}/case-${i}`]);
       expect(p.code, p.stderr).toBe(c.push().code);
       expect(p.stderr + p.stdout).toMatch(c.push().message);
+      // The same push to a registry that stores anything: not one canary byte is sent.
+      const toLax = await ocisave(['push', dir, '--to', `${lax.host}/case-${i}`]);
+      expect(toLax.code, toLax.stderr).toBe(c.push().code);
+      expect(lax.received().includes(MARKER), 'canary bytes uploaded').toBe(false);
 
       const v = await ocisave(['verify', dir]);
       expect(v.code, v.stdout + v.stderr).toBe(1);
@@ -409,12 +416,6 @@ async function flipped(name: string, digest: string, at: number): Promise<string
 }
 
 describe('push verifies what it sends', () => {
-  let lax: LaxRegistry;
-  beforeAll(async () => {
-    lax = await startLaxRegistry();
-    stops.push(() => lax.stop());
-  });
-
   it('uploads a sound bundle in small chunks to a registry that checks nothing, every blob as its digest says', async () => {
     const r = await ocisave(['push', regBundle, '--to', `${lax.host}/sound`, '--chunk-size', '16KiB', '--jobs', '2']);
     expect(r.code, r.stderr).toBe(0);
@@ -501,14 +502,36 @@ describe('cache prune and cache verify with partial/ or tmp/ a link to another d
   }
 });
 
+const NOBODY = ['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups'];
+const asNobody = (shell: string) => run('setpriv', [...NOBODY, 'sh', '-c', shell], { env: { HOME: '/nonexistent' } });
+
 describe('a cache owned by another user', () => {
+  it('is shared safely through a group: a setgid directory and umask 002 for every user', async () => {
+    await chmod(work, 0o755);
+    const dir = join(work, 'group-cache');
+    await mkdir(dir);
+    await chown(dir, 0, 65534);
+    await chmod(dir, 0o2775);
+    const first = await run('sh', ['-c', `umask 002; exec "${process.execPath}" "${CLI}" save ${REF} -o "${join(work, 'group-root-out')}" --cache "${dir}" -q`]);
+    expect(first.code, first.stderr).toBe(0);
+    const home = join(work, 'nobody-home');
+    await mkdir(home);
+    await chown(home, 65534, 65534);
+    const out = join(home, 'oci');
+    const second = await asNobody(`umask 002; exec "${process.execPath}" "${CLI}" save ${REF} -o "${out}" --format oci --cache "${dir}" --json`);
+    expect(second.code, second.stderr).toBe(0);
+    expect(summaryOf(second).downloaded.bytes, 'every blob reused from the shared cache').toBe(0);
+    expect((await ocisave(['verify', out])).code).toBe(0);
+    const cv = await ocisave(['cache', 'verify', '--cache', dir]);
+    expect(cv.stdout).toMatch(/all good/);
+  });
+
   it('fails closed with one line naming the cache and what to do, not an LMDB lock error', async () => {
     const dir = await filledCache('shared');
     // The test's temporary directory is private (mkdtemp: 0700); let the other user reach the cache.
     await chmod(work, 0o755);
-    const asNobody = (args: string[]) => run('setpriv', ['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', process.execPath, CLI, ...args], { env: { ...process.env, HOME: '/nonexistent' } });
-    for (const args of [['cache', 'ls', '--cache', dir], ['save', REF, '-o', join(work, 'nobody-out'), '--cache', dir]]) {
-      const r = await asNobody(args);
+    for (const args of [`cache ls --cache "${dir}"`, `save ${REF} -o "${join(work, 'nobody-out')}" --cache "${dir}"`]) {
+      const r = await asNobody(`exec "${process.execPath}" "${CLI}" ${args}`);
       expect(r.code, r.stdout + r.stderr).toBe(1);
       expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
       expect(r.stderr).toMatch(new RegExp(`cache ${dir} is not writable by this user \\(uid 65534\\): .* belongs to uid 0, gid 0, mode 755; use a cache of your own \\(--cache DIR or OCISAVE_CACHE\\), or share one through a group`));

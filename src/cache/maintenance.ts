@@ -76,7 +76,9 @@ export interface CacheListing {
 export async function listCache(cache: Cache): Promise<CacheListing> {
   const blobs: CacheListing['blobs'] = [];
   for (const { digest, record } of cache.listBlobs()) {
-    blobs.push({ digest, size: record.size, mediaType: record.mediaType, completedAt: record.completedAt, lastUsedAt: record.lastUsedAt, present: cache.hasBlob(digest) });
+    // Present: a regular file of the recorded size (a changed identity is re-hashed on next use, not missing).
+    const present = cache.hasBlob(digest) || (await fileSize(cache, cache.blobName(digest))) === record.size;
+    blobs.push({ digest, size: record.size, mediaType: record.mediaType, completedAt: record.completedAt, lastUsedAt: record.lastUsedAt, present });
   }
   const segmented = cache.segmentedDigests();
   const partials: CacheListing['partials'] = [];

@@ -240,8 +240,6 @@ export class Cache {
 
   /** Open a complete blob for reading: the recorded file, through a descriptor checked to be it. */
   async openBlob(digest: string): Promise<{ fh: FileHandle; stat: Stats }> {
-    const rec = this.blobs.get(digest);
-    if (!rec) throw new CacheIntegrityError(`blob ${digest} is not in the cache at ${this.dir}`);
     let opened;
     try {
       opened = await openRegular(this.dir, this.blobName(digest));
@@ -249,9 +247,20 @@ export class Cache {
       if (err instanceof UnsafePathError) throw new CacheIntegrityError(`cache blob ${digest}: ${err.message}; run \`ocisave cache verify\``);
       throw err;
     }
-    if (!sameIdentity(opened.stat, rec)) {
+    // A blob a worker (or another process) committed a moment ago may be newer than this
+    // thread's read snapshot (lmdb-js keeps one per event-loop turn): look again with a fresh one.
+    let rec = this.blobs.get(digest);
+    if (!rec || !sameIdentity(opened.stat, rec)) {
+      this.env.resetReadTxn();
+      rec = this.blobs.get(digest);
+    }
+    if (!rec || !sameIdentity(opened.stat, rec)) {
       await opened.fh.close();
-      throw new CacheIntegrityError(`cache blob ${digest} changed since it was verified (a different file, size or mtime); run \`ocisave cache verify\` and save again`);
+      throw new CacheIntegrityError(
+        rec
+          ? `cache blob ${digest} changed since it was verified (a different file, size or mtime); run \`ocisave cache verify\` and save again`
+          : `blob ${digest} is not in the cache at ${this.dir}`,
+      );
     }
     return opened;
   }

@@ -16,7 +16,7 @@ import type { NetLimits } from '../registry/timeouts.js';
 import { MANIFEST_ACCEPT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { parseTarget, targetRepository, type PushTarget } from './target.js';
-import { DEFAULT_CHUNK_BYTES, errorDetail, httpError, PushSession } from './upload.js';
+import { CorruptBlobError, DEFAULT_CHUNK_BYTES, errorDetail, httpError, PushSession } from './upload.js';
 
 export interface PushOptions extends NetworkOptions {
   /** HOST[:PORT][/prefix] */
@@ -76,6 +76,10 @@ async function planRepository(bundle: Bundle, repo: BundleRepository, target: st
     if (seen.has(digest)) return;
     seen.add(digest);
     const m = await bundle.manifest(digest);
+    // Checked before anything is sent, so a damaged manifest stops the push before any upload.
+    if (m && sha256Bytes(m.bytes) !== digest) {
+      throw new CorruptBlobError(digest, `manifest ${digest} in the bundle hashes to ${sha256Bytes(m.bytes)}: the bundle is damaged (run ocisave verify)`);
+    }
     if (m) {
       const refs = manifestRefs(m.mediaType, m.bytes, `manifest ${digest}`);
       const held: string[] = [];
@@ -149,11 +153,14 @@ export async function push(bundlePath: string, opts: PushOptions): Promise<PushS
     const uploads = new Semaphore(jobs);
     /** Where this run put (or found) each blob: the source of later mounts. */
     const homes = new Map<string, Promise<string>>();
+    /** The first damaged blob found: no upload starts after it (its own was never completed). */
+    let halt: CorruptBlobError | undefined;
     // Target names of bundle repositories that link a blob: mount sources for a delta's absent blobs.
     const linkedIn = (digest: string) => plans.filter((p) => p.source.blobs.has(digest)).map((p) => p.target);
 
     const ensureBlob = async (plan: RepoPlan, digest: string, declared: number | undefined) => {
       const repo = plan.target;
+      if (halt) throw halt;
       if (await session.blobExists(repo, digest)) {
         if (!homes.has(digest)) homes.set(digest, Promise.resolve(repo));
         summary.blobs.present++;
@@ -192,7 +199,11 @@ export async function push(bundlePath: string, opts: PushOptions): Promise<PushS
       const work = (async () => {
         const release = await uploads.acquire();
         try {
-          await session.upload(repo, digest, size, (s, e) => bundle.openBlob(digest, s, e), { chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, location });
+          if (halt) throw halt;
+          await session.upload(repo, digest, size, (s, e) => bundle.openBlob(digest, s, e), { chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, location }).catch((err) => {
+            if (err instanceof CorruptBlobError) halt ??= err;
+            throw err;
+          });
         } finally {
           release();
         }

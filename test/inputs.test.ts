@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -345,6 +345,31 @@ describe('Helm charts', () => {
       'values.yaml': 'image:\n  repository: a\n   tag: [1\n',
     });
     await expect(readHelmChart(dir)).rejects.toThrow(new RegExp(`^${dir}/values\\.yaml:\\d+:\\d+: YAML syntax error`));
+  });
+
+  it('follows symbolic links that stay inside the chart, and refuses one that leaves it', async () => {
+    const dir = join(tmp, 'linked');
+    await writeTree(dir, {
+      'Chart.yaml': 'apiVersion: v2\nname: linked\nversion: 0.1.0\n',
+      'values.yaml': 'image: nginx:1.25\n',
+      'templates/deploy.yaml': 'kind: Pod\n',
+    });
+    await writeFile(join(tmp, 'outside.yaml'), 'image: host-secret.invalid/leak:1\n');
+    await symlink('../values.yaml', join(dir, 'templates', 'inside.yaml'));
+    expect((await readHelmChart(dir)).map((r) => r.ref)).toEqual(['nginx:1.25']);
+    for (const [name, target] of [
+      ['templates/outside.yaml', join(tmp, 'outside.yaml')],
+      ['values.yaml', join(tmp, 'outside.yaml')],
+      ['templates/dir', tmp],
+    ] as const) {
+      const bad = join(tmp, `linked-out-${name.replace(/\W/g, '-')}`);
+      await writeTree(bad, { 'Chart.yaml': 'apiVersion: v2\nname: out\nversion: 0.1.0\n', 'templates/ok.yaml': 'kind: Pod\n' });
+      await symlink(target, join(bad, name));
+      const err = await readHelmChart(bad).catch((e: Error) => e);
+      expect(err, name).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/is a symbolic link to outside the chart .*; refused$/);
+      expect((err as Error).message).not.toContain('leak');
+    }
   });
 
   it('rejects an archive that is not a chart', async () => {

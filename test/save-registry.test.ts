@@ -110,8 +110,9 @@ describe('ocisave save --format registry', () => {
     expect(r1.stderr).toContain(`${fx.registry}/app/web:does-not-exist: not found`);
     expect(existsSync(out)).toBe(false);
 
+    // A malformed reference on the command line is a usage error.
     const r2 = await ocisave(['save', 'UPPER/Case:tag', '-o', out, '--cache', cache]);
-    expect(r2.code).toBe(1);
+    expect(r2.code).toBe(2);
     expect(r2.stderr).toMatch(/invalid reference "UPPER\/Case:tag"/);
 
     const port = await freePort();

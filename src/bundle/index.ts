@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { openDockerArchive } from './docker.js';
 import { OciBundle } from './oci.js';
 import { findRegistryRoot, RegistryBundle } from './registry.js';
+import { lstatInside } from '../fs/contained.js';
 import { DirStore, TarStore } from './store.js';
 import { BundleError, type Bundle, type BundleProblem } from './types.js';
 
@@ -23,6 +24,8 @@ export async function openBundle(path: string): Promise<OpenedBundle> {
     if (findRegistryRoot(path)) return RegistryBundle.open(path);
     const dir = new DirStore(path);
     if ((await dir.size('index.json')) !== undefined) return OciBundle.open(path, dir);
+    const index = await lstatInside(path, 'index.json');
+    if (index) throw new BundleError(`${path}/index.json is a symbolic link or special file; links inside a bundle are never followed`);
     throw new BundleError(`${path} is neither a registry layout (docker/registry/v2) nor an OCI layout (index.json)`);
   }
   const tar = await TarStore.open(path);

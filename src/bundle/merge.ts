@@ -5,8 +5,9 @@
 // anything is written. Blobs are hard-linked from the inputs where the filesystem allows, copied
 // otherwise; the output is built under a staging name and renamed when complete.
 import { existsSync, writeFileSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { openRegular, readRegular } from '../fs/contained.js';
 import { ensureDir, placeBlob, writeAtomically } from '../link/files.js';
 import { REGISTRY_ROOT } from '../link/registry.js';
 import { scanRegistryLayout } from './registry.js';
@@ -76,17 +77,18 @@ export async function mergeLayouts(inputs: readonly string[], output: string): P
     for (const input of inputs) {
       const root = join((await scanRegistryLayout(input)).root, REGISTRY_ROOT);
       const to = join(staging, REGISTRY_ROOT);
+      // Files are reached through the contained opener (no link followed, inside the input), and a
+      // hard link is kept only when it is the very file that was opened (placeBlob checks).
       for (const file of await filesUnder(join(root, 'blobs'))) {
-        const how = await placeBlob(join(root, 'blobs', file), join(to, 'blobs', file));
+        const rel = join('blobs', file);
+        const how = await placeBlob({ path: join(root, rel), open: () => openRegular(root, rel) }, join(to, rel));
         if (how === 'linked') report.blobs.linked++;
         else if (how === 'copied') report.blobs.copied++;
         else report.blobs.shared++;
       }
       for (const file of await filesUnder(join(root, 'repositories'))) {
         const dest = join(to, 'repositories', file);
-        const src = join(root, 'repositories', file);
-        if ((await stat(src)).size > MAX_LINK_BYTES) throw new BundleError(`${src} is larger than ${MAX_LINK_BYTES} bytes: not a registry layout link file`);
-        const bytes = await readFile(src);
+        const bytes = await readRegular(root, join('repositories', file), MAX_LINK_BYTES);
         if (existsSync(dest)) {
           // Same path, same bytes: a shared link. Different bytes only for a tag, refused above.
           if (!(await readFile(dest)).equals(bytes)) throw new BundleError(`repositories/${file} differs between inputs (${input} and an earlier one)`);

@@ -6,11 +6,16 @@
 //   repositories/<name>/_manifests/tags/<tag>/current/link        what the tag points at
 // Repository names nest (`a/b/c`): a directory is a repository when it has `_manifests` or
 // `_layers`; names never have components starting with `_`, so those are never descended into.
-import { createReadStream, existsSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+//
+// The layout is untrusted: every file and directory under the root is reached through
+// src/fs/contained.ts. A link anywhere inside (blob data, a link file, a directory) is never
+// followed: it reads as absent, and is reported as a problem.
+import { existsSync } from 'node:fs';
+import { join, sep } from 'node:path';
 import { Readable } from 'node:stream';
-import { blobDataPath, REGISTRY_ROOT } from '../link/registry.js';
+import { hexOf } from '../cache/cache.js';
+import { isUnsafePath, listInside, readRegular, regularSize, streamRegular } from '../fs/contained.js';
+import { REGISTRY_ROOT } from '../link/registry.js';
 import {
   BundleError,
   emptyRepository,
@@ -47,42 +52,61 @@ export interface RegistryScan {
   problems: BundleProblem[];
 }
 
-async function dirs(path: string): Promise<string[]> {
+/** `docker/registry/v2/blobs/sha256/<hh>/<hex>/data`, relative to the bundle root. */
+export function blobDataName(digest: string): string {
+  const hex = hexOf(digest);
+  return `${REGISTRY_ROOT}/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
+}
+
+/** Subdirectories of `rel`; links and other non-directories there become problems (never followed). */
+export async function subdirsInside(root: string, rel: string, problems: BundleProblem[]): Promise<string[]> {
   try {
-    return (await readdir(path, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
-  } catch {
+    const l = await listInside(root, rel);
+    for (const name of l.other) {
+      const path = join(root, rel, name);
+      problems.push({ kind: 'bad-layout', path, message: `${path} is a symbolic link or special file; links inside a bundle are never followed` });
+    }
+    return l.dirs;
+  } catch (err) {
+    if (!isUnsafePath(err)) throw err;
+    problems.push({ kind: 'bad-layout', path: err.path, message: err.message });
     return [];
   }
 }
 
-/** Read a link file: "sha256:<hex>" (no newline, but tolerate one). */
-export async function readLink(path: string): Promise<string | undefined> {
+type LinkRead = { digest: string } | { problem: 'missing' | 'bad' | 'unsafe'; message?: string };
+
+/** Read a link file: "sha256:<hex>" (no newline, but tolerate one); a link file that is a symlink is refused. */
+export async function readLink(root: string, rel: string): Promise<LinkRead> {
   try {
-    const text = (await readFile(path, 'utf8')).trim();
-    return isSha256Digest(text) ? text : undefined;
-  } catch {
-    return undefined;
+    const text = (await readRegular(root, rel, 1024)).toString('utf8').trim();
+    return isSha256Digest(text) ? { digest: text } : { problem: 'bad' };
+  } catch (err) {
+    if (isUnsafePath(err)) return { problem: 'unsafe', message: err.message };
+    if (['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '')) return { problem: 'missing' };
+    return { problem: 'bad' };
   }
+}
+
+function linkProblem(read: Exclude<LinkRead, { digest: string }>, path: string, repository: string, missing: string): BundleProblem {
+  if (read.problem === 'missing') return { kind: 'missing-link', repository, path, message: missing };
+  return { kind: 'bad-link', repository, path, message: read.message ?? `${path}: does not hold a sha256 digest` };
 }
 
 /**
  * Links under `<dir>/sha256/<hex>/link`: each must hold the digest its directory is named for.
  * Returns the good digests; bad ones become problems.
  */
-async function digestLinks(dir: string, repository: string, problems: BundleProblem[]): Promise<string[]> {
+async function digestLinks(root: string, dir: string, repository: string, problems: BundleProblem[]): Promise<string[]> {
   const out: string[] = [];
-  for (const hex of await dirs(join(dir, 'sha256'))) {
-    const path = join(dir, 'sha256', hex, 'link');
-    const digest = await readLink(path);
-    if (!existsSync(path)) {
-      problems.push({ kind: 'missing-link', repository, path, message: `${path}: link file missing` });
-    } else if (!digest) {
-      problems.push({ kind: 'bad-link', repository, path, message: `${path}: does not hold a sha256 digest` });
-    } else if (digest !== `sha256:${hex}`) {
-      problems.push({ kind: 'bad-link', repository, path, digest, message: `${path}: holds ${digest} but its directory names sha256:${hex}` });
-    } else {
-      out.push(digest);
-    }
+  for (const hex of await subdirsInside(root, `${dir}/sha256`, problems)) {
+    const rel = `${dir}/sha256/${hex}/link`;
+    const path = join(root, rel);
+    const read = await readLink(root, rel);
+    if (!('digest' in read)) problems.push(linkProblem(read, path, repository, `${path}: link file missing`));
+    else if (read.digest !== `sha256:${hex}`) {
+      problems.push({ kind: 'bad-link', repository, path, digest: read.digest, message: `${path}: holds ${read.digest} but its directory names sha256:${hex}` });
+    } else out.push(read.digest);
   }
   return out;
 }
@@ -92,27 +116,26 @@ export async function scanRegistryLayout(path: string): Promise<RegistryScan> {
   if (!root) throw new BundleError(`${path} is not a registry layout (no ${REGISTRY_ROOT} inside)`);
   const problems: BundleProblem[] = [];
   const repositories = new Map<string, BundleRepository>();
-  const reposDir = join(root, REGISTRY_ROOT, 'repositories');
+  const reposRel = `${REGISTRY_ROOT}/repositories`;
 
-  const walk = async (dir: string): Promise<void> => {
-    const children = await dirs(dir);
+  const walk = async (rel: string): Promise<void> => {
+    const children = await subdirsInside(root, rel, problems);
     if (children.includes('_manifests') || children.includes('_layers')) {
-      const name = relative(reposDir, dir).split(sep).join('/');
+      const name = rel.slice(reposRel.length + 1);
       const repo = emptyRepository(name);
-      for (const d of await digestLinks(join(dir, '_layers'), name, problems)) repo.blobs.add(d);
-      for (const d of await digestLinks(join(dir, '_manifests', 'revisions'), name, problems)) repo.manifests.add(d);
-      for (const tag of await dirs(join(dir, '_manifests', 'tags'))) {
-        const linkPath = join(dir, '_manifests', 'tags', tag, 'current', 'link');
-        const digest = await readLink(linkPath);
-        if (digest) repo.tags.set(tag, digest);
-        else if (existsSync(linkPath)) problems.push({ kind: 'bad-link', repository: name, path: linkPath, message: `${linkPath}: does not hold a sha256 digest` });
-        else problems.push({ kind: 'missing-link', repository: name, path: linkPath, message: `tag ${name}:${tag} has no current/link` });
+      for (const d of await digestLinks(root, `${rel}/_layers`, name, problems)) repo.blobs.add(d);
+      for (const d of await digestLinks(root, `${rel}/_manifests/revisions`, name, problems)) repo.manifests.add(d);
+      for (const tag of await subdirsInside(root, `${rel}/_manifests/tags`, problems)) {
+        const linkRel = `${rel}/_manifests/tags/${tag}/current/link`;
+        const read = await readLink(root, linkRel);
+        if ('digest' in read) repo.tags.set(tag, read.digest);
+        else problems.push(linkProblem(read, join(root, linkRel), name, `tag ${name}:${tag} has no current/link`));
       }
       repositories.set(name, repo);
     }
-    for (const c of children) if (!c.startsWith('_')) await walk(join(dir, c));
+    for (const c of children) if (!c.startsWith('_')) await walk(`${rel}/${c}`);
   };
-  await walk(reposDir);
+  await walk(reposRel);
   return { root, repositories, problems };
 }
 
@@ -131,23 +154,15 @@ export class RegistryBundle implements Bundle {
     return new RegistryBundle(scan.root, scan.repositories, scan.problems);
   }
 
-  dataPath(digest: string): string {
-    return blobDataPath(this.path, digest);
-  }
-
+  /** A blob's size: undefined when absent, or not a regular file (a link is never followed). */
   async blobSize(digest: string): Promise<number | undefined> {
     if (!isSha256Digest(digest)) return undefined;
-    try {
-      const st = await stat(this.dataPath(digest));
-      return st.isFile() ? st.size : undefined;
-    } catch {
-      return undefined;
-    }
+    return regularSize(this.path, blobDataName(digest));
   }
 
   openBlob(digest: string, start = 0, end?: number, opts?: ReadOptions): Readable {
     if (end !== undefined && end < start) return Readable.from([]);
-    return createReadStream(this.dataPath(digest), { start, end, highWaterMark: opts?.chunkBytes ?? READ_CHUNK_BYTES });
+    return streamRegular(this.path, blobDataName(digest), start, end, opts?.chunkBytes ?? READ_CHUNK_BYTES);
   }
 
   async manifest(digest: string): Promise<StoredManifest | undefined> {
@@ -156,7 +171,7 @@ export class RegistryBundle implements Bundle {
     const size = await this.blobSize(digest);
     if (size !== undefined) {
       if (size > MAX_MANIFEST_BYTES) throw new BundleError(`manifest ${digest} in ${this.path} is ${size} bytes, more than manifests may be`);
-      const bytes = await readFile(this.dataPath(digest));
+      const bytes = await readRegular(this.path, blobDataName(digest), MAX_MANIFEST_BYTES);
       found = { digest, mediaType: manifestMediaType(bytes, undefined, `manifest ${digest}`), bytes };
     }
     this.manifests.set(digest, found);

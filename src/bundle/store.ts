@@ -2,9 +2,10 @@
 // A tar is indexed once (header offsets only, nothing buffered), so a member can be streamed
 // straight from the archive with a byte range — which push and serve need for large layers.
 import { createReadStream } from 'node:fs';
-import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
+import { isUnsafePath, listInside, readRegular, regularSize, streamRegular } from '../fs/contained.js';
 import { BundleError, READ_CHUNK_BYTES, type ReadOptions } from './types.js';
 
 export interface FileStore {
@@ -17,45 +18,56 @@ export interface FileStore {
   stream(name: string, start?: number, end?: number, opts?: ReadOptions): Readable;
   /** Member names under a directory prefix such as `blobs/sha256/` (regular files only). */
   list(prefix: string): Promise<string[]>;
+  /** What under a prefix is not a regular file and is never read (links, FIFOs; the directory itself when it is a link): for verify to report. */
+  strays(prefix: string): Promise<string[]>;
   close(): Promise<void>;
 }
 
+/**
+ * A bundle directory. Its files are untrusted (the bundle may come from anywhere): every member is
+ * reached through src/fs/contained.ts, so a link (to /etc/shadow, or ../../) reads as absent and
+ * never as its target's bytes.
+ */
 export class DirStore implements FileStore {
   constructor(readonly location: string) {}
 
-  private path(name: string): string {
-    return join(this.location, ...name.split('/'));
-  }
-
   async size(name: string): Promise<number | undefined> {
-    try {
-      const st = await stat(this.path(name));
-      return st.isFile() ? st.size : undefined;
-    } catch {
-      return undefined;
-    }
+    return regularSize(this.location, name);
   }
 
   async read(name: string, maxBytes = Infinity): Promise<Buffer> {
-    const size = await this.size(name);
-    if (size === undefined) throw new BundleError(`${this.path(name)} does not exist`);
-    if (size > maxBytes) throw new BundleError(`${this.path(name)} is ${size} bytes, more than the ${maxBytes} allowed`);
-    return readFile(this.path(name));
+    try {
+      return await readRegular(this.location, name, maxBytes);
+    } catch (err) {
+      if (isUnsafePath(err)) throw new BundleError(err.message);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BundleError(`${join(this.location, name)} does not exist`);
+      throw err;
+    }
   }
 
   stream(name: string, start = 0, end?: number, opts: ReadOptions = {}): Readable {
-    // createReadStream rejects end < start: an empty blob or range is an empty stream.
+    // An empty blob or range is an empty stream.
     if (end !== undefined && end < start) return Readable.from([]);
-    return createReadStream(this.path(name), { start, end, highWaterMark: opts.chunkBytes ?? READ_CHUNK_BYTES });
+    return streamRegular(this.location, name, start, end, opts.chunkBytes ?? READ_CHUNK_BYTES);
   }
 
   async list(prefix: string): Promise<string[]> {
     const dir = prefix.replace(/\/$/, '');
     try {
-      const entries = await readdir(this.path(dir), { withFileTypes: true });
-      return entries.filter((e) => e.isFile()).map((e) => `${dir}/${e.name}`);
-    } catch {
-      return [];
+      return (await listInside(this.location, dir)).files.map((n) => `${dir}/${n}`);
+    } catch (err) {
+      if (isUnsafePath(err)) return [];
+      throw err;
+    }
+  }
+
+  async strays(prefix: string): Promise<string[]> {
+    const dir = prefix.replace(/\/$/, '');
+    try {
+      return (await listInside(this.location, dir)).other.map((n) => `${dir}/${n}`);
+    } catch (err) {
+      if (isUnsafePath(err)) return [dir];
+      throw err;
     }
   }
 
@@ -117,6 +129,11 @@ export class TarStore implements FileStore {
   async list(prefix: string): Promise<string[]> {
     const p = prefix.endsWith('/') ? prefix : `${prefix}/`;
     return [...this.members.keys()].filter((n) => n.startsWith(p) && !n.slice(p.length).includes('/'));
+  }
+
+  /** Tar links resolve to members inside the archive: nothing is ever read outside it. */
+  async strays(): Promise<string[]> {
+    return [];
   }
 
   names(): string[] {

@@ -3,18 +3,18 @@
 // in a registry layout, the repository links a registry needs to serve them), tags → revisions.
 // An index entry that is absent altogether is a note, not a problem: a bundle saved for some
 // platforms keeps the whole index. With `since`, blobs a delta bundle leaves to its base count as present.
+// Files are read as the bundle readers read them (src/fs/contained.ts): a link is reported, never followed.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { mapLimit } from '../engine/limit.js';
-import { hashFile } from '../hash/hasher.js';
-import { blobDataPath, REGISTRY_ROOT } from '../link/registry.js';
+import { hashRegular, isUnsafePath, lstatInside, lstatInsideSync, readRegular } from '../fs/contained.js';
+import { REGISTRY_ROOT } from '../link/registry.js';
 import { openDockerArchive, LegacyDockerBundle } from './docker.js';
 import { blobMember, scanOciLayout } from './oci.js';
-import { findRegistryRoot, scanRegistryLayout } from './registry.js';
+import { blobDataName, findRegistryRoot, scanRegistryLayout, subdirsInside } from './registry.js';
 import { DirStore, TarStore, type FileStore } from './store.js';
 import {
   BundleError,
@@ -56,19 +56,17 @@ async function hashStream(stream: Readable): Promise<{ digest: string; size: num
   return { digest: `sha256:${h.digest('hex')}`, size };
 }
 
-async function subdirs(path: string): Promise<string[]> {
-  try {
-    return (await readdir(path, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
-  } catch {
-    return [];
-  }
-}
-
 function baseChecker(since: string | undefined): (digest: string) => boolean {
   if (!since) return () => false;
   const root = findRegistryRoot(since);
   if (!root) throw new BundleError(`--since ${since}: not a registry layout (no ${REGISTRY_ROOT} inside)`);
-  return (digest) => existsSync(blobDataPath(root, digest));
+  return (digest) => {
+    try {
+      return !!lstatInsideSync(root, blobDataName(digest))?.isFile();
+    } catch {
+      return false;
+    }
+  };
 }
 
 export async function verifyBundle(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
@@ -96,26 +94,37 @@ async function verifyRegistry(path: string, opts: VerifyOptions) {
   const problems = [...scan.problems];
   const notes: string[] = [];
   const inBase = baseChecker(opts.since);
-  const blobsDir = join(scan.root, REGISTRY_ROOT, 'blobs', 'sha256');
+  const blobsRel = `${REGISTRY_ROOT}/blobs/sha256`;
+  const blobsDir = join(scan.root, blobsRel);
 
-  // Every blob's bytes against its name.
-  const files: { hex: string; file: string }[] = [];
-  for (const prefix of await subdirs(blobsDir)) {
-    for (const hex of await subdirs(join(blobsDir, prefix))) {
-      const file = join(blobsDir, prefix, hex, 'data');
+  // Every blob's bytes against its name; data that is a link is reported, never read.
+  const files: { hex: string; file: string; rel: string }[] = [];
+  for (const prefix of await subdirsInside(scan.root, blobsRel, problems)) {
+    for (const hex of await subdirsInside(scan.root, `${blobsRel}/${prefix}`, problems)) {
+      const rel = `${blobsRel}/${prefix}/${hex}/data`;
+      const file = join(scan.root, rel);
       if (!/^[a-f0-9]{64}$/.test(hex) || hex.slice(0, 2) !== prefix) {
         problems.push({ kind: 'bad-layout', path: join(blobsDir, prefix, hex), message: `${join(blobsDir, prefix, hex)}: not a blob directory name` });
-      } else if (existsSync(file)) {
-        files.push({ hex, file });
+        continue;
       }
+      const st = await lstatInside(scan.root, rel).catch(() => undefined);
+      if (st?.isFile()) files.push({ hex, file, rel });
+      else if (st) problems.push({ kind: 'bad-layout', digest: `sha256:${hex}`, path: file, message: `${file} is a symbolic link or special file; links inside a bundle are never followed` });
     }
   }
   const sizes = new Map<string, number>();
   const corrupt = new Set<string>();
   let bytes = 0;
-  await mapLimit(files, opts.jobs ?? 4, async ({ hex, file }) => {
+  await mapLimit(files, opts.jobs ?? 4, async ({ hex, file, rel }) => {
     const digest = `sha256:${hex}`;
-    const got = await hashFile(file);
+    let got;
+    try {
+      got = await hashRegular(scan.root, rel);
+    } catch (err) {
+      if (!isUnsafePath(err)) throw err;
+      problems.push({ kind: 'bad-layout', digest, path: file, message: err.message });
+      return;
+    }
     bytes += got.size;
     sizes.set(digest, got.size);
     if (got.digest !== digest) {
@@ -140,14 +149,14 @@ async function verifyRegistry(path: string, opts: VerifyOptions) {
         continue;
       }
       if (!sizes.has(d) || corrupt.has(d)) continue; // in the base, or already reported
-      const file = blobDataPath(scan.root, d);
+      const file = join(scan.root, blobDataName(d));
       if (sizes.get(d)! > MAX_MANIFEST_BYTES) {
         problems.push({ kind: 'bad-manifest', repository: r, digest: d, path: file, message: `${r}: manifest ${d} is larger than 4 MiB` });
         continue;
       }
       let refs;
       try {
-        const raw = await readFile(file);
+        const raw = await readRegular(scan.root, blobDataName(d), MAX_MANIFEST_BYTES);
         refs = manifestRefs(manifestMediaType(raw, undefined, `manifest ${d}`), raw, `${r}: manifest ${d}`);
       } catch (err) {
         problems.push({ kind: 'bad-manifest', repository: r, digest: d, path: file, message: (err as Error).message });
@@ -203,6 +212,9 @@ async function verifyOci(store: FileStore, format: BundleFormat, opts: VerifyOpt
   const problems = [...scan.problems];
   const inBase = baseChecker(opts.since);
   const names = (await store.list('blobs/sha256/')).filter((n) => /^blobs\/sha256\/[a-f0-9]{64}$/.test(n));
+  for (const name of [...(await store.strays('')), ...(await store.strays('blobs/')), ...(await store.strays('blobs/sha256/'))]) {
+    problems.push({ kind: 'bad-layout', path: name, message: `${store.location}: ${name} is a symbolic link or special file; links inside a bundle are never followed` });
+  }
   const sizes = new Map<string, number>();
   let bytes = 0;
   await mapLimit(names, opts.jobs ?? 4, async (name) => {

@@ -1,18 +1,49 @@
 // The shared content-addressed cache: blobs/sha256/<hex> files (complete and verified only),
 // partial/<hex> downloads in progress, and an LMDB environment indexing both.
 // Several processes (and worker threads) may open the same cache at once.
-import { mkdirSync, statSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+//
+// The cache is untrusted on disk (another user or tool may write it): files are reached only
+// through src/fs/contained.ts (no link followed), blob files are read-only (0444, as containerd's
+// content store keeps them) and each record holds the file's identity at commit (inode, mtime,
+// size). A blob whose file no longer has that identity is hashed again before it is used.
+import { accessSync, constants, lstatSync, mkdirSync, rmSync, statSync, type Stats } from 'node:fs';
+import { chmod, lstat, open as openFile, rename } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { digestHex } from '../ref/digest.js';
+import { hashHandle, lstatInside, lstatInsideSync, openRegular, removeInside, streamOpened, UnsafePathError } from '../fs/contained.js';
+import type { FileHandle } from 'node:fs/promises';
 
 export interface BlobRecord {
   size: number;
   mediaType: string;
   completedAt: number;
   lastUsedAt: number;
+  /** The file's identity when it was committed or last hashed (absent in records of older versions: hashed once, then recorded). */
+  ino?: number;
+  mtimeMs?: number;
+}
+
+/** Blob files are read-only for everyone: a stray write (or an output edited in place through a hard link) fails instead of corrupting. */
+export const BLOB_MODE = 0o444;
+
+/** A cache file that is not what its record says (replaced, rewritten, a link): hashed again or fetched again. */
+export class CacheIntegrityError extends Error {
+  readonly code = 'ECACHEINTEGRITY';
+  constructor(message: string) {
+    super(message);
+    this.name = 'CacheIntegrityError';
+  }
+}
+
+/** The cache's own directories, which must be real directories (a link would send writes and removals elsewhere). */
+const CACHE_DIRS = ['blobs', 'blobs/sha256', 'partial', 'tmp'] as const;
+
+export interface CacheOpenOptions {
+  /** Replace a cache directory that is a symbolic link by an empty real one (cache verify's repair); otherwise refuse to open. */
+  replaceLinkedDirs?: boolean;
 }
 
 /** A download checkpoint: the partial file is valid up to `offset`, and `hasherState` (if any) covers exactly those bytes. */
@@ -71,17 +102,22 @@ export class Cache {
     private readonly segments: Database<SegmentRecord, string>,
   ) {}
 
-  static open(dir: string): Cache {
-    for (const sub of ['blobs/sha256', 'partial', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
+  /** Cache directories that were links and were replaced (with `replaceLinkedDirs`). */
+  readonly replacedLinks: string[] = [];
+
+  static open(dir: string, opts: CacheOpenOptions = {}): Cache {
+    mkdirSync(dir, { recursive: true });
+    const replaced = ensureCacheDirs(dir, !!opts.replaceLinkedDirs);
+    checkWritable(dir);
     // separateFlushed: a write resolves once committed (visible to every process); the fsync
     // finishes behind it. A record lost to an OS crash means a blob fetched again or re-indexed by
     // `cache verify`, never a wrong answer, and during a save each awaited fsync would otherwise
     // queue behind the writeback of the blob data just written.
-    const env = open({ path: join(dir, 'index.lmdb'), maxDbs: 8, mapSize: 2 ** 34, separateFlushed: true });
+    const env = openIndex(dir, () => open({ path: join(dir, 'index.lmdb'), maxDbs: 8, mapSize: 2 ** 34, separateFlushed: true }));
     // Locks need atomicity among live processes, not durability (after a crash every lock is stale),
     // so their environment skips the fsync that costs ~4 ms a commit in the index.
-    const lockEnv = open({ path: join(dir, 'locks.lmdb'), noSync: true });
-    return new Cache(
+    const lockEnv = openIndex(dir, () => open({ path: join(dir, 'locks.lmdb'), noSync: true }));
+    const cache = new Cache(
       dir,
       env,
       lockEnv,
@@ -92,14 +128,39 @@ export class Cache {
       lockEnv.openDB<LockRecord, string>({ name: 'locks' }),
       env.openDB<SegmentRecord, string>({ name: 'segments' }),
     );
+    cache.replacedLinks.push(...replaced);
+    return cache;
   }
 
   blobPath(digest: string): string {
     return join(this.dir, 'blobs', 'sha256', hexOf(digest));
   }
 
+  /** The blob's name relative to the cache directory, for the contained file functions. */
+  blobName(digest: string): string {
+    return `blobs/sha256/${hexOf(digest)}`;
+  }
+
   partialPath(digest: string): string {
     return join(this.dir, 'partial', hexOf(digest));
+  }
+
+  /**
+   * Open a blob's partial file without following a link: 'w' starts it afresh (whatever was
+   * there, a planted link included, is removed first), 'a' creates it if absent, 'r+' continues it.
+   */
+  async openPartial(digest: string, mode: 'w' | 'a' | 'r+'): Promise<FileHandle> {
+    const name = `partial/${hexOf(digest)}`;
+    const st = await lstatInside(this.dir, name);
+    if (st && (mode === 'w' || !st.isFile())) await removeInside(this.dir, name);
+    if (mode === 'r+') return (await openRegular(this.dir, name, 'r+')).fh;
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (mode === 'w' ? constants.O_EXCL : 0);
+    const fh = await openFile(join(this.dir, name), flags, 0o644);
+    if (!(await fh.stat()).isFile()) {
+      await fh.close();
+      throw new CacheIntegrityError(`${join(this.dir, name)} is not a regular file`);
+    }
+    return fh;
   }
 
   /** A unique temp path inside the cache (same filesystem, so rename is atomic). */
@@ -107,44 +168,142 @@ export class Cache {
     return join(this.dir, 'tmp', `${label}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}`);
   }
 
-  /** Complete: indexed as such and the file is there with the recorded size. */
+  /**
+   * Complete: indexed as such, and the file is the one recorded (a regular file, not a link, with
+   * the recorded size, inode and mtime). Anything else needs `checkBlob` (hashing) first.
+   */
   hasBlob(digest: string): boolean {
     const rec = this.blobs.get(digest);
     if (!rec) return false;
     try {
-      return statSync(this.blobPath(digest)).size === rec.size;
+      const st = lstatInsideSync(this.dir, this.blobName(digest));
+      return !!st && sameIdentity(st, rec);
     } catch {
       return false;
     }
   }
 
   /**
-   * A verified file whose index record never committed (the process died between the rename and
-   * the commit): files reach blobs/ only after verification, so one of the expected size is
-   * indexed rather than fetched again.
+   * Whether the blob is usable, hashing its file when its identity changed (or was never
+   * recorded): right bytes are re-recorded; a wrong file is dropped (to be fetched again).
+   */
+  async checkBlob(digest: string): Promise<boolean> {
+    if (this.hasBlob(digest)) return true;
+    const rec = this.blobs.get(digest);
+    if (!rec) return false;
+    const st = await this.hashAndRecord(digest, rec.size, rec.mediaType, rec.completedAt);
+    if (!st) await this.forgetBlob(digest);
+    return !!st;
+  }
+
+  /**
+   * A file in blobs/ whose index record never committed (the process died between the rename
+   * and the commit, or someone put it there): hashed, and indexed only when it matches.
    */
   async adoptBlob(digest: string, size: number, mediaType: string): Promise<boolean> {
+    return !!(await this.hashAndRecord(digest, size, mediaType, Date.now()));
+  }
+
+  /** Hash the blob's file through a checked descriptor; when it matches, make it read-only and record its identity. */
+  private async hashAndRecord(digest: string, size: number, mediaType: string, completedAt: number): Promise<Stats | undefined> {
+    let fh: FileHandle | undefined;
     try {
-      if (statSync(this.blobPath(digest)).size !== size) return false;
-    } catch {
-      return false;
+      const opened = await openRegular(this.dir, this.blobName(digest));
+      fh = opened.fh;
+      if (opened.stat.size !== size) return undefined;
+      const got = await hashHandle(fh);
+      if (got.digest !== digest || got.size !== size) return undefined;
+      // Another user's file in a shared cache cannot be chmod'ed by us; its identity is still recorded.
+      await fh.chmod(BLOB_MODE).catch(() => undefined);
+      const st = await fh.stat();
+      await this.blobs.put(digest, { size, mediaType, completedAt, lastUsedAt: Date.now(), ino: st.ino, mtimeMs: st.mtimeMs });
+      return st;
+    } catch (err) {
+      if (err instanceof UnsafePathError || ['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+      throw err;
+    } finally {
+      await fh?.close();
     }
-    const now = Date.now();
-    await this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now });
-    return true;
+  }
+
+  /**
+   * Hash an indexed blob's file (cache verify): right bytes get their identity recorded again,
+   * 'missing' and 'corrupt' are left to the caller to forget.
+   */
+  async rehashBlob(digest: string): Promise<{ state: 'ok' | 'missing' | 'corrupt'; bytes: number }> {
+    const rec = this.blobs.get(digest);
+    const st = await lstatInside(this.dir, this.blobName(digest)).catch(() => undefined);
+    if (!rec || !st) return { state: 'missing', bytes: 0 };
+    const ok = await this.hashAndRecord(digest, rec.size, rec.mediaType, rec.completedAt);
+    return { state: ok ? 'ok' : 'corrupt', bytes: st.isFile() ? st.size : 0 };
+  }
+
+  /** Open a complete blob for reading: the recorded file, through a descriptor checked to be it. */
+  async openBlob(digest: string): Promise<{ fh: FileHandle; stat: Stats }> {
+    let opened;
+    try {
+      opened = await openRegular(this.dir, this.blobName(digest));
+    } catch (err) {
+      if (err instanceof UnsafePathError) throw new CacheIntegrityError(`cache blob ${digest}: ${err.message}; run \`ocisave cache verify\``);
+      throw err;
+    }
+    // A blob a worker (or another process) committed a moment ago may be newer than this
+    // thread's read snapshot (lmdb-js keeps one per event-loop turn): look again with a fresh one.
+    let rec = this.blobs.get(digest);
+    if (!rec || !sameIdentity(opened.stat, rec)) {
+      this.env.resetReadTxn();
+      rec = this.blobs.get(digest);
+    }
+    if (!rec || !sameIdentity(opened.stat, rec)) {
+      await opened.fh.close();
+      throw new CacheIntegrityError(
+        rec
+          ? `cache blob ${digest} changed since it was verified (a different file, size or mtime); run \`ocisave cache verify\` and save again`
+          : `blob ${digest} is not in the cache at ${this.dir}`,
+      );
+    }
+    return opened;
+  }
+
+  /** A complete blob's bytes, for small blobs (configs); refuses more than `maxBytes`. */
+  async readBlob(digest: string, maxBytes: number): Promise<Buffer> {
+    const { fh, stat } = await this.openBlob(digest);
+    try {
+      if (stat.size > maxBytes) throw new CacheIntegrityError(`cache blob ${digest} is ${stat.size} bytes, more than the ${maxBytes} expected`);
+      return await fh.readFile();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** A complete blob as the linkers take it: its path (for hard links) and a checked opener. */
+  blobSource(digest: string): { path: string; open: () => Promise<{ fh: FileHandle; stat: Stats }> } {
+    return { path: this.blobPath(digest), open: () => this.openBlob(digest) };
+  }
+
+  /** A complete blob's bytes as a stream, from a checked descriptor. */
+  blobStream(digest: string): Readable {
+    return streamOpened(() => this.openBlob(digest));
   }
 
   blobRecord(digest: string): BlobRecord | undefined {
     return this.blobs.get(digest);
   }
 
-  /** Move a verified file into place, then index it: "complete" is only said once the file is there. */
+  /**
+   * Move a verified file into place, read-only, then index it with its identity: "complete" is
+   * only said once the file is there. `verifiedPath` is a file of ours (partial/ or tmp/).
+   */
   async commitBlob(digest: string, verifiedPath: string, size: number, mediaType: string): Promise<void> {
+    const st = await lstat(verifiedPath);
+    if (!st.isFile() || st.size !== size) throw new CacheIntegrityError(`${verifiedPath} is not a regular file of ${size} bytes; not committing ${digest}`);
+    await chmod(verifiedPath, BLOB_MODE);
     await rename(verifiedPath, this.blobPath(digest));
     const now = Date.now();
+    // The rename keeps the inode and mtime (chmod changes only ctime), so the identity read before it holds.
     // One transaction: lmdb-js batches it with the other writes of this thread into one commit.
     await this.env.transaction(() => {
-      this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now });
+      this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now, ino: st.ino, mtimeMs: st.mtimeMs });
       this.partials.remove(digest);
       this.removeSegments(digest);
     });
@@ -152,7 +311,7 @@ export class Cache {
 
   async forgetBlob(digest: string): Promise<void> {
     await this.blobs.remove(digest);
-    await rm(this.blobPath(digest), { force: true });
+    await removeInside(this.dir, this.blobName(digest));
   }
 
   *listBlobs(): Generator<{ digest: string; record: BlobRecord }> {
@@ -186,7 +345,7 @@ export class Cache {
       this.partials.remove(digest);
       this.removeSegments(digest);
     });
-    await rm(this.partialPath(digest), { force: true });
+    await removeInside(this.dir, `partial/${hexOf(digest)}`);
   }
 
   /** Segments are keyed `digest@start-end`, so a run that splits the blob differently starts afresh. */
@@ -253,6 +412,74 @@ export class Cache {
   async close(): Promise<void> {
     await this.env.close();
     await this.lockEnv.close();
+  }
+}
+
+function sameIdentity(st: Stats, rec: BlobRecord): boolean {
+  return st.isFile() && st.size === rec.size && rec.ino !== undefined && st.ino === rec.ino && st.mtimeMs === rec.mtimeMs;
+}
+
+/**
+ * Make the cache's directories, each a real directory: a link (to anywhere) is refused, or with
+ * `replace` removed (the link only, its target untouched) and made again. Returns what was replaced.
+ */
+function ensureCacheDirs(dir: string, replace: boolean): string[] {
+  const replaced: string[] = [];
+  for (const sub of CACHE_DIRS) {
+    const path = join(dir, sub);
+    let st = lstatOrUndefined(path);
+    if (st && !st.isDirectory()) {
+      const what = st.isSymbolicLink() ? 'a symbolic link' : 'not a directory';
+      if (!replace) throw new CacheIntegrityError(`cache ${dir}: ${sub} is ${what}; ocisave never follows links in its cache: run \`ocisave cache verify\` to replace it by an empty directory`);
+      rmSync(path); // unlinks the link itself, never what it points at
+      replaced.push(sub);
+      st = undefined;
+    }
+    if (!st) mkdirSync(path);
+  }
+  return replaced;
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** A cache this user cannot write fails closed, saying why, before LMDB does with "Attempting to setup locks". */
+function checkWritable(dir: string): void {
+  for (const sub of ['', ...CACHE_DIRS, 'index.lmdb', 'index.lmdb-lock', 'locks.lmdb', 'locks.lmdb-lock']) {
+    const path = join(dir, sub);
+    if (sub && !lstatOrUndefined(path)) continue;
+    try {
+      accessSync(path, constants.R_OK | constants.W_OK);
+    } catch {
+      throw new CacheIntegrityError(sharedCacheMessage(dir, path));
+    }
+  }
+}
+
+function sharedCacheMessage(dir: string, path: string): string {
+  const st = statSync(path);
+  const uid = process.getuid?.() ?? -1;
+  return (
+    `cache ${dir} is not writable by this user (uid ${uid}): ${path} belongs to uid ${st.uid}, gid ${st.gid}, mode ${(st.mode & 0o7777).toString(8)}; ` +
+    `use a cache of your own (--cache DIR or OCISAVE_CACHE), or share one through a group (README: "Shared cache")`
+  );
+}
+
+function openIndex(dir: string, openEnv: () => RootDatabase): RootDatabase {
+  try {
+    return openEnv();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || /setup locks|permission denied/i.test((err as Error).message)) {
+      throw new CacheIntegrityError(`cache ${dir}: its index cannot be opened by this user (uid ${process.getuid?.() ?? -1}): ${(err as Error).message.split('\n')[0]}; use a cache of your own (--cache DIR), or share one through a group (README: "Shared cache")`);
+    }
+    throw err;
   }
 }
 

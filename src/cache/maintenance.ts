@@ -2,10 +2,10 @@
 // ones, repair what a crash left behind) and prune blobs unused for a while.
 // Anything a live download might be touching is guarded by the same per-digest lock downloads
 // take (Cache.tryLock): when another live process holds it, the entry is left alone.
-import { open, readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+// Every file is reached through src/fs/contained.ts: nothing is read, cut or removed through a
+// link, so a `partial/` or `tmp/` made a link to another directory never costs that directory a file.
 import { mapLimit } from '../engine/limit.js';
-import { hashFile } from '../hash/hasher.js';
+import { isUnsafePath, listInside, openRegular, regularSize, removeInside } from '../fs/contained.js';
 import { isAlive, type Cache } from './cache.js';
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
@@ -25,21 +25,30 @@ export function parseDuration(text: string): number {
 }
 
 const HEX_RE = /^[a-f0-9]{64}$/;
+const partialName = (digest: string) => `partial/${digest.slice('sha256:'.length)}`;
 
-async function fileSize(path: string): Promise<number | undefined> {
+/** Size of a regular file under the cache directory (`rel` like `partial/<hex>`); undefined for anything else. */
+function fileSize(cache: Cache, rel: string): Promise<number | undefined> {
+  return regularSize(cache.dir, rel);
+}
+
+/** Regular files in one of the cache's directories; none when it is a link (never listed through). */
+async function filesIn(cache: Cache, rel: string): Promise<string[]> {
   try {
-    const st = await stat(path);
-    return st.isFile() ? st.size : undefined;
-  } catch {
-    return undefined;
+    return (await listInside(cache.dir, rel)).files;
+  } catch (err) {
+    if (isUnsafePath(err)) return [];
+    throw err;
   }
 }
 
-async function filesIn(dir: string): Promise<string[]> {
+/** Links and other non-files in a cache directory: never followed, removed (the link itself) by verify. */
+async function strayIn(cache: Cache, rel: string): Promise<string[]> {
   try {
-    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
-  } catch {
-    return [];
+    return (await listInside(cache.dir, rel)).other;
+  } catch (err) {
+    if (isUnsafePath(err)) return [];
+    throw err;
   }
 }
 
@@ -67,18 +76,20 @@ export interface CacheListing {
 export async function listCache(cache: Cache): Promise<CacheListing> {
   const blobs: CacheListing['blobs'] = [];
   for (const { digest, record } of cache.listBlobs()) {
-    blobs.push({ digest, size: record.size, mediaType: record.mediaType, completedAt: record.completedAt, lastUsedAt: record.lastUsedAt, present: cache.hasBlob(digest) });
+    // Present: a regular file of the recorded size (a changed identity is re-hashed on next use, not missing).
+    const present = cache.hasBlob(digest) || (await fileSize(cache, cache.blobName(digest))) === record.size;
+    blobs.push({ digest, size: record.size, mediaType: record.mediaType, completedAt: record.completedAt, lastUsedAt: record.lastUsedAt, present });
   }
   const segmented = cache.segmentedDigests();
   const partials: CacheListing['partials'] = [];
   const seen = new Set<string>();
   for (const { digest, record } of cache.listPartials()) {
     seen.add(digest);
-    partials.push({ digest, offset: record.offset, fileBytes: await fileSize(cache.partialPath(digest)), hasher: record.hasher, updatedAt: record.updatedAt, segmented: segmented.has(digest) });
+    partials.push({ digest, offset: record.offset, fileBytes: await fileSize(cache, partialName(digest)), hasher: record.hasher, updatedAt: record.updatedAt, segmented: segmented.has(digest) });
   }
   for (const digest of segmented) {
     if (seen.has(digest)) continue;
-    const fileBytes = await fileSize(cache.partialPath(digest));
+    const fileBytes = await fileSize(cache, partialName(digest));
     partials.push({ digest, offset: 0, fileBytes, hasher: '', updatedAt: 0, segmented: true });
   }
   blobs.sort((a, b) => b.lastUsedAt - a.lastUsedAt || (a.digest < b.digest ? -1 : 1));
@@ -94,11 +105,11 @@ export interface CacheUsage {
   totalBytes: number;
 }
 
-async function dirUsage(dir: string): Promise<{ count: number; bytes: number }> {
+async function dirUsage(cache: Cache, rel: string): Promise<{ count: number; bytes: number }> {
   let count = 0;
   let bytes = 0;
-  for (const name of await filesIn(dir)) {
-    const size = await fileSize(join(dir, name));
+  for (const name of await filesIn(cache, rel)) {
+    const size = await fileSize(cache, `${rel}/${name}`);
     if (size === undefined) continue;
     count++;
     bytes += size;
@@ -108,14 +119,14 @@ async function dirUsage(dir: string): Promise<{ count: number; bytes: number }> 
 
 export async function cacheUsage(cache: Cache): Promise<CacheUsage> {
   const [blobs, partials, tmp] = await Promise.all([
-    dirUsage(join(cache.dir, 'blobs', 'sha256')),
-    dirUsage(join(cache.dir, 'partial')),
-    dirUsage(join(cache.dir, 'tmp')),
+    dirUsage(cache, 'blobs/sha256'),
+    dirUsage(cache, 'partial'),
+    dirUsage(cache, 'tmp'),
   ]);
   // index.lmdb is a file (lmdb-js noSubdir default) or a directory, depending on how it was opened.
-  let index = (await fileSize(join(cache.dir, 'index.lmdb'))) ?? 0;
-  if (!index) index = (await dirUsage(join(cache.dir, 'index.lmdb'))).bytes;
-  index += (await fileSize(join(cache.dir, 'index.lmdb-lock'))) ?? 0;
+  let index = (await fileSize(cache, 'index.lmdb')) ?? 0;
+  if (!index) index = (await dirUsage(cache, 'index.lmdb')).bytes;
+  index += (await fileSize(cache, 'index.lmdb-lock')) ?? 0;
   return { dir: cache.dir, blobs, partials, tmp, index: { bytes: index }, totalBytes: blobs.bytes + partials.bytes + tmp.bytes + index };
 }
 
@@ -143,6 +154,10 @@ export interface CacheVerifyReport {
   };
   /** Temp files of processes that no longer run: removed. */
   tmpRemoved: number;
+  /** Cache directories (partial, tmp, blobs/sha256) that were symbolic links: the link removed, its target untouched, an empty directory made. */
+  linksReplaced: string[];
+  /** Links and other non-files found inside the cache's directories: the entry itself removed. */
+  strayLinks: string[];
   /** Left alone because a live download holds them. */
   locked: string[];
   seconds: number;
@@ -161,51 +176,58 @@ export async function verifyCache(cache: Cache, opts: { jobs?: number } = {}): P
     removedFiles: [],
     partials: { truncated: [], dropped: [], removedFiles: [] },
     tmpRemoved: 0,
+    linksReplaced: [...cache.replacedLinks],
+    strayLinks: [],
     locked: [],
     seconds: 0,
   };
   const jobs = opts.jobs ?? 4;
 
-  // Indexed blobs: the file must be there, of the recorded size, and hash to its name.
+  // Indexed blobs: the file must be there, a regular file of the recorded size, and hash to its name.
   const records = [...cache.listBlobs()];
-  await mapLimit(records, jobs, async ({ digest, record }) => {
-    const path = cache.blobPath(digest);
-    const size = await fileSize(path);
-    let bad: 'missing' | 'corrupt' | undefined;
-    if (size === undefined) bad = 'missing';
-    else {
-      const got = await hashFile(path);
+  await mapLimit(records, jobs, async ({ digest }) => {
+    const got = await cache.rehashBlob(digest);
+    if (got.state !== 'missing') {
       report.checked++;
-      report.bytes += got.size;
-      if (got.digest !== digest || got.size !== record.size) bad = 'corrupt';
+      report.bytes += got.bytes;
     }
-    if (!bad) return;
+    if (got.state === 'ok') return;
+    const bad = got.state;
     const done = await withLock(cache, digest, owner, () => cache.forgetBlob(digest));
     if (!done) report.locked.push(digest);
     else report[bad].push(digest);
   });
 
+  // Links (and FIFOs, devices) in the cache's directories are never ours: removed, the link itself.
+  for (const dir of ['blobs/sha256', 'partial', 'tmp']) {
+    for (const name of await strayIn(cache, dir)) {
+      await removeInside(cache.dir, `${dir}/${name}`);
+      report.strayLinks.push(`${dir}/${name}`);
+    }
+  }
+
   // Files with no record: a crash after the rename into blobs/ but before the index write.
   const indexed = new Set(records.map((r) => r.digest));
-  const orphans = (await filesIn(join(cache.dir, 'blobs', 'sha256'))).filter((n) => !indexed.has(`sha256:${n}`));
+  const orphans = (await filesIn(cache, 'blobs/sha256')).filter((n) => !indexed.has(`sha256:${n}`));
   await mapLimit(orphans, jobs, async (name) => {
-    const path = join(cache.dir, 'blobs', 'sha256', name);
+    const rel = `blobs/sha256/${name}`;
     if (!HEX_RE.test(name)) {
-      await rm(path, { force: true });
+      await removeInside(cache.dir, rel);
       report.removedFiles.push(name);
       return;
     }
     const digest = `sha256:${name}`;
     if (cache.blobRecord(digest)) return; // indexed meanwhile by a live download
     const done = await withLock(cache, digest, owner, async () => {
-      const got = await hashFile(path);
+      const size = await fileSize(cache, rel);
+      if (size === undefined) return;
       report.checked++;
-      report.bytes += got.size;
-      if (got.digest === digest) {
-        await cache.commitBlob(digest, path, got.size, 'application/octet-stream');
+      report.bytes += size;
+      // Hashed through a checked descriptor, and indexed (read-only, with its identity) only when right.
+      if (await cache.adoptBlob(digest, size, 'application/octet-stream')) {
         report.adopted.push(digest);
       } else {
-        await rm(path, { force: true });
+        await removeInside(cache.dir, rel);
         report.removedFiles.push(name);
       }
     });
@@ -217,9 +239,9 @@ export async function verifyCache(cache: Cache, opts: { jobs?: number } = {}): P
   const checkpointed = new Set<string>();
   for (const { digest, record } of [...cache.listPartials()]) {
     checkpointed.add(digest);
-    const path = cache.partialPath(digest);
+    const rel = partialName(digest);
     const done = await withLock(cache, digest, owner, async () => {
-      const size = await fileSize(path);
+      const size = await fileSize(cache, rel);
       if (cache.hasBlob(digest)) {
         await cache.clearPartial(digest);
         report.partials.dropped.push({ digest, reason: 'the blob is complete' });
@@ -231,7 +253,7 @@ export async function verifyCache(cache: Cache, opts: { jobs?: number } = {}): P
         report.partials.dropped.push({ digest, reason: `file holds ${size} bytes, checkpoint says ${record.offset}` });
       } else if (size > record.offset && !segmented.has(digest)) {
         // Bytes written after the last checkpoint are not covered by the saved hasher state.
-        const fh = await open(path, 'r+');
+        const { fh } = await openRegular(cache.dir, rel, 'r+');
         try {
           await fh.truncate(record.offset);
         } finally {
@@ -242,30 +264,30 @@ export async function verifyCache(cache: Cache, opts: { jobs?: number } = {}): P
     });
     if (!done) report.locked.push(digest);
   }
-  for (const name of await filesIn(join(cache.dir, 'partial'))) {
+  for (const name of await filesIn(cache, 'partial')) {
     const digest = `sha256:${name}`;
     if (checkpointed.has(digest) || segmented.has(digest)) continue;
-    const path = join(cache.dir, 'partial', name);
+    const rel = `partial/${name}`;
     if (!HEX_RE.test(name)) {
-      await rm(path, { force: true });
+      await removeInside(cache.dir, rel);
       report.partials.removedFiles.push(name);
       continue;
     }
     // A download that has not checkpointed yet holds the lock: then the file is in use.
     const done = await withLock(cache, digest, owner, async () => {
       if (cache.partial(digest)) return;
-      await rm(path, { force: true });
+      await removeInside(cache.dir, rel);
       report.partials.removedFiles.push(digest);
     });
     if (!done) report.locked.push(digest);
   }
 
   // Temp files are named LABEL.PID.TIME.RANDOM: those of dead processes are litter.
-  for (const name of await filesIn(join(cache.dir, 'tmp'))) {
+  for (const name of await filesIn(cache, 'tmp')) {
     const m = /\.(\d+)\.(\d+)\.[a-z0-9]+$/.exec(name);
     const pid = m ? Number(m[1]) : NaN;
     if (pid === process.pid || (Number.isInteger(pid) && isAlive(pid))) continue;
-    await rm(join(cache.dir, 'tmp', name), { force: true });
+    await removeInside(cache.dir, `tmp/${name}`);
     report.tmpRemoved++;
   }
   report.seconds = (Date.now() - started) / 1000;

@@ -10,8 +10,9 @@ interface CacheFlags {
   json?: boolean;
 }
 
-async function withCache(flags: CacheFlags, fn: (cache: Cache) => Promise<void>): Promise<void> {
-  const cache = Cache.open(flags.cache ?? defaultCacheDir());
+async function withCache(flags: CacheFlags, fn: (cache: Cache) => Promise<void>, repair = false): Promise<void> {
+  // Only verify repairs a cache directory that is a link (the link removed, never its target); the others refuse it.
+  const cache = Cache.open(flags.cache ?? defaultCacheDir(), { replaceLinkedDirs: repair });
   try {
     return await fn(cache);
   } finally {
@@ -85,9 +86,11 @@ export function cacheCommand(): Command {
           for (const d of r.partials.dropped) out(`partial ${d.digest}: dropped (${d.reason})`);
           for (const d of r.partials.removedFiles) out(`partial file without a checkpoint removed: ${d}`);
           for (const d of r.locked) out(`in use by a running download, left alone: ${d}`);
-          const repaired = r.corrupt.length + r.missing.length + r.adopted.length + r.removedFiles.length + r.partials.truncated.length + r.partials.dropped.length + r.partials.removedFiles.length;
+          for (const d of r.linksReplaced) out(`${d} was a symbolic link: the link removed (its target untouched), an empty directory made`);
+          for (const d of r.strayLinks) out(`not a regular file, removed (a link is removed itself, never its target): ${d}`);
+          const repaired = r.linksReplaced.length + r.strayLinks.length + r.corrupt.length + r.missing.length + r.adopted.length + r.removedFiles.length + r.partials.truncated.length + r.partials.dropped.length + r.partials.removedFiles.length;
           out(`${r.checked} blobs re-hashed (${formatBytes(r.bytes)}) in ${r.seconds.toFixed(1)} s: ${repaired ? `${repaired} repairs` : 'all good'}${r.tmpRemoved ? `, ${r.tmpRemoved} temp files removed` : ''}`);
-        }),
+        }, true),
       ),
   );
 

@@ -29,7 +29,13 @@ export class Plan {
     this.seen.add(need.digest);
     this.totalBytes += need.size;
     const { cache } = this;
-    if (cache.hasBlob(need.digest) || this.notNeeded(need.digest) || (await cache.adoptBlob(need.digest, need.size, need.mediaType))) {
+    // checkBlob hashes a file whose identity changed since it was recorded; adoptBlob one never recorded.
+    if (
+      cache.hasBlob(need.digest) ||
+      this.notNeeded(need.digest) ||
+      (await cache.checkBlob(need.digest)) ||
+      (await cache.adoptBlob(need.digest, need.size, need.mediaType))
+    ) {
       this.cached.push(need);
       this.inCache.add(need.digest);
       this.cachedBytes += need.size;

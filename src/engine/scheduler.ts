@@ -5,7 +5,6 @@
 // workers' shared counters. Blobs of a few KiB skip the pool (see INLINE_BYTES).
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import type { Cache } from '../cache/cache.js';
 import { sha256Bytes, type HasherKind } from '../hash/hasher.js';
 import type { RegistryClient } from '../registry/client.js';
@@ -293,7 +292,7 @@ export class Downloads {
     }
     try {
       if (cache.hasBlob(blob.digest)) return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: true, retries: 0 };
-      await (await open(cache.partialPath(blob.digest), 'a')).close();
+      await (await cache.openPartial(blob.digest, 'a')).close();
       const parts = await Promise.all(segments.map((range, i) => this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, i, 'segment', range))));
       const failedPart = parts.find((p): p is string => typeof p === 'string');
       if (failedPart) return failedPart;

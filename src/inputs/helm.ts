@@ -1,8 +1,8 @@
 // Helm charts (directory or packaged .tgz, with their dependencies) → the
 // images they would deploy, found without rendering templates.
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { join, posix, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -106,13 +106,30 @@ export async function loadChartDir(dir: string, budget = new ChartBudget(dir)): 
   } catch {
     throw new Error(`${dir} is not a Helm chart: it has no Chart.yaml`);
   }
+  const inside = await insideChart(dir);
   for (const name of ['Chart.yaml', 'values.yaml', 'requirements.yaml']) {
+    await inside(join(dir, name)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
     const buf = await readIfFile(join(dir, name), budget);
     if (buf) files.set(name, buf);
   }
-  await readTree(dir, 'templates', files, 0, budget);
-  await readTree(dir, 'charts', files, 0, budget);
+  await readTree(dir, 'templates', files, 0, budget, inside);
+  await readTree(dir, 'charts', files, 0, budget, inside);
   return files;
+}
+
+/**
+ * A check that a path of the chart, symbolic links resolved, stays inside the chart directory.
+ * Helm follows links in chart directories; ocisave follows only those that stay inside, so a chart
+ * carried in from elsewhere cannot make it read (and echo in messages) files of this machine.
+ */
+async function insideChart(dir: string): Promise<(path: string) => Promise<void>> {
+  const root = await realpath(dir);
+  return async (path) => {
+    const real = await realpath(path);
+    if (real !== root && !real.startsWith(`${root}${sep}`)) throw new Error(`${path} in Helm chart ${dir} is a symbolic link to outside the chart (${real}); refused`);
+  };
 }
 
 async function readIfFile(path: string, budget: ChartBudget): Promise<Buffer | undefined> {
@@ -128,7 +145,7 @@ async function readIfFile(path: string, budget: ChartBudget): Promise<Buffer | u
   }
 }
 
-async function readTree(root: string, rel: string, files: ChartFiles, depth: number, budget: ChartBudget): Promise<void> {
+async function readTree(root: string, rel: string, files: ChartFiles, depth: number, budget: ChartBudget, inside: (path: string) => Promise<void>): Promise<void> {
   // Helm follows symlinks in chart directories; the depth bound stops link loops.
   if (depth > 32) throw new Error(`${join(root, rel)}: directories nested too deep (symlink loop?)`);
   let entries: string[];
@@ -144,7 +161,8 @@ async function readTree(root: string, rel: string, files: ChartFiles, depth: num
     const childRel = `${rel}/${name}`;
     const st = await stat(join(root, childRel)).catch(() => undefined);
     if (!st) continue; // dangling symlink
-    if (st.isDirectory()) await readTree(root, childRel, files, depth + 1, budget);
+    await inside(join(root, childRel));
+    if (st.isDirectory()) await readTree(root, childRel, files, depth + 1, budget, inside);
     else if (st.isFile()) {
       const buf = await readIfFile(join(root, childRel), budget);
       if (buf) files.set(childRel, buf);

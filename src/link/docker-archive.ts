@@ -20,7 +20,7 @@
 // A docker archive holds one platform per reference and only container images: artifacts (Helm
 // charts and other non-image configs) are skipped with a warning, so one chart in a long image
 // list does not sink the archive; an archive left with no image at all is an error.
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { hexOf } from '../cache/cache.js';
@@ -28,10 +28,10 @@ import { formatPlatform } from '../ref/platform.js';
 import { formatReference } from '../ref/reference.js';
 import { blobsOf, leafManifests, type Descriptor, type GraphNode, type ManifestNode, type ResolvedImage, walkNodes } from '../resolve/graph.js';
 import { isImageConfigType, MT } from '../resolve/mediatypes.js';
-import { writeAtomically } from './files.js';
+import { ownFile, writeAtomically } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 import { blobName, guardOutput, imageLabel, OCI_LAYOUT, ociDescriptor, ociIndexBytes, rootDescriptor, sha256, TarSink } from './oci-layout.js';
-import { openLayerTar } from './rootfs.js';
+import { MAX_CONFIG_BYTES, openLayerTar } from './rootfs.js';
 
 /**
  * The one manifest a single-platform output (docker archive, rootfs) takes from `image`.
@@ -92,7 +92,7 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
     }
     let item = byManifest.get(m.digest);
     if (!item) {
-      const config = JSON.parse(await readFile(cache.blobPath(m.config.digest), 'utf8')) as { rootfs?: { diff_ids?: string[] } };
+      const config = JSON.parse((await cache.readBlob(m.config.digest, MAX_CONFIG_BYTES)).toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
       const diffIds = config.rootfs?.diff_ids ?? [];
       if (diffIds.length !== m.layers.length) {
         throw new Error(`${label}: manifest ${m.digest} has ${m.layers.length} layers but its config lists ${diffIds.length} rootfs.diff_ids; docker load would reject it`);
@@ -127,7 +127,7 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
         if (written.has(d.digest)) return;
         written.add(d.digest);
         await opts.onBlob?.({ digest: d.digest, size: d.size });
-        await sink.addFile(blobName(d.digest), cache.blobPath(d.digest), d.size);
+        await sink.addFile(blobName(d.digest), cache.blobSource(d.digest), d.size);
       };
       const addBytes = async (digest: string, bytes: Buffer) => {
         if (written.has(digest)) return;
@@ -142,14 +142,14 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
       const addUncompressed = async (layer: Descriptor, diffId: string, what: string): Promise<number> => {
         written.add(diffId);
         await opts.onBlob?.({ digest: diffId, size: layer.size });
-        const src = await openLayerTar(cache.blobPath(layer.digest), what);
+        const src = await openLayerTar(cache.blobSource(layer.digest), what);
         const temp = cache.tempPath('uncompressed');
         try {
           await pipeline(src.stream, createWriteStream(temp, { flags: 'wx' }));
           if (src.digest() !== diffId) {
             throw new Error(`${what} decompresses to ${src.digest()}, but the image config's rootfs.diff_ids says ${diffId}: the image is inconsistent; save it without --uncompressed (docker load would reject it too)`);
           }
-          await sink.addFile(blobName(diffId), temp, src.size());
+          await sink.addFile(blobName(diffId), ownFile(temp), src.size());
           uncompressedSizes.set(diffId, src.size());
           return src.size();
         } finally {

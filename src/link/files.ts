@@ -1,13 +1,44 @@
 // File placement shared by every linker: blobs come from the cache by hard link where the
 // filesystem allows it, by copy otherwise; outputs appear under their final name only when complete.
 import { createHash } from 'node:crypto';
-import { constants, linkSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { constants, createWriteStream, linkSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, type Stats } from 'node:fs';
+import { copyFile, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pipeline } from 'node:stream/promises';
 import { isAlive } from '../cache/cache.js';
 import { describeWriteError } from '../cache/write-error.js';
+
+/**
+ * A file to place in an output: its path (for a hard link) and an opener that checks it (for a
+ * cache blob: a regular file, no link, the very file the index recorded; Cache.blobSource).
+ */
+export interface FileSource {
+  readonly path: string;
+  open(): Promise<{ fh: FileHandle; stat: Stats }>;
+}
+
+/** A file this process just wrote (a temp file): opened without following a link. */
+export function ownFile(path: string): FileSource {
+  return {
+    path,
+    open: async () => {
+      const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      return { fh, stat: await fh.stat() };
+    },
+  };
+}
+
+/** Open `src`, refusing anything but a regular file of `size` bytes (when given). */
+export async function openSource(src: FileSource, size?: number): Promise<{ fh: FileHandle; stat: Stats }> {
+  const opened = await src.open();
+  if (!opened.stat.isFile() || (size !== undefined && opened.stat.size !== size)) {
+    await opened.fh.close();
+    throw new Error(`${src.path} holds ${opened.stat.size} bytes, expected ${size}: the cache is damaged (run ocisave's cache verify)`);
+  }
+  return opened;
+}
 
 /**
  * Directories made (or found) during this run. A recursive mkdir walks the whole path on every
@@ -32,23 +63,39 @@ export function ensureDir(dir: string): void {
   madeDirs.add(dir);
 }
 
-/** Hard link `src` to `dest` (same filesystem), else copy (reflink when the filesystem can). */
-export async function placeBlob(src: string, dest: string): Promise<'linked' | 'copied' | 'present'> {
+/**
+ * Hard link `src` to `dest` (same filesystem), else copy from its checked descriptor (never
+ * through a link). A hard link is made by name, so the linked inode is compared with the one
+ * checked: a file swapped in between (a link, another file) is removed again and refused.
+ */
+export async function placeBlob(src: FileSource, dest: string, size?: number): Promise<'linked' | 'copied' | 'present'> {
   ensureDir(dirname(dest));
+  const { fh, stat } = await openSource(src, size);
   try {
-    linkSync(src, dest);
-    return 'linked';
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') {
-      if (statSync(src).size === statSync(dest).size) return 'present';
-      rmSync(dest, { force: true });
-      return placeBlob(src, dest);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        linkSync(src.path, dest);
+        const got = lstatSync(dest);
+        if (got.isFile() && got.ino === stat.ino && got.dev === stat.dev) return 'linked';
+        rmSync(dest, { force: true });
+        throw new Error(`${src.path} changed while it was being linked into ${dest}; run ocisave's cache verify and save again`);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST' && attempt === 0) {
+          const have = lstatSync(dest);
+          if (have.isFile() && have.size === stat.size) return 'present';
+          rmSync(dest, { force: true });
+          continue;
+        }
+        if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err;
+        break;
+      }
     }
-    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err;
+    await pipeline(fh.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 20 }), createWriteStream(dest, { flags: 'w' }));
+    return 'copied';
+  } finally {
+    await fh.close();
   }
-  await copyFile(src, dest, constants.COPYFILE_FICLONE);
-  return 'copied';
 }
 
 /**

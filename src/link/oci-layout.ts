@@ -22,8 +22,8 @@
 // `preserveDigests` keeps every manifest byte as fetched (crane/containerd read that; skopeo by
 // name and umoci do not) — for digest-exact copies the registry format is the better fit.
 import { createHash } from 'node:crypto';
-import { createReadStream, type Stats } from 'node:fs';
-import { lstat, mkdir, open, readdir, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { lstat, mkdir, open, readdir, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -32,7 +32,7 @@ import { hexOf } from '../cache/cache.js';
 import { formatReference } from '../ref/reference.js';
 import { blobsOf, walkNodes, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
 import { MT } from '../resolve/mediatypes.js';
-import { placeBlob, writeAtomically } from './files.js';
+import { openSource, placeBlob, writeAtomically, type FileSource } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -53,7 +53,7 @@ export function sha256(bytes: Buffer): string {
 /** Where an output's files go: a directory (hard links from the cache) or a tar stream. */
 export interface OutputSink {
   addBytes(name: string, bytes: Buffer): Promise<void>;
-  addFile(name: string, path: string, size: number): Promise<void>;
+  addFile(name: string, src: FileSource, size: number): Promise<void>;
   readonly counts: { linked: number; copied: number; written: number };
 }
 
@@ -67,10 +67,8 @@ export class DirSink implements OutputSink {
     await writeFile(p, bytes, { flag: 'wx' });
   }
 
-  async addFile(name: string, path: string, size: number): Promise<void> {
-    const st = await stat(path);
-    if (st.size !== size) throw new Error(`${path} holds ${st.size} bytes, expected ${size}: the cache is damaged (run ocisave's cache verify)`);
-    const how = await placeBlob(path, join(this.root, name));
+  async addFile(name: string, src: FileSource, size: number): Promise<void> {
+    const how = await placeBlob(src, join(this.root, name), size);
     if (how === 'copied') this.counts.copied++;
     else this.counts.linked++;
   }
@@ -114,13 +112,17 @@ export class TarSink implements OutputSink {
     await this.write({ name, type: 'file', size: bytes.length, mode: 0o644, mtime: EPOCH }, bytes);
   }
 
-  async addFile(name: string, path: string, size: number): Promise<void> {
+  async addFile(name: string, src: FileSource, size: number): Promise<void> {
     await this.ensureDirs(name);
-    const st = await stat(path);
-    if (st.size !== size) throw new Error(`${path} holds ${st.size} bytes, expected ${size}: the cache is damaged (run ocisave's cache verify)`);
-    // The entry's size is fixed in its header; tar-stream fails the entry if the file yields more or less.
-    const entry = this.pack.entry({ name, type: 'file', size, mode: 0o644, mtime: EPOCH });
-    await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), entry);
+    // Read from the checked descriptor: a link or a swapped file never lands in the archive.
+    const { fh } = await openSource(src, size);
+    try {
+      // The entry's size is fixed in its header; tar-stream fails the entry if the file yields more or less.
+      const entry = this.pack.entry({ name, type: 'file', size, mode: 0o644, mtime: EPOCH });
+      await pipeline(fh.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 20 }), entry);
+    } finally {
+      await fh.close();
+    }
     this.counts.written++;
   }
 
@@ -278,7 +280,7 @@ function platformManifest(node: GraphNode): GraphNode {
 async function writeLayout(sink: OutputSink, plan: LayoutPlan, opts: LinkOptions): Promise<void> {
   for (const [digest, d] of plan.blobs) {
     await opts.onBlob?.({ digest, size: d.size });
-    await sink.addFile(blobName(digest), opts.cache.blobPath(digest), d.size);
+    await sink.addFile(blobName(digest), opts.cache.blobSource(digest), d.size);
   }
   for (const [digest, bytes] of plan.manifests) {
     await opts.onBlob?.({ digest, size: bytes.length });

@@ -129,7 +129,7 @@ export class RegistryLayoutWriter {
         .filter((d) => !this.inBase(d.digest))
         .map((d) =>
           this.once(blobDataPath(root, d.digest), async (path) => {
-            const how = await placeBlob(cache.blobPath(d.digest), path);
+            const how = await placeBlob(cache.blobSource(d.digest), path, d.size);
             if (how === 'linked') result.linked++;
             else if (how === 'copied') result.copied++;
           }),

@@ -13,7 +13,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { chmod, link, lstat, lutimes, mkdir, open, readdir, readFile, readlink, realpath, rm, symlink } from 'node:fs/promises';
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, readFile, readlink, realpath, rm, symlink, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -27,7 +27,7 @@ import { formatReference, quoteInput } from '../ref/reference.js';
 import { blobsOf, type ManifestNode, type ResolvedImage } from '../resolve/graph.js';
 import { isImageConfigType } from '../resolve/mediatypes.js';
 import { selectSingleManifest } from './docker-archive.js';
-import { writeAtomically } from './files.js';
+import { openSource, writeAtomically, type FileSource } from './files.js';
 
 const run = promisify(execFile);
 
@@ -35,26 +35,32 @@ type TarEntry = tar.Extract extends AsyncIterable<infer S> ? S : never;
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
+/** An image config is read whole: far more than any real one (a few KiB; long histories, tens). */
+export const MAX_CONFIG_BYTES = 64 << 20;
+
 /** Layer compression from the first bytes of the blob: media types are sometimes wrong. */
-export async function detectCompression(path: string): Promise<Compression> {
-  const fh = await open(path, 'r');
-  try {
-    const { buffer, bytesRead } = await fh.read(Buffer.alloc(4), 0, 4, 0);
-    if (bytesRead >= 2 && buffer[0] === 0x1f && buffer[1] === 0x8b) return 'gzip';
-    if (bytesRead === 4 && buffer.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
-    return 'none';
-  } finally {
-    await fh.close();
-  }
+export async function detectCompression(fh: FileHandle): Promise<Compression> {
+  const { buffer, bytesRead } = await fh.read(Buffer.alloc(4), 0, 4, 0);
+  if (bytesRead >= 2 && buffer[0] === 0x1f && buffer[1] === 0x8b) return 'gzip';
+  if (bytesRead === 4 && buffer.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  return 'none';
 }
 
 /**
  * The uncompressed tar stream of a layer blob, with its sha256 and length computed as it flows
  * (read `digest()` / `size()` once the stream has ended).
  */
-export async function openLayerTar(path: string, what: string): Promise<{ stream: Readable; compression: Compression; digest: () => string; size: () => number }> {
-  const compression = await detectCompression(path);
-  const file = createReadStream(path, { highWaterMark: 1 << 20 });
+export async function openLayerTar(source: FileSource, what: string): Promise<{ stream: Readable; compression: Compression; digest: () => string; size: () => number }> {
+  // One checked descriptor for the sniff and the stream (a cache blob: the recorded file, no link).
+  const { fh } = await openSource(source);
+  let compression: Compression;
+  try {
+    compression = await detectCompression(fh);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  const file = fh.createReadStream({ start: 0, highWaterMark: 1 << 20 });
   let decoded: Readable = file;
   if (compression === 'gzip') {
     decoded = file.pipe(zlib.createGunzip());
@@ -107,7 +113,7 @@ export interface RootfsResult {
 
 export interface LayerInput {
   digest: string;
-  path: string;
+  source: FileSource;
   /** When known (the image config's rootfs.diff_ids[i]): the uncompressed tar must hash to it. */
   diffId?: string;
 }
@@ -123,12 +129,12 @@ export async function unpackImage(opts: RootfsOptions): Promise<RootfsResult> {
   for (const d of blobsOf(m)) {
     if (!cache.hasBlob(d.digest)) throw new Error(`${name}: blob ${d.digest} is not in the cache at ${cache.dir}; fetch the image first`);
   }
-  const config = JSON.parse(await readFile(cache.blobPath(m.config.digest), 'utf8')) as { rootfs?: { diff_ids?: string[] } };
+  const config = JSON.parse((await cache.readBlob(m.config.digest, MAX_CONFIG_BYTES)).toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== m.layers.length) {
     throw new Error(`${name}: manifest ${m.digest} has ${m.layers.length} layers but its config lists ${diffIds.length} rootfs.diff_ids`);
   }
-  const layers = m.layers.map((l, i) => ({ digest: l.digest, path: cache.blobPath(l.digest), diffId: diffIds[i] }));
+  const layers = m.layers.map((l, i) => ({ digest: l.digest, source: cache.blobSource(l.digest), diffId: diffIds[i] }));
   const warnings = await unpackLayers(layers, opts.out, { replace: opts.replace, onWarning: opts.onWarning });
   return { path: opts.out, manifest: m.digest, layers: layers.length, warnings };
 }
@@ -333,7 +339,7 @@ class Unpacker {
     this.layer = layer.digest;
     this.entry = '';
     this.upper = new Set();
-    const src = await openLayerTar(layer.path, `layer ${layer.digest}`);
+    const src = await openLayerTar(layer.source, `layer ${layer.digest}`);
     const extract = tar.extract();
     const feeding = pipeline(src.stream, extract);
     feeding.catch(() => {}); // surfaced by the iteration below or awaited at the end

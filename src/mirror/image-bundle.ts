@@ -1,11 +1,11 @@
 // Resolved images whose blobs are in the cache, seen as a Bundle: the source side of `mirror`, so
 // the push machinery (HEAD, mounts, chunked uploads, manifests children first, tags last) sends
 // them exactly as it sends a saved bundle. Manifest bytes are the ones fetched; blob bytes stream
-// from the cache's verified files.
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+// from the cache's verified files, through descriptors the cache checks (Cache.openBlob), and
+// push hashes what it sends as it does for any bundle.
 import type { Readable } from 'node:stream';
 import type { Cache } from '../cache/cache.js';
+import { streamOpened } from '../fs/contained.js';
 import type { Bundle, BundleRepository, StoredManifest } from '../bundle/types.js';
 import { blobsOf, leafManifests, walkNodes, type ResolvedImage } from '../resolve/graph.js';
 
@@ -36,15 +36,11 @@ export class ImageBundle implements Bundle {
   }
 
   async blobSize(digest: string): Promise<number | undefined> {
-    try {
-      return (await stat(this.cache.blobPath(digest))).size;
-    } catch {
-      return undefined;
-    }
+    return this.cache.blobRecord(digest)?.size;
   }
 
   openBlob(digest: string, start?: number, end?: number): Readable {
-    return createReadStream(this.cache.blobPath(digest), { start, end });
+    return streamOpened(() => this.cache.openBlob(digest), start, end);
   }
 
   async manifest(digest: string): Promise<StoredManifest | undefined> {

@@ -16,7 +16,7 @@ import type { NetLimits } from '../registry/timeouts.js';
 import { MANIFEST_ACCEPT } from '../resolve/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { parseTarget, targetRepository, type PushTarget } from './target.js';
-import { DEFAULT_CHUNK_BYTES, errorDetail, httpError, PushSession } from './upload.js';
+import { CorruptBlobError, DEFAULT_CHUNK_BYTES, errorDetail, httpError, PushSession } from './upload.js';
 
 export interface PushOptions extends NetworkOptions {
   /** HOST[:PORT][/prefix] */
@@ -76,6 +76,10 @@ async function planRepository(bundle: Bundle, repo: BundleRepository, target: st
     if (seen.has(digest)) return;
     seen.add(digest);
     const m = await bundle.manifest(digest);
+    // Checked before anything is sent, so a damaged manifest stops the push before any upload.
+    if (m && sha256Bytes(m.bytes) !== digest) {
+      throw new CorruptBlobError(digest, `manifest ${digest} in the bundle hashes to ${sha256Bytes(m.bytes)}: the bundle is damaged (run ocisave verify)`);
+    }
     if (m) {
       const refs = manifestRefs(m.mediaType, m.bytes, `manifest ${digest}`);
       const held: string[] = [];
@@ -173,6 +177,8 @@ export interface PushRun {
   chunkBytes: number;
   summary: PushSummary;
   emit: (e: PushEvent) => void;
+  /** The first damaged blob found: no upload of the run starts after it (its own was never completed). */
+  halt?: CorruptBlobError;
 }
 
 /**
@@ -188,6 +194,7 @@ export async function pushRepositories(bundle: Bundle, repos: readonly BundleRep
 
   const ensureBlob = async (plan: RepoPlan, digest: string, declared: number | undefined) => {
     const repo = plan.target;
+    if (run.halt) throw run.halt;
     if (await session.blobExists(repo, digest)) {
       if (!homes.has(digest)) homes.set(digest, Promise.resolve(repo));
       summary.blobs.present++;
@@ -226,7 +233,11 @@ export async function pushRepositories(bundle: Bundle, repos: readonly BundleRep
     const work = (async () => {
       const release = await uploads.acquire();
       try {
-        await session.upload(repo, digest, size, (s, e) => bundle.openBlob(digest, s, e), { chunkBytes: run.chunkBytes, location });
+        if (run.halt) throw run.halt;
+        await session.upload(repo, digest, size, (s, e) => bundle.openBlob(digest, s, e), { chunkBytes: run.chunkBytes, location }).catch((err) => {
+          if (err instanceof CorruptBlobError) run.halt ??= err;
+          throw err;
+        });
       } finally {
         release();
       }

@@ -9,6 +9,7 @@ import { RegistryError } from '../registry/errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, sleep } from '../registry/retry.js';
 import { requestTimeouts, SpeedWatch } from '../registry/timeouts.js';
 import { USER_AGENT, type RegistryClient } from '../registry/client.js';
+import { CorruptBlobError, UploadHash } from './upload-hash.js';
 
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
 const PUSH = 'pull,push';
@@ -177,8 +178,11 @@ export class PushSession {
       let offset = 0;
       let failures = 0;
       let attemptStarted = Date.now();
+      // Hashes what is sent; checked before the PUT that would commit it (issue 16).
+      const sent = new UploadHash(digest, open);
       try {
         while (offset < size) {
+          await sent.syncTo(offset);
           const end = Math.min(offset + chunk, size) - 1;
           let res: Response | undefined;
           let error: unknown;
@@ -189,7 +193,7 @@ export class PushSession {
               'PATCH',
               url,
               { 'content-type': 'application/octet-stream', 'content-length': String(end - offset + 1), 'content-range': `${offset}-${end}` },
-              () => open(offset, end),
+              () => sent.tap(offset, open(offset, end)),
             );
           } catch (err) {
             if (!isRetryableError(err) && !String((err as Error)?.message).includes('terminated')) throw err;
@@ -220,6 +224,13 @@ export class PushSession {
           if (at === undefined) throw new SessionLost();
           offset = at;
         }
+        try {
+          await sent.check(size);
+        } catch (err) {
+          // Never completed, and the session cancelled: nothing of it is committed at the target.
+          await this.stream(repo, 'DELETE', url, {}).catch(() => undefined);
+          throw err;
+        }
         const sep = url.includes('?') ? '&' : '?';
         const res = await this.stream(repo, 'PUT', `${url}${sep}digest=${encodeURIComponent(digest)}`, { 'content-length': '0' });
         if (res.status === 404) throw new SessionLost();
@@ -238,6 +249,8 @@ export class PushSession {
 }
 
 class SessionLost extends Error {}
+
+export { CorruptBlobError };
 
 export function httpError(registry: string, repo: string, what: string, res: Response): RegistryError {
   const detail = errorDetail(res);

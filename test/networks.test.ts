@@ -4,10 +4,11 @@
 // through the proxy are named registry.ocisave.test (127.0.0.1 in /etc/hosts, see .ci/setup):
 // Go's rules, which ocisave follows, never proxy "localhost" or 127.0.0.0/8.
 import { mkdir, mkdtemp, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ocisave, summaryOf } from './support/cli.js';
+import { ocisave, projectRoot, summaryOf } from './support/cli.js';
 import { startFaultProxy, type FaultProxy } from './support/proxy.js';
 import { freePort, startRegistry, type RunningRegistry } from './support/registry.js';
 import { startForwardProxy, type ForwardProxy } from './support/forward-proxy.js';
@@ -91,6 +92,46 @@ afterAll(async () => {
   await Promise.all([tlsReg?.stop(), mtlsReg?.stop(), pushReg?.stop()]);
   await plain?.stop();
   await rm(work, { recursive: true, force: true });
+});
+
+describe('credentials and a token realm over plain HTTP (issue 16)', () => {
+  it('an HTTPS registry whose token realm is http:// on another host gets no credentials: refused before any connection', async () => {
+    // A counting server stands in for the realm; the net guard resolves realm.invalid to 127.0.0.1,
+    // so a connection that should never happen would land here and be counted.
+    let hits = 0;
+    const realm = createServer((_req, res) => {
+      hits++;
+      res.writeHead(500).end();
+    });
+    await new Promise<void>((resolve) => realm.listen(0, '127.0.0.1', resolve));
+    const port = (realm.address() as { port: number }).port;
+    const server = await ca.server([NAME, 'localhost', '127.0.0.1'], 'realm-server');
+    const reg = await startRegistry({
+      dataDir: plain.dataDir,
+      keepDataDir: true,
+      tls: server,
+      tokenAuth: { realm: `http://realm.invalid:${port}/token`, service: 'ocisave-test', issuer: 'ocisave-test', rootCertBundle: ca.cert },
+    });
+    try {
+      const certDir = await fresh('cert-dir');
+      await copyFile(ca.cert, join(certDir, 'ca.crt'));
+      const out = join(await fresh('out'), 'bundle');
+      const guard = join(projectRoot(), 'dist', 'test', 'support', 'net-guard.js');
+      const r = await ocisave(
+        ['save', `${reg.host}/${REPO}:1.0`, '-o', out, '--cache', await fresh('cache'), '--cert-dir', certDir, '--registries-conf', join(work, 'empty.conf'), '--username', 'alice', '--password-stdin'],
+        { env: baseEnv({ NODE_OPTIONS: `--import=${guard}` }), input: 'realm-secret-pw' },
+      );
+      expect(r.code).toBe(1);
+      const lines = errorLines(r.stderr);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`refusing to send the credentials for ${reg.host.replace(/\./g, '\\.')} in clear to realm\\.invalid:${port} .*the token server must use https://`));
+      expect(r.stderr + r.stdout).not.toContain('realm-secret-pw');
+      expect(hits).toBe(0);
+    } finally {
+      await reg.stop();
+      await new Promise((resolve) => realm.close(resolve));
+    }
+  });
 });
 
 describe('TLS with a private CA', () => {

@@ -382,6 +382,20 @@ describe('a full disk', () => {
     expect((await ocisave(['cache', 'verify', '--cache', fullCache])).code).toBe(0);
   });
 
+  it('is named when the cache index cannot be committed (the whole cache on a full disk)', async () => {
+    const { ref } = await pushRandom('hostile/enospc-index', 6 * MiB);
+    const fullCache = join(work, 'enospc-index-cache');
+    await mountTmpfs(fullCache);
+    const r = await ocisave(['save', ref, '-o', join(work, 'enospc-index-out'), '--cache', fullCache, '--quiet', '--segment-size', '0']);
+    expect(r.code, r.stderr).toBe(1);
+    // lmdb-js logs lines of its own; ocisave's error names the errno and the file (the index, or a
+    // partial download, whichever the disk refused first).
+    const lines = errorLines(r);
+    expect(lines.length, r.stderr).toBeGreaterThan(0);
+    for (const line of lines) expect(line).toMatch(new RegExp(`no space left on device \\(ENOSPC\\) writing (${fullCache}/(index\\.lmdb|partial/[0-9a-f]{64})|the cache index \\(index\\.lmdb\\))$`));
+    expect(existsSync(join(work, 'enospc-index-out'))).toBe(false);
+  });
+
   it('is named, with the output, when an output fills it', async () => {
     const { ref } = await pushRandom('hostile/enospc-out', 6 * MiB);
     const full = join(work, 'full');

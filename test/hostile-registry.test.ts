@@ -82,13 +82,13 @@ async function checkAftermath(r: Measured, out: string | undefined, maxMs: numbe
   const beside = readdirSync(root).sort();
   expect(beside.filter((e) => !['cache', 'canary', 'bundle-good'].includes(e) && !e.startsWith('out-'))).toEqual([]);
   if (out && r.code === 0) {
-    const v = await ocisave(['verify', out, '--json']);
+    const v = await ocisave(['verify', out, '--json'], { timeoutMs: maxMs });
     expect(v.code, v.stdout + v.stderr).toBe(0);
     expect(JSON.parse(v.stdout).ok).toBe(true);
   } else if (out) {
     expect(existsSync(out), 'a failed save writes no output').toBe(false);
   }
-  const c = await ocisave(['cache', 'verify', '--cache', cache, '--json']);
+  const c = await ocisave(['cache', 'verify', '--cache', cache, '--json'], { timeoutMs: maxMs });
   expect(c.code, c.stderr).toBe(0);
   const report = JSON.parse(c.stdout);
   // No unverified or damaged blob ever entered the cache (partial downloads may be tidied).

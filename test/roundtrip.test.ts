@@ -6,12 +6,11 @@ import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ocisave, startCli, summaryOf } from './support/cli.js';
+import { ocisave, startServe, summaryOf, type ServedBundle } from './support/cli.js';
 import { skopeoCopy, skopeoInspectRaw, skopeoListTags } from './support/exec.js';
 import { startRegistry, startTokenServer, type RunningRegistry, type TokenServer } from './support/registry.js';
 import { seedStandardFixtures } from './fixtures/index.js';
@@ -87,26 +86,10 @@ async function layoutBlobs(dir: string): Promise<Set<string>> {
 }
 
 /** `ocisave serve` on a free port; resolves once it prints where it listens. */
-async function serve(path: string): Promise<{ host: string; url: string; child: ChildProcess }> {
-  const child = startCli(['serve', path, '--addr', '127.0.0.1:0', '--json']);
-  stops.push(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    }
-  });
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('\n')) resolve(out.split('\n')[0]!);
-    });
-    child.once('exit', (code) => reject(new Error(`ocisave serve exited ${code}: ${err}`)));
-  });
-  const info = JSON.parse(line) as { host: string; url: string };
-  return { host: info.host, url: info.url, child };
+async function serve(path: string): Promise<ServedBundle> {
+  const served = await startServe(path);
+  stops.push(served.stop);
+  return served;
 }
 
 describe('ocisave push', () => {

@@ -1,7 +1,6 @@
 // Issue 16, item 4: `ocisave serve` under load. A bundle saved from the real docker-registry is
 // served by the CLI; raw loopback sockets play the slow, silent and half-spoken clients, undici
 // and skopeo the normal ones. Memory is read from /proc/PID/status of the serve process.
-import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { cp, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
@@ -11,7 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ocisave, startCli } from './support/cli.js';
+import { ocisave, startServe, type ServedBundle } from './support/cli.js';
 import { skopeoCopy } from './support/exec.js';
 import { startRegistry, type RunningRegistry } from './support/registry.js';
 import { MT, pushBlobStream, pushImage, randomLayerStream } from './fixtures/index.js';
@@ -53,47 +52,13 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-interface Served {
-  child: ChildProcess;
-  host: string;
-  port: number;
-  url: string;
-  stderr(): string;
-  /** Resolves when stderr (so far or later) matches. */
-  logged(re: RegExp): Promise<void>;
-}
+type Served = ServedBundle;
 
 /** `ocisave serve BUNDLE` on a free loopback port, with extra flags; stopped in afterAll. */
 async function serve(flags: string[], path = bundle): Promise<Served> {
-  const child = startCli(['serve', path, '--addr', '127.0.0.1:0', '--json', ...flags]);
-  stops.push(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    }
-  });
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('\n')) resolve(out.split('\n')[0]!);
-    });
-    child.once('exit', (code) => reject(new Error(`ocisave serve exited ${code}: ${err}`)));
-  });
-  const info = JSON.parse(line) as { host: string; url: string };
-  const logged = (re: RegExp) =>
-    new Promise<void>((resolve) => {
-      const check = () => {
-        if (!re.test(err)) return;
-        child.stderr!.off('data', check);
-        resolve();
-      };
-      child.stderr!.on('data', check);
-      check();
-    });
-  return { child, host: info.host, port: Number(info.host.split(':')[1]), url: info.url, stderr: () => err, logged };
+  const served = await startServe(path, flags);
+  stops.push(served.stop);
+  return served;
 }
 
 /** VmRSS and VmHWM (peak) of a process, in MB. */

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { digestHex } from '../ref/digest.js';
+import { commitCause, describeWriteError } from './write-error.js';
 import { hashHandle, lstatInside, lstatInsideSync, openRegular, removeInside, streamOpened, UnsafePathError } from '../fs/contained.js';
 import type { FileHandle } from 'node:fs/promises';
 
@@ -216,7 +217,7 @@ export class Cache {
       // Another user's file in a shared cache cannot be chmod'ed by us; its identity is still recorded.
       await fh.chmod(BLOB_MODE).catch(() => undefined);
       const st = await fh.stat();
-      await this.blobs.put(digest, { size, mediaType, completedAt, lastUsedAt: Date.now(), ino: st.ino, mtimeMs: st.mtimeMs });
+      await this.indexWrite(this.blobs.put(digest, { size, mediaType, completedAt, lastUsedAt: Date.now(), ino: st.ino, mtimeMs: st.mtimeMs }));
       return st;
     } catch (err) {
       if (err instanceof UnsafePathError || ['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '')) return undefined;
@@ -302,11 +303,13 @@ export class Cache {
     const now = Date.now();
     // The rename keeps the inode and mtime (chmod changes only ctime), so the identity read before it holds.
     // One transaction: lmdb-js batches it with the other writes of this thread into one commit.
-    await this.env.transaction(() => {
-      this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now, ino: st.ino, mtimeMs: st.mtimeMs });
-      this.partials.remove(digest);
-      this.removeSegments(digest);
-    });
+    await this.indexWrite(
+      this.env.transaction(() => {
+        this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now, ino: st.ino, mtimeMs: st.mtimeMs });
+        this.partials.remove(digest);
+        this.removeSegments(digest);
+      }),
+    );
   }
 
   async forgetBlob(digest: string): Promise<void> {
@@ -320,12 +323,14 @@ export class Cache {
 
   async touch(digests: Iterable<string>): Promise<void> {
     const now = Date.now();
-    await this.env.transaction(() => {
-      for (const d of digests) {
-        const rec = this.blobs.get(d);
-        if (rec) this.blobs.put(d, { ...rec, lastUsedAt: now });
-      }
-    });
+    await this.indexWrite(
+      this.env.transaction(() => {
+        for (const d of digests) {
+          const rec = this.blobs.get(d);
+          if (rec) this.blobs.put(d, { ...rec, lastUsedAt: now });
+        }
+      }),
+    );
   }
 
   partial(digest: string): PartialRecord | undefined {
@@ -337,14 +342,16 @@ export class Cache {
   }
 
   async savePartial(digest: string, rec: PartialRecord): Promise<void> {
-    await this.partials.put(digest, rec);
+    await this.indexWrite(this.partials.put(digest, rec));
   }
 
   async clearPartial(digest: string): Promise<void> {
-    await this.env.transaction(() => {
-      this.partials.remove(digest);
-      this.removeSegments(digest);
-    });
+    await this.indexWrite(
+      this.env.transaction(() => {
+        this.partials.remove(digest);
+        this.removeSegments(digest);
+      }),
+    );
     await removeInside(this.dir, `partial/${hexOf(digest)}`);
   }
 
@@ -354,7 +361,7 @@ export class Cache {
   }
 
   async saveSegment(digest: string, start: number, end: number, rec: SegmentRecord): Promise<void> {
-    await this.segments.put(`${digest}@${start}-${end}`, rec);
+    await this.indexWrite(this.segments.put(`${digest}@${start}-${end}`, rec));
   }
 
   /** Digests with segment checkpoints: segmented downloads in progress (cache maintenance keeps their partial files). */
@@ -393,7 +400,7 @@ export class Cache {
   }
 
   async putManifest(digest: string, rec: ManifestRecord): Promise<void> {
-    if (!this.manifests.doesExist(digest)) await this.manifests.put(digest, rec);
+    if (!this.manifests.doesExist(digest)) await this.indexWrite(this.manifests.put(digest, rec));
   }
 
   getManifest(digest: string): ManifestRecord | undefined {
@@ -402,11 +409,20 @@ export class Cache {
   }
 
   async putTag(name: string, rec: TagRecord): Promise<void> {
-    await this.tags.put(name, rec);
+    await this.indexWrite(this.tags.put(name, rec));
   }
 
   getTag(name: string): TagRecord | undefined {
     return this.tags.get(name);
+  }
+
+  /** An index write whose failure names the errno and the index (a full disk: ENOSPC writing …/index.lmdb). */
+  private async indexWrite<T>(write: Promise<T>): Promise<T> {
+    try {
+      return await write;
+    } catch (err) {
+      throw describeWriteError(await commitCause(err), join(this.dir, 'index.lmdb'));
+    }
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 // A failed write as one line that names the errno and the file: on a full disk the kernel first
 // returns a short count (401 of 1048576 bytes), and only the next write says ENOSPC. Leaf module:
 // imports nothing of ours (the download worker and the linkers share it).
+import { constants } from 'node:os';
 
 /** Errnos that mean "the disk refused the bytes", with the words strerror(3) uses. */
 const DISK_ERRORS: Record<string, string> = {
@@ -22,10 +23,17 @@ export class WriteFailure extends Error {
   }
 }
 
+/** An errno's name: node gives strings (ENOSPC), lmdb-js the number (28). */
+function errnoName(code: unknown): string | undefined {
+  if (typeof code === 'string') return code;
+  if (typeof code === 'number') return Object.entries(constants.errno).find(([, n]) => n === code)?.[0];
+  return undefined;
+}
+
 /** `err` as a WriteFailure naming `path` when the disk refused a write; any other error unchanged. */
 export function describeWriteError(err: unknown, path: string): unknown {
   if (err instanceof WriteFailure) return err;
-  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const code = errnoName((err as { code?: unknown } | null)?.code);
   return code && code in DISK_ERRORS ? new WriteFailure(code, path, err) : err;
 }
 
@@ -54,4 +62,10 @@ export async function writeFully(
   } catch (err) {
     throw describeWriteError(err, path);
   }
+}
+
+/** The error behind a failed lmdb-js commit: it rejects with "Commit failed" and keeps the errno in a commitError promise. */
+export async function commitCause(err: unknown): Promise<unknown> {
+  const commitError = (err as { commitError?: Promise<unknown> } | null)?.commitError;
+  return commitError ? commitError.then(() => err, (cause: unknown) => cause) : err;
 }

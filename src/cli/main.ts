@@ -2,6 +2,7 @@
 // The ocisave command line: one module per command, each a thin layer over the library.
 import { Command, CommanderError } from 'commander';
 import { describeFailure, InterruptedError, SaveError } from '../engine/pipeline.js';
+import { commitCause, describeWriteError } from '../cache/write-error.js';
 import { saveCommand } from './save.js';
 import { resolveCommand } from './resolve.js';
 import { listImagesCommand } from './list-images.js';
@@ -38,6 +39,14 @@ const inherit = (cmd: Command) => {
   }
 };
 inherit(program);
+
+// A failure nothing waits for any more (an LMDB commit refused by a full disk): one line and exit
+// 1, not a stack trace. The cache stays usable: only verified blobs are ever named complete.
+process.on('unhandledRejection', async (err) => {
+  const e = describeWriteError(await commitCause(err), 'the cache index (index.lmdb)') as Error;
+  process.stderr.write(`ocisave: error: ${e?.message ?? String(err)}\n`);
+  process.exit(1);
+});
 
 try {
   await program.parseAsync(process.argv);

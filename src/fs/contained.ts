@@ -46,14 +46,32 @@ export function components(root: string, rel: string): string[] {
 
 const missing = (err: unknown) => ['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '');
 
-/** lstat every directory between root and the last component: none may be a link, all must be directories. */
-async function checkParents(root: string, parts: string[]): Promise<void> {
+/**
+ * Directories already lstat'ed as real directories. A layout's files share most of their
+ * directories (docker/registry/v2/…, blobs/sha256/), and walking each path whole made `verify` of
+ * 10,001 revisions 4x slower. Remembering them is safe for opens: the /proc check after each open
+ * still catches a directory swapped for a link since. Bounded: forgotten past 100,000 entries.
+ */
+const realDirs = new Set<string>();
+const MAX_REMEMBERED_DIRS = 100_000;
+
+function checkDir(root: string, path: string, st: Stats): void {
+  if (st.isSymbolicLink()) throw new UnsafePathError('symlink', path, `${path} is a symbolic link; links inside ${root} are never followed`);
+  if (!st.isDirectory()) throw Object.assign(new Error(`${path} is not a directory`), { code: 'ENOTDIR' });
+  if (realDirs.size >= MAX_REMEMBERED_DIRS) realDirs.clear();
+  realDirs.add(path);
+}
+
+/**
+ * lstat every directory between root and the last component: none may be a link, all must be
+ * directories. `remembered`: directories checked before count (not for a removal, which has no
+ * check after it).
+ */
+async function checkParents(root: string, parts: string[], remembered = true): Promise<void> {
   let path = root;
   for (const part of parts.slice(0, -1)) {
     path = join(path, part);
-    const st = await lstat(path);
-    if (st.isSymbolicLink()) throw new UnsafePathError('symlink', path, `${path} is a symbolic link; links inside ${root} are never followed`);
-    if (!st.isDirectory()) throw Object.assign(new Error(`${path} is not a directory`), { code: 'ENOTDIR' });
+    if (!remembered || !realDirs.has(path)) checkDir(root, path, await lstat(path));
   }
 }
 
@@ -61,9 +79,7 @@ function checkParentsSync(root: string, parts: string[]): void {
   let path = root;
   for (const part of parts.slice(0, -1)) {
     path = join(path, part);
-    const st = lstatSync(path);
-    if (st.isSymbolicLink()) throw new UnsafePathError('symlink', path, `${path} is a symbolic link; links inside ${root} are never followed`);
-    if (!st.isDirectory()) throw Object.assign(new Error(`${path} is not a directory`), { code: 'ENOTDIR' });
+    if (!realDirs.has(path)) checkDir(root, path, lstatSync(path));
   }
 }
 
@@ -112,10 +128,10 @@ export async function openRegular(root: string, rel: string, mode: 'r' | 'r+' = 
 }
 
 /** lstat of `root/rel` (a link is reported as a link, never followed); undefined when absent. */
-export async function lstatInside(root: string, rel: string): Promise<Stats | undefined> {
+export async function lstatInside(root: string, rel: string, remembered = true): Promise<Stats | undefined> {
   const parts = components(root, rel);
   try {
-    await checkParents(root, parts);
+    await checkParents(root, parts, remembered);
     return await lstat(join(root, ...parts));
   } catch (err) {
     if (missing(err)) return undefined;
@@ -252,7 +268,7 @@ export async function listInside(root: string, rel: string): Promise<Listing> {
  * touched), never through a linked directory. False when it was already gone.
  */
 export async function removeInside(root: string, rel: string): Promise<boolean> {
-  const st = await lstatInside(root, rel);
+  const st = await lstatInside(root, rel, false);
   if (!st) return false;
   if (st.isDirectory()) throw new UnsafePathError('not-regular', join(root, rel), `${join(root, rel)} is a directory, not a file`);
   try {

@@ -165,7 +165,8 @@ async function readText(path: string): Promise<string> {
   return readFile(path, 'utf8');
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether `path` exists (following links, as the readers that open it do). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;

@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Credential } from '../registry/credentials.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
 import type { TagSetRequest } from '../resolve/tags.js';
-import { isBuildContext, type BuildContextOptions } from './build-context.js';
+import { exists, isBuildContext, type BuildContextOptions } from './build-context.js';
 import { dedupe, parseImageList } from './imagelist.js';
 
 export interface InputRef {
@@ -85,14 +85,6 @@ async function readContext(dir: string, opts: ReadInputOptions): Promise<InputSe
   return { ...only(strip(refs)), warnings };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** An image list or YAML larger than this is not one (64 MiB, as for lock files). */
 export const MAX_TEXT_INPUT_BYTES = 64 * 1024 * 1024;

@@ -73,6 +73,12 @@ export class Resolver {
   /** Cache writes (manifests, tags): not waited for one by one, all before resolveAll returns. */
   private readonly writes: Promise<unknown>[] = [];
 
+  /** Keep a cache write to wait for later; its failure (a full disk) is reported then, not as an unhandled rejection now. */
+  private later(write: Promise<unknown>): void {
+    write.catch(() => undefined);
+    this.writes.push(write);
+  }
+
   constructor(private readonly opts: ResolveOptions) {}
 
   async resolveAll(inputs: ResolveInput[]): Promise<ImageGraph> {
@@ -104,7 +110,7 @@ export class Resolver {
     const top = await this.manifest(ref.registry, ref.repository, rootRef);
     // A tag given with a digest (a lock file's entries) is a name only: it says nothing about where the tag points now.
     if (ref.tag && !ref.digest) {
-      this.writes.push(this.opts.cache.putTag(`${ref.registry}/${ref.repository}:${ref.tag}`, { digest: top.digest, mediaType: top.mediaType, resolvedAt: Date.now() }));
+      this.later(this.opts.cache.putTag(`${ref.registry}/${ref.repository}:${ref.tag}`, { digest: top.digest, mediaType: top.mediaType, resolvedAt: Date.now() }));
     }
     const root = await this.node(ref, top, undefined, { chain: [], budget: { left: MAX_MANIFESTS_PER_INPUT - 1 } });
     const image: ResolvedImage = { input: item.input, ref, root };
@@ -184,7 +190,7 @@ export class Resolver {
       if (offline) throw new RegistryError('not-found', `${registry}/${repository}@${digest}: not in the cache (--offline)`);
     }
     const m = this.opts.mirrors ? await this.opts.mirrors.getManifest(registry, repository, reference) : await client.getManifest(registry, repository, reference);
-    this.writes.push(cache.putManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes }));
+    this.later(cache.putManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes }));
     return m;
   }
 }

@@ -62,3 +62,47 @@ export function summaryOf(r: CliResult): any {
     throw new Error(`no JSON summary (exit ${r.code}): ${r.stderr}`);
   }
 }
+
+export interface ServedBundle {
+  child: ChildProcess;
+  host: string;
+  port: number;
+  url: string;
+  stderr(): string;
+  /** Resolves when stderr (so far or later) matches. */
+  logged(re: RegExp): Promise<void>;
+  /** SIGTERM, and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+/** `ocisave serve PATH` on a free loopback port, with extra flags; resolves once it prints where it listens. */
+export async function startServe(path: string, flags: string[] = []): Promise<ServedBundle> {
+  const child = startCli(['serve', path, '--addr', '127.0.0.1:0', '--json', ...flags]);
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  };
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    });
+    child.once('exit', (code) => reject(new Error(`ocisave serve exited ${code}: ${err}`)));
+  });
+  const info = JSON.parse(line) as { host: string; url: string };
+  const logged = (re: RegExp) =>
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (!re.test(err)) return;
+        child.stderr!.off('data', check);
+        resolve();
+      };
+      child.stderr!.on('data', check);
+      check();
+    });
+  return { child, host: info.host, port: Number(info.host.split(':')[1]), url: info.url, stderr: () => err, logged, stop };
+}

@@ -11,6 +11,8 @@
 //   tls     as cold, from a second docker-registry serving the same storage over TLS (an openssl
 //           CA trusted through a certs.d directory): the cost of TLS per GB against plain HTTP
 //   sync    skopeo sync --all, one process, every reference from a YAML source, into a second registry
+//   mirror  ocisave mirror, fresh cache, every reference into a second registry (compare with sync)
+//   mirror3 the same as three processes, --shard 1/3, 2/3, 3/3, each with its own cache, at once
 //   copy    skopeo copy --all of every reference into one OCI layout, one after another (a shell loop)
 //   floor   raw parallel GET of every unique blob (undici, --jobs connections, no hashing, no disk)
 //   floorw  the same, each body written to a file (no hashing): what any save to this disk pays
@@ -44,7 +46,7 @@ import { HAVE_GNU_TIME, median, processCpuSeconds, registryPid, timed, treeBytes
 import { snapshotBuild } from './snapshot.js';
 import { copyScript, rehost, seedWan, syncYaml, uniqueBlobs, writeImageList } from './workloads.js';
 
-const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'tls', 'sync', 'copy', 'floor', 'floorw'] as const;
+const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw'] as const;
 const SCENARIOS = ['resume', 'wan'] as const;
 type ContenderName = (typeof CONTENDERS)[number];
 type SectionName = ContenderName | (typeof SCENARIOS)[number];
@@ -57,6 +59,8 @@ const LABELS: Record<ContenderName, string> = {
   seg8: 'ocisave cold --segment-size 8',
   tls: 'ocisave cold over TLS (certs.d CA)',
   sync: 'skopeo sync --all (YAML source) → registry',
+  mirror: 'ocisave mirror, fresh cache → registry',
+  mirror3: 'ocisave mirror --shard K/3 × 3 processes → registry',
   copy: 'skopeo copy --all × refs, sequential → OCI layout',
   floor: `floor: raw GET, ${DEFAULT_JOBS} conns, no hash/disk`,
   floorw: `write floor: raw GET, ${DEFAULT_JOBS} conns, written to files, no hash`,
@@ -71,6 +75,8 @@ const SHORT: Record<string, string> = {
   seg8: 'ocisave cold, 8 MiB segments',
   tls: 'ocisave cold, TLS',
   sync: 'skopeo sync (1 process)',
+  mirror: 'ocisave mirror',
+  mirror3: 'ocisave mirror, 3 shards',
   copy: 'skopeo copy loop',
   floor: 'floor (raw GET)',
   floorw: 'write floor (GET + write)',
@@ -386,6 +392,9 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
           await rm(dest.dataDir, { recursive: true, force: true }); // tmpfs: frees memory, no inode cost
         }
       }
+      case 'mirror':
+      case 'mirror3':
+        return ocisaveMirror(ctx, dir, name === 'mirror' ? 1 : 3, round, position);
       case 'copy': {
         const script = join(dir, 'copy.sh');
         await writeFile(script, copyScript(ctx.set, join(dir, 'oci')));
@@ -405,6 +414,51 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
   }
 }
 
+/**
+ * `ocisave mirror` of the image list into a fresh registry, as `shards` processes at once (each
+ * its own cache), measured together: wall time of the slowest, CPU and peak RSS summed over them.
+ */
+async function ocisaveMirror(ctx: Ctx, dir: string, shards: number, round: number, position: number): Promise<RunRecord> {
+  const dest = await benchRegistry('mirror');
+  try {
+    const destPid = await registryPid(dest.configPath);
+    const s0 = await processCpuSeconds(ctx.sourcePid);
+    const d0 = await processCpuSeconds(destPid);
+    const runs = await Promise.all(
+      Array.from({ length: shards }, (_, i) =>
+        timed(process.execPath, [cliPath, 'mirror', '-f', ctx.list, '--to', dest.host, '--cache', join(dir, `cache-${i}`), '--json', ...(shards > 1 ? ['--shard', `${i + 1}/${shards}`] : [])]),
+      ),
+    );
+    const regCpu = (await processCpuSeconds(ctx.sourcePid)) - s0 + ((await processCpuSeconds(destPid)) - d0);
+    const m = runs.reduce((a, b) => ({
+      ...a,
+      code: a.code || b.code,
+      stderr: a.code ? a.stderr : b.stderr,
+      wallSeconds: Math.max(a.wallSeconds, b.wallSeconds),
+      cpuSeconds: a.cpuSeconds + b.cpuSeconds,
+      userSeconds: a.userSeconds + b.userSeconds,
+      sysSeconds: a.sysSeconds + b.sysSeconds,
+      peakRssBytes: a.peakRssBytes + b.peakRssBytes,
+    }));
+    const rec = record(m, regCpu, round, position);
+    const summaries = runs.map((r) => {
+      try {
+        return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
+      } catch {
+        return undefined;
+      }
+    });
+    const images = summaries.reduce((n, x) => n + (x?.images ?? 0), 0);
+    if (rec.ok && images !== ctx.set.references.length) {
+      rec.ok = false;
+      rec.error = `mirrored ${images} images, expected ${ctx.set.references.length}`;
+    }
+    return rec;
+  } finally {
+    await dest.stop();
+    await rm(dest.dataDir, { recursive: true, force: true });
+  }
+}
 
 function summarise(name: string, label: string, runs: RunRecord[], bytes: number): ContenderResult {
   const ok = runs.filter((r) => r.ok);
@@ -653,6 +707,12 @@ function markdown(r: Record<string, any>): string {
       const k = get('sync')!.wallSeconds / coldM.wallSeconds;
       const p = paired('sync', 'cold');
       lines.push(`- Target "≥ 5× faster than skopeo sync": ${fmt(k, 2)}× (median of per-round ratios ${fmt(p, 2)}×) — ${Math.min(k, p) >= 5 ? 'met' : 'NOT met'}.`);
+    }
+    if (get('mirror') && get('sync')) {
+      lines.push(`- skopeo sync ÷ ocisave mirror (wall, both registry → registry): ${fmt(get('sync')!.wallSeconds / get('mirror')!.wallSeconds, 2)}× (per-round ${fmt(paired('sync', 'mirror'), 2)}×).`);
+    }
+    if (get('mirror3') && get('sync')) {
+      lines.push(`- skopeo sync ÷ ocisave mirror in 3 shards (wall): ${fmt(get('sync')!.wallSeconds / get('mirror3')!.wallSeconds, 2)}× (per-round ${fmt(paired('sync', 'mirror3'), 2)}×).`);
     }
     if (coldM && get('copy')) lines.push(`- skopeo copy loop ÷ ocisave cold (wall): ${fmt(get('copy')!.wallSeconds / coldM.wallSeconds, 2)}× (per-round ${fmt(paired('copy', 'cold'), 2)}×).`);
     if (coldM && get('wasm')) {

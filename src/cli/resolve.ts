@@ -13,12 +13,15 @@ import { addCredentialOptions, addMirrorOption, addNetworkOptions, credentialsFr
 import { createRenderer, formatBytes, progressMode } from './render.js';
 import { registriesOf } from './save.js';
 import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
+import { addShardOption, shardInputs } from './shard.js';
+import type { Shard } from '../ref/shard.js';
 
 interface ResolveFlags extends CommonFlags, InputFlags {
   file?: string[];
   lock?: string;
   offline?: boolean;
   withSignatures?: boolean;
+  shard?: Shard;
 }
 
 export interface ResolvedRow {
@@ -60,11 +63,12 @@ export function resolveCommand(): Command {
   addMirrorOption(cmd);
   addContextOptions(cmd);
   addTagSetOptions(cmd);
+  addShardOption(cmd);
   addLimitOptions(cmd, 'per manifest or token request');
   cmd.action(async (args: string[], flags: ResolveFlags) => {
     const collected = await collectInputs(args, flags.file, flags);
-    const inputs = collected.refs;
-    if (inputs.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to resolve: give references as arguments or -f FILE');
+    if (collected.refs.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to resolve: give references as arguments or -f FILE');
+    const { refs: inputs, tagSets } = shardInputs(flags.shard, collected.refs, collected.tagSets);
     const mode = progressMode(!!flags.json, !!flags.quiet);
     const render = createRenderer(mode);
     for (const message of collected.warnings) render({ type: 'warning', message });
@@ -81,9 +85,9 @@ export function resolveCommand(): Command {
       keepGoing: true,
       mirrors: flags.registryMirror,
       withSignatures: flags.withSignatures,
-      tagSets: collected.tagSets,
+      tagSets,
       hostOptions: collected.hostOptions,
-      credentials: await credentialsFrom(flags, registriesOf([...inputs, ...collected.tagSets.map((t) => t.repository)]), collected.credentials),
+      credentials: await credentialsFrom(flags, registriesOf([...inputs, ...tagSets.map((t) => t.repository)]), collected.credentials),
       events,
     });
     let report: ResolveReport;

@@ -1,5 +1,9 @@
 // `ocisave save`: references and input files in, one output out.
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
+import { REGISTRY_ROOT } from '../link/registry.js';
 import { EngineEvents } from '../engine/events.js';
 import { save } from '../engine/pipeline.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
@@ -9,6 +13,8 @@ import { lockReferences, readLockFile } from '../resolve/lockfile.js';
 import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
 import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
 import { createRenderer, progressMode, summaryText } from './render.js';
+import { addShardOption, shardInputs } from './shard.js';
+import type { Shard } from '../ref/shard.js';
 
 interface SaveFlags extends CommonFlags, InputFlags {
   scoped?: boolean;
@@ -23,6 +29,7 @@ interface SaveFlags extends CommonFlags, InputFlags {
   withSignatures?: boolean;
   since?: string;
   preserveDigests?: boolean;
+  shard?: Shard;
 }
 
 /** The pinned references of --lock files, and the platforms each was resolved with. */
@@ -39,7 +46,7 @@ export async function collectLocks(files: string[] = []): Promise<{ refs: string
 }
 
 /** The --platform that lock files agree on, as the default for a save from them. */
-function lockPlatforms(platforms: string[]): PlatformSelector | undefined {
+export function lockPlatforms(platforms: string[]): PlatformSelector | undefined {
   const distinct = new Set(platforms);
   return distinct.size === 1 ? parsePlatformSelector([...distinct][0]!) : undefined;
 }
@@ -90,11 +97,20 @@ export function saveCommand(): Command {
   addMirrorOption(cmd);
   addContextOptions(cmd);
   addTagSetOptions(cmd);
+  addShardOption(cmd);
   cmd.action(async (args: string[], flags: SaveFlags) => {
     const locked = await collectLocks(flags.lock);
     const collected = await collectInputs(args, flags.file, flags);
-    const inputs = [...new Set([...collected.refs, ...locked.refs])];
-    if (inputs.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to save: give references as arguments, -f FILE or --lock FILE');
+    const all = [...new Set([...collected.refs, ...locked.refs])];
+    if (all.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to save: give references as arguments, -f FILE or --lock FILE');
+    const { refs: inputs, tagSets } = shardInputs(flags.shard, all, collected.tagSets);
+    if (inputs.length === 0 && tagSets.length === 0) {
+      // An empty layout still, so a script can merge every shard's output without checking which exist.
+      const empty = flags.format === 'registry' && !existsSync(flags.output);
+      if (empty) for (const dir of ['blobs', 'repositories']) await mkdir(join(flags.output, REGISTRY_ROOT, dir), { recursive: true });
+      process.stderr.write(`ocisave: shard ${flags.shard!.index}/${flags.shard!.count} holds none of the ${all.length + collected.tagSets.length} inputs: ${empty ? `wrote an empty layout at ${flags.output}` : 'nothing to save'}\n`);
+      return;
+    }
     if (flags.since && flags.format !== 'registry') throw new Error('--since works with --format registry');
     if (flags.scoped && flags.format !== 'registry') throw new Error('--scoped works with --format registry (the other formats name images by their full reference)');
     if (flags.keepIndex && flags.format !== 'oci' && flags.format !== 'oci-archive') throw new Error('--keep-index works with --format oci and oci-archive');
@@ -118,7 +134,7 @@ export function saveCommand(): Command {
       preserveDigests: flags.preserveDigests,
       scoped: flags.scoped,
       keepIndex: flags.keepIndex,
-      tagSets: collected.tagSets,
+      tagSets,
       hostOptions: collected.hostOptions,
       platforms,
       cacheDir: flags.cache,
@@ -132,7 +148,7 @@ export function saveCommand(): Command {
       offline: flags.offline,
       mirrors: flags.registryMirror,
       withSignatures: flags.withSignatures,
-      credentials: await credentialsFrom(flags, registriesOf([...inputs, ...collected.tagSets.map((t) => t.repository)]), collected.credentials),
+      credentials: await credentialsFrom(flags, registriesOf([...inputs, ...tagSets.map((t) => t.repository)]), collected.credentials),
       events,
       signal: interruptSignal(),
     });

@@ -110,19 +110,24 @@ async function planRepository(bundle: Bundle, repo: BundleRepository, target: st
  */
 export const DEFAULT_PUSH_RETRY_BUDGET_MS = 300_000;
 
+/** The client for a push target: network options, limits, and the run's retry budget (push and mirror). */
+export function targetClient(target: PushTarget, opts: Omit<PushOptions, 'to'>, connections: number): RegistryClient {
+  return new RegistryClient({
+    plainHttp: opts.plainHttp || target.plainHttp,
+    credentials: opts.credentials,
+    connections,
+    limits: opts.limits,
+    transport: transportOptions(opts),
+    retryBudget: new RetryBudget(opts.retryBudgetMs ?? DEFAULT_PUSH_RETRY_BUDGET_MS),
+  });
+}
+
 export async function push(bundlePath: string, opts: PushOptions): Promise<PushSummary> {
   const started = Date.now();
   const target: PushTarget = parseTarget(opts.to);
   const bundle = await openBundle(bundlePath);
   const jobs = opts.jobs ?? 4;
-  const client = new RegistryClient({
-    plainHttp: opts.plainHttp || target.plainHttp,
-    credentials: opts.credentials,
-    connections: jobs + 4,
-    limits: opts.limits,
-    transport: transportOptions(opts),
-    retryBudget: new RetryBudget(opts.retryBudgetMs ?? DEFAULT_PUSH_RETRY_BUDGET_MS),
-  });
+  const client = targetClient(target, opts, jobs + 4);
   const emit = opts.onEvent ?? (() => {});
   const summary: PushSummary = {
     bundle: bundlePath,
@@ -149,140 +154,7 @@ export async function push(bundlePath: string, opts: PushOptions): Promise<PushS
 
     const session = new PushSession(client, target.registry);
     await ping(session, targetRepository(target, repos[0]!.name));
-    const plans = await Promise.all(repos.map((r) => planRepository(bundle, r, targetRepository(target, r.name))));
-    const uploads = new Semaphore(jobs);
-    /** Where this run put (or found) each blob: the source of later mounts. */
-    const homes = new Map<string, Promise<string>>();
-    /** The first damaged blob found: no upload starts after it (its own was never completed). */
-    let halt: CorruptBlobError | undefined;
-    // Target names of bundle repositories that link a blob: mount sources for a delta's absent blobs.
-    const linkedIn = (digest: string) => plans.filter((p) => p.source.blobs.has(digest)).map((p) => p.target);
-
-    const ensureBlob = async (plan: RepoPlan, digest: string, declared: number | undefined) => {
-      const repo = plan.target;
-      if (halt) throw halt;
-      if (await session.blobExists(repo, digest)) {
-        if (!homes.has(digest)) homes.set(digest, Promise.resolve(repo));
-        summary.blobs.present++;
-        emit({ type: 'blob', repository: repo, digest, size: declared ?? 0, how: 'present' });
-        return;
-      }
-      const size = await bundle.blobSize(digest);
-      let location: string | undefined;
-      const home = homes.get(digest);
-      const mountFrom = async (from: string): Promise<boolean> => {
-        if (from === repo) return false;
-        const r = await session.mount(repo, digest, from);
-        if (r.mounted) {
-          summary.blobs.mounted++;
-          emit({ type: 'blob', repository: repo, digest, size: size ?? declared ?? 0, how: 'mounted' });
-          return true;
-        }
-        location ??= r.location;
-        return false;
-      };
-      if (home) {
-        const from = await home.catch(() => undefined);
-        if (from && (await mountFrom(from))) return;
-      }
-      if (size === undefined) {
-        // Not in this bundle (a delta): the base pushed it to the target, maybe to another repository.
-        for (const from of linkedIn(digest)) if (await mountFrom(from)) return;
-        throw new RegistryError(
-          'not-found',
-          `blob ${digest} is neither in ${bundlePath} nor in ${target.registry}/${repo}: if this is a delta bundle (save --since), push its base bundle first`,
-        );
-      }
-      if (declared !== undefined && declared !== size) {
-        throw new Error(`blob ${digest} in ${bundlePath} is ${size} bytes but its manifest says ${declared}: the bundle is damaged (run ocisave verify)`);
-      }
-      const work = (async () => {
-        const release = await uploads.acquire();
-        try {
-          if (halt) throw halt;
-          await session.upload(repo, digest, size, (s, e) => bundle.openBlob(digest, s, e), { chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, location }).catch((err) => {
-            if (err instanceof CorruptBlobError) halt ??= err;
-            throw err;
-          });
-        } finally {
-          release();
-        }
-        return repo;
-      })();
-      if (!home) homes.set(digest, work);
-      await work;
-      summary.blobs.uploaded++;
-      summary.blobs.uploadedBytes += size;
-      emit({ type: 'blob', repository: repo, digest, size, how: 'uploaded' });
-    };
-
-    const pushRepository = async (plan: RepoPlan) => {
-      const repo = plan.target;
-      const settled = await Promise.allSettled([...plan.blobs].map(([digest, size]) => ensureBlob(plan, digest, size)));
-      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      const pushed = new Set<string>();
-      /** Index the target refused → the one platform manifest its tags name instead. */
-      const stand = new Map<string, string>();
-      for (const { digest, absent } of plan.manifests) {
-        if (pushed.has(digest)) continue;
-        pushed.add(digest);
-        const m = await bundle.manifest(digest);
-        const accept = `${MANIFEST_ACCEPT}${m ? `, ${m.mediaType}` : ''}`;
-        const head = await session.api(repo, 'HEAD', `/v2/${repo}/manifests/${digest}`, { accept });
-        if (head.status === 200) {
-          summary.manifests.present++;
-          emit({ type: 'manifest', repository: repo, digest, how: 'present' });
-          continue;
-        }
-        if (!m) {
-          if (absent) continue; // a platform left out at save time; see partialIndexes below
-          throw new RegistryError('not-found', `manifest ${digest} is neither in ${bundlePath} nor in ${target.registry}/${repo}: if this is a delta bundle (save --since), push its base bundle first`);
-        }
-        try {
-          await putManifest(session, repo, digest, m.bytes, m.mediaType);
-        } catch (err) {
-          // Registries that check index entries (distribution does) refuse an index saved for some
-          // platforms. With one platform held, its tags name that manifest, as `skopeo copy` without
-          // --all would do; the index itself cannot go in unchanged.
-          const held = plan.partialIndexes.get(digest);
-          if (!held || !/MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN|MANIFEST_UNKNOWN/.test((err as Error).message)) throw err;
-          if (held.length !== 1) {
-            throw new Error(
-              `${target.registry}/${repo}: the registry refuses index ${digest} because the bundle holds only ${held.length} of its platforms; ` +
-                `save with --platform all (or one platform) to push it`,
-            );
-          }
-          stand.set(digest, held[0]!);
-          emit({ type: 'warning', message: `${repo}: the registry refuses index ${digest} (the bundle holds one of its platforms); its tags will name platform manifest ${held[0]}` });
-          continue;
-        }
-        summary.manifests.pushed++;
-        emit({ type: 'manifest', repository: repo, digest, how: 'pushed' });
-      }
-      for (const [tag, named] of plan.source.tags) {
-        const digest = stand.get(named) ?? named;
-        let m = await bundle.manifest(digest);
-        if (!m) {
-          // A delta bundle re-tags a manifest its base already pushed: fetch its bytes back.
-          const got = await client.getManifest(target.registry, repo, digest);
-          m = { digest, mediaType: got.mediaType, bytes: got.bytes };
-        }
-        await putManifest(session, repo, tag, m.bytes, m.mediaType, digest);
-        const reference = `${target.registry}/${repo}:${tag}`;
-        summary.tags.push(reference);
-        if (digest !== named) summary.retagged.push({ reference, index: named, manifest: digest });
-        emit({ type: 'tag', reference, digest, ...(digest !== named ? { platformOf: named } : {}) });
-      }
-    };
-
-    await mapLimit(plans, Math.max(1, Math.min(4, jobs)), async (plan) => {
-      try {
-        await pushRepository(plan);
-      } catch (err) {
-        summary.failures.push({ repository: plan.target, error: (err as Error).message });
-      }
-    });
+    await pushRepositories(bundle, repos, { target, client, session, uploads: new Semaphore(jobs), homes: new Map(), jobs, chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, summary, emit });
     summary.tags.sort();
     summary.seconds = (Date.now() - started) / 1000;
     return summary;
@@ -292,13 +164,168 @@ export async function push(bundlePath: string, opts: PushOptions): Promise<PushS
   }
 }
 
-async function ping(session: PushSession, repo: string): Promise<void> {
+/** What one push run shares across the bundles it pushes (mirror pushes each image as it is ready). */
+export interface PushRun {
+  target: PushTarget;
+  client: RegistryClient;
+  session: PushSession;
+  /** Blob uploads in flight at once, across the run. */
+  uploads: Semaphore;
+  /** Where this run put (or found) each blob: the source of later mounts. */
+  homes: Map<string, Promise<string>>;
+  jobs: number;
+  chunkBytes: number;
+  summary: PushSummary;
+  emit: (e: PushEvent) => void;
+  /** The first damaged blob found: no upload of the run starts after it (its own was never completed). */
+  halt?: CorruptBlobError;
+}
+
+/**
+ * Pushes repositories of a bundle: per repository its blobs, then its manifests children first,
+ * then its tags. A repository that fails is recorded in run.summary.failures; others go on.
+ */
+export async function pushRepositories(bundle: Bundle, repos: readonly BundleRepository[], run: PushRun): Promise<void> {
+  const { target, client, session, uploads, homes, summary, emit, jobs } = run;
+  const bundlePath = bundle.path;
+  const plans = await Promise.all(repos.map((r) => planRepository(bundle, r, targetRepository(target, r.name))));
+  // Target names of bundle repositories that link a blob: mount sources for a delta's absent blobs.
+  const linkedIn = (digest: string) => plans.filter((p) => p.source.blobs.has(digest)).map((p) => p.target);
+
+  const ensureBlob = async (plan: RepoPlan, digest: string, declared: number | undefined) => {
+    const repo = plan.target;
+    if (run.halt) throw run.halt;
+    if (await session.blobExists(repo, digest)) {
+      if (!homes.has(digest)) homes.set(digest, Promise.resolve(repo));
+      summary.blobs.present++;
+      emit({ type: 'blob', repository: repo, digest, size: declared ?? 0, how: 'present' });
+      return;
+    }
+    const size = await bundle.blobSize(digest);
+    let location: string | undefined;
+    const home = homes.get(digest);
+    const mountFrom = async (from: string): Promise<boolean> => {
+      if (from === repo) return false;
+      const r = await session.mount(repo, digest, from);
+      if (r.mounted) {
+        summary.blobs.mounted++;
+        emit({ type: 'blob', repository: repo, digest, size: size ?? declared ?? 0, how: 'mounted' });
+        return true;
+      }
+      location ??= r.location;
+      return false;
+    };
+    if (home) {
+      const from = await home.catch(() => undefined);
+      if (from && (await mountFrom(from))) return;
+    }
+    if (size === undefined) {
+      // Not in this bundle (a delta): the base pushed it to the target, maybe to another repository.
+      for (const from of linkedIn(digest)) if (await mountFrom(from)) return;
+      throw new RegistryError(
+        'not-found',
+        `blob ${digest} is neither in ${bundlePath} nor in ${target.registry}/${repo}: if this is a delta bundle (save --since), push its base bundle first`,
+      );
+    }
+    if (declared !== undefined && declared !== size) {
+      throw new Error(`blob ${digest} in ${bundlePath} is ${size} bytes but its manifest says ${declared}: the bundle is damaged (run ocisave verify)`);
+    }
+    const work = (async () => {
+      const release = await uploads.acquire();
+      try {
+        if (run.halt) throw run.halt;
+        await session.upload(repo, digest, size, (s, e) => bundle.openBlob(digest, s, e), { chunkBytes: run.chunkBytes, location }).catch((err) => {
+          if (err instanceof CorruptBlobError) run.halt ??= err;
+          throw err;
+        });
+      } finally {
+        release();
+      }
+      return repo;
+    })();
+    if (!home) homes.set(digest, work);
+    await work;
+    summary.blobs.uploaded++;
+    summary.blobs.uploadedBytes += size;
+    emit({ type: 'blob', repository: repo, digest, size, how: 'uploaded' });
+  };
+
+  const pushRepository = async (plan: RepoPlan) => {
+    const repo = plan.target;
+    const settled = await Promise.allSettled([...plan.blobs].map(([digest, size]) => ensureBlob(plan, digest, size)));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const pushed = new Set<string>();
+    /** Index the target refused → the one platform manifest its tags name instead. */
+    const stand = new Map<string, string>();
+    for (const { digest, absent } of plan.manifests) {
+      if (pushed.has(digest)) continue;
+      pushed.add(digest);
+      const m = await bundle.manifest(digest);
+      const accept = `${MANIFEST_ACCEPT}${m ? `, ${m.mediaType}` : ''}`;
+      const head = await session.api(repo, 'HEAD', `/v2/${repo}/manifests/${digest}`, { accept });
+      if (head.status === 200) {
+        summary.manifests.present++;
+        emit({ type: 'manifest', repository: repo, digest, how: 'present' });
+        continue;
+      }
+      if (!m) {
+        if (absent) continue; // a platform left out at save time; see partialIndexes below
+        throw new RegistryError('not-found', `manifest ${digest} is neither in ${bundlePath} nor in ${target.registry}/${repo}: if this is a delta bundle (save --since), push its base bundle first`);
+      }
+      try {
+        await putManifest(session, repo, digest, m.bytes, m.mediaType);
+      } catch (err) {
+        // Registries that check index entries (distribution does) refuse an index saved for some
+        // platforms. With one platform held, its tags name that manifest, as `skopeo copy` without
+        // --all would do; the index itself cannot go in unchanged.
+        const held = plan.partialIndexes.get(digest);
+        if (!held || !/MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN|MANIFEST_UNKNOWN/.test((err as Error).message)) throw err;
+        if (held.length !== 1) {
+          throw new Error(
+            `${target.registry}/${repo}: the registry refuses index ${digest} because the bundle holds only ${held.length} of its platforms; ` +
+              `save with --platform all (or one platform) to push it`,
+          );
+        }
+        stand.set(digest, held[0]!);
+        emit({ type: 'warning', message: `${repo}: the registry refuses index ${digest} (the bundle holds one of its platforms); its tags will name platform manifest ${held[0]}` });
+        continue;
+      }
+      summary.manifests.pushed++;
+      emit({ type: 'manifest', repository: repo, digest, how: 'pushed' });
+    }
+    for (const [tag, named] of plan.source.tags) {
+      const digest = stand.get(named) ?? named;
+      let m = await bundle.manifest(digest);
+      if (!m) {
+        // A delta bundle re-tags a manifest its base already pushed: fetch its bytes back.
+        const got = await client.getManifest(target.registry, repo, digest);
+        m = { digest, mediaType: got.mediaType, bytes: got.bytes };
+      }
+      await putManifest(session, repo, tag, m.bytes, m.mediaType, digest);
+      const reference = `${target.registry}/${repo}:${tag}`;
+      summary.tags.push(reference);
+      if (digest !== named) summary.retagged.push({ reference, index: named, manifest: digest });
+      emit({ type: 'tag', reference, digest, ...(digest !== named ? { platformOf: named } : {}) });
+    }
+  };
+
+  await mapLimit(plans, Math.max(1, Math.min(4, jobs)), async (plan) => {
+    try {
+      await pushRepository(plan);
+    } catch (err) {
+      summary.failures.push({ repository: plan.target, error: (err as Error).message });
+    }
+  });
+}
+
+export async function ping(session: PushSession, repo: string): Promise<void> {
   const res = await session.api(repo, 'GET', '/v2/');
   if (res.status !== 200) throw httpError(session.registry, repo, 'GET /v2/ (is this a registry?)', res);
 }
 
 /** PUT a manifest by digest or tag with its exact bytes; the registry must agree on the digest. */
-async function putManifest(session: PushSession, repo: string, ref: string, bytes: Buffer, mediaType: string, expect = ref): Promise<void> {
+export async function putManifest(session: PushSession, repo: string, ref: string, bytes: Buffer, mediaType: string, expect = ref): Promise<void> {
   const digest = sha256Bytes(bytes);
   if (digest !== expect) throw new Error(`manifest ${expect} in the bundle hashes to ${digest}: the bundle is damaged (run ocisave verify)`);
   const res = await session.api(repo, 'PUT', `/v2/${repo}/manifests/${ref}`, { 'content-type': mediaType }, bytes);

@@ -1,0 +1,132 @@
+// `ocisave mirror SOURCES... | -f FILE --to REGISTRY[/prefix]`: registry to registry through the
+// shared cache, each image pushed as soon as its blobs are cached; --dry-run prints the plan.
+import { Command } from 'commander';
+import { EngineEvents } from '../engine/events.js';
+import type { MirrorSummary } from '../mirror/mirror.js';
+import type { MirrorPlan } from '../mirror/plan.js';
+import type { PushEvent } from '../push/push.js';
+import { parseTarget } from '../push/target.js';
+import type { Shard } from '../ref/shard.js';
+import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
+import { addFetchOptions, addMirrorOption, credentialsFrom, netLimitsFrom, networkFrom, platformsFrom, positiveInt, positiveSeconds, referenceArgs, type CommonFlags } from './options.js';
+import { parseBytes } from './push.js';
+import { createRenderer, formatBytes, progressMode } from './render.js';
+import { collectLocks, interruptSignal, lockPlatforms, registriesOf } from './save.js';
+import { addShardOption, shardInputs } from './shard.js';
+
+interface MirrorFlags extends CommonFlags, InputFlags {
+  file?: string[];
+  lock?: string[];
+  to: string;
+  dryRun?: boolean;
+  scoped?: boolean;
+  keepGoing?: boolean;
+  withSignatures?: boolean;
+  pushJobs?: number;
+  chunkSize?: number;
+  retryBudget?: number;
+  shard?: Shard;
+}
+
+export function mirrorText(s: MirrorSummary): string {
+  const lines = [
+    `mirrored ${s.images} images to ${s.target} in ${s.seconds.toFixed(1)} s: ` +
+      `${s.blobs.transferred} blobs transferred (${s.blobs.uploaded} uploaded, ${formatBytes(s.blobs.uploadedBytes)}; ${s.blobs.mounted} mounted), ${s.blobs.present} already there; ` +
+      `${s.manifests.pushed} manifests pushed (${s.manifests.present} already there); ` +
+      `tags: ${s.tags.new} new, ${s.tags.moved} moved, ${s.tags.unchanged} unchanged; ` +
+      `source: ${s.source.downloaded.blobs} blobs downloaded (${formatBytes(s.source.downloaded.bytes)}), ${s.source.reused.blobs} from the cache`,
+  ];
+  for (const m of s.moved) lines.push(`moved ${m.reference}: ${m.from} → ${m.to}`);
+  for (const r of s.retagged) lines.push(`note: ${r.reference} names platform manifest ${r.manifest}: the registry refused index ${r.index}, of which only one platform was selected`);
+  for (const f of s.failures) lines.push(`failed ${f.input}: ${f.error}`);
+  return lines.join('\n');
+}
+
+export function planText(p: MirrorPlan): string {
+  const lines = [`plan: mirror ${p.images.length} images to ${p.target}: ${p.blobs.missing} blobs to send (${formatBytes(p.blobs.missingBytes)}); nothing was sent (--dry-run)`];
+  for (const i of p.images) {
+    const tag = i.tag === 'moved' ? `moved from ${i.from}` : i.tag;
+    lines.push(
+      `  ${i.target} (${tag}): ${i.manifests.missing}/${i.manifests.total} manifests, ${i.blobs.missing}/${i.blobs.total} blobs (${formatBytes(i.blobs.missingBytes)}) to send`,
+    );
+  }
+  for (const f of p.failures) lines.push(`failed ${f.input}: ${f.error}`);
+  return lines.join('\n');
+}
+
+export function mirrorCommand(): Command {
+  const cmd = new Command('mirror')
+    .description('copy images and artifacts from registries into a registry, digests unchanged, through the shared cache')
+    .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…', referenceArgs, [])
+    .option('-f, --file <path>', 'image list, Kubernetes YAML, Helm chart, sealer build context, skopeo sync YAML or lock file; repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .requiredOption('--to <registry>', 'HOST[:PORT][/prefix]: target registry, optionally a repository prefix')
+    .option('--dry-run', 'resolve and compare with the target (HEAD only), print the plan, send nothing')
+    .option('--scoped', "keep each source host in the target repository path (HOST/repo; a port's \":\" as \"_\")")
+    .option('--keep-going', 'mirror what can be mirrored when some images fail (exit status still non-zero)')
+    .option('--lock <file>', 'mirror exactly the digests of a lock file; repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--with-signatures', 'also mirror cosign signatures, attestations and SBOMs, and OCI referrers')
+    .option('--push-jobs <n>', 'blob uploads in flight at once (default 4)', positiveInt)
+    .option('--chunk-size <size>', 'bytes per upload chunk (PATCH), e.g. 16MiB', parseBytes)
+    .option('--retry-budget <s>', 'pushes give up once failed attempts and the waits before retries add up to this many seconds (default 300)', positiveSeconds);
+  addFetchOptions(cmd);
+  addMirrorOption(cmd);
+  addContextOptions(cmd);
+  addTagSetOptions(cmd);
+  addShardOption(cmd);
+  cmd.action(async (args: string[], flags: MirrorFlags) => {
+    const target = parseTarget(flags.to);
+    const locked = await collectLocks(flags.lock);
+    const collected = await collectInputs(args, flags.file, flags);
+    const all = [...new Set([...collected.refs, ...locked.refs])];
+    if (all.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to mirror: give references as arguments, -f FILE or --lock FILE');
+    const { refs: inputs, tagSets } = shardInputs(flags.shard, all, collected.tagSets);
+    if (inputs.length === 0 && tagSets.length === 0) {
+      process.stderr.write(`ocisave: shard ${flags.shard!.index}/${flags.shard!.count} holds none of the ${all.length + collected.tagSets.length} inputs: nothing to mirror\n`);
+      return;
+    }
+    const mode = progressMode(!!flags.json, !!flags.quiet);
+    const render = createRenderer(mode);
+    for (const message of collected.warnings) render({ type: 'warning', message });
+    const events = new EngineEvents().on((e) => (e.type === 'resolve-failed' && mode !== 'json' ? undefined : render(e)));
+    const onPush = (e: PushEvent) => {
+      if (mode === 'json') process.stderr.write(`${JSON.stringify(e)}\n`);
+      else if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
+      else if (mode !== 'quiet' && e.type === 'tag') process.stderr.write(`pushed ${e.reference} (${e.digest})\n`);
+    };
+    const opts = {
+      to: flags.to,
+      scoped: flags.scoped,
+      tagSets,
+      hostOptions: collected.hostOptions,
+      // A lock's own --platform is the default for a mirror from it, as for save.
+      platforms: platformsFrom(flags, lockPlatforms([...locked.platforms, ...collected.lockPlatforms]) ?? 'all'),
+      cacheDir: flags.cache,
+      plainHttp: flags.plainHttp,
+      ...networkFrom(flags),
+      limits: netLimitsFrom(flags),
+      retryBudgetMs: flags.retryBudget === undefined ? undefined : Math.round(flags.retryBudget * 1000),
+      jobs: flags.jobs,
+      hasher: flags.hasher,
+      segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,
+      keepGoing: flags.keepGoing,
+      mirrors: flags.registryMirror,
+      withSignatures: flags.withSignatures,
+      uploadJobs: flags.pushJobs,
+      chunkBytes: flags.chunkSize,
+      credentials: await credentialsFrom(flags, [...registriesOf([...inputs, ...tagSets.map((t) => t.repository)]), target.registry], collected.credentials),
+      events,
+    };
+    if (flags.dryRun) {
+      const { planMirror } = await import('../mirror/plan.js');
+      const plan = await planMirror(inputs, opts);
+      process.stdout.write(flags.json ? `${JSON.stringify(plan)}\n` : `${planText(plan)}\n`);
+      if (plan.failures.length) process.exitCode = 1;
+      return;
+    }
+    const { mirror } = await import('../mirror/mirror.js');
+    const summary = await mirror(inputs, { ...opts, onPush, signal: interruptSignal() });
+    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : `${mirrorText(summary)}\n`);
+    if (summary.failures.length) process.exitCode = 1;
+  });
+  return cmd;
+}

@@ -9,7 +9,7 @@ import { Cache } from '../src/cache/cache.js';
 import type { Platform } from '../src/ref/platform.js';
 import { parseReference } from '../src/ref/reference.js';
 import { blobsOf, leafManifests, walkNodes, type BlobNeed, type Descriptor, type GraphNode, type ImageGraph, type IndexNode, type ManifestNode, type ResolvedImage } from '../src/resolve/graph.js';
-import { MT } from '../src/resolve/mediatypes.js';
+import { MT } from '../src/util/mediatypes.js';
 import { configJson, type BuiltLayer } from './fixtures/index.js';
 
 export const sha = (b: Uint8Array | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { parseReference } from '../ref/reference.js';
-import { MT } from '../resolve/mediatypes.js';
+import { MT } from '../util/mediatypes.js';
 import { OciBundle, scanOciLayout, type OciScan } from './oci.js';
 import { TarStore } from './store.js';
 import {

@@ -2,7 +2,7 @@
 // manifests and blobs each holds, and byte access to blobs by digest. Manifest bytes are handed
 // out exactly as stored, so digests never change on the way out.
 import type { Readable } from 'node:stream';
-import { isIndexType, MT } from '../resolve/mediatypes.js';
+import { isIndexType, MT } from '../util/mediatypes.js';
 
 export type BundleFormat = 'registry' | 'oci' | 'docker';
 

@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { mapLimit } from '../engine/limit.js';
+import { mapLimit } from '../util/limit.js';
 import { hashRegular, isUnsafePath, lstatInside, lstatInsideSync, readRegular } from '../fs/contained.js';
 import { REGISTRY_ROOT } from '../link/registry.js';
 import { openDockerArchive, LegacyDockerBundle } from './docker.js';

@@ -4,7 +4,7 @@
 // take (Cache.tryLock): when another live process holds it, the entry is left alone.
 // Every file is reached through src/fs/contained.ts: nothing is read, cut or removed through a
 // link, so a `partial/` or `tmp/` made a link to another directory never costs that directory a file.
-import { mapLimit } from '../engine/limit.js';
+import { mapLimit } from '../util/limit.js';
 import { isUnsafePath, listInside, openRegular, regularSize, removeInside } from '../fs/contained.js';
 import { isAlive, type Cache } from './cache.js';
 

@@ -1,7 +1,7 @@
 // `ocisave mirror SOURCES... | -f FILE --to REGISTRY[/prefix]`: registry to registry through the
 // shared cache, each image pushed as soon as its blobs are cached; --dry-run prints the plan.
 import { Command } from 'commander';
-import { EngineEvents } from '../engine/events.js';
+import { EngineEvents } from '../util/events.js';
 import type { MirrorSummary } from '../mirror/mirror.js';
 import type { MirrorPlan } from '../mirror/plan.js';
 import type { PushEvent } from '../push/push.js';

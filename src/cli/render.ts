@@ -1,6 +1,6 @@
 // Renders engine events: a bar on a TTY, a line every few seconds otherwise, JSON lines with --json.
 // Everything goes to stderr; stdout is kept for results (the summary, lists).
-import type { EngineEvent } from '../engine/events.js';
+import type { EngineEvent } from '../util/events.js';
 import { describeFailure, type Summary } from '../engine/pipeline.js';
 
 export function formatBytes(n: number): string {

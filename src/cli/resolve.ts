@@ -2,7 +2,7 @@
 // the cache lacks; nothing is downloaded but manifests. `--lock FILE` pins what was resolved so a
 // later `ocisave save --lock FILE` saves exactly that, wherever the tags have moved since.
 import { Command } from 'commander';
-import { EngineEvents } from '../engine/events.js';
+import { EngineEvents } from '../util/events.js';
 import { describeFailure, resolveGraph } from '../engine/pipeline.js';
 import { formatReference } from '../ref/reference.js';
 import { formatPlatform } from '../ref/platform.js';

@@ -1,7 +1,7 @@
 // `ocisave unpack REF DIR`: fetch one image (through the shared cache) and unpack its root
 // filesystem into DIR, as `umoci unpack --rootless` would lay it out (rootfs only, no bundle).
 import { Command } from 'commander';
-import { EngineEvents } from '../engine/events.js';
+import { EngineEvents } from '../util/events.js';
 import { fetchImages as defaultFetchImages, type FetchOptions, type FetchResult } from '../engine/pipeline.js';
 import { formatReference } from '../ref/reference.js';
 import { addFetchOptions, networkFrom, netLimitsFrom, credentialsFrom, defaultPlatform, platformsFrom, referenceArg, type CommonFlags } from './options.js';

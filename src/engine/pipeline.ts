@@ -17,7 +17,7 @@ import { transportOptions, type NetworkOptions } from '../registry/network.js';
 import { addSignatures } from '../resolve/signatures.js';
 import { expandTagSets, type TagSetRequest } from '../resolve/tags.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
-import { EngineEvents } from './events.js';
+import { EngineEvents } from '../util/events.js';
 import { Plan } from './plan.js';
 import { ImageReadiness } from './readiness.js';
 import { DownloadPool } from './pool.js';

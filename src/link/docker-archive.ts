@@ -27,7 +27,7 @@ import { hexOf } from '../cache/cache.js';
 import { formatPlatform } from '../ref/platform.js';
 import { formatReference } from '../ref/reference.js';
 import { blobsOf, leafManifests, type Descriptor, type GraphNode, type ManifestNode, type ResolvedImage, walkNodes } from '../resolve/graph.js';
-import { isImageConfigType, MT } from '../resolve/mediatypes.js';
+import { isImageConfigType, MT } from '../util/mediatypes.js';
 import { ownFile, writeAtomically } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 import { blobName, guardOutput, imageLabel, OCI_LAYOUT, ociDescriptor, ociIndexBytes, rootDescriptor, sha256, TarSink } from './oci-layout.js';

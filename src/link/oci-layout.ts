@@ -31,7 +31,7 @@ import type { Cache } from '../cache/cache.js';
 import { hexOf } from '../cache/cache.js';
 import { formatReference } from '../ref/reference.js';
 import { blobsOf, walkNodes, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
-import { MT } from '../resolve/mediatypes.js';
+import { MT } from '../util/mediatypes.js';
 import { openSource, placeBlob, writeAtomically, type FileSource } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 

@@ -9,7 +9,7 @@ import { rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hexOf, type Cache } from '../cache/cache.js';
 import { blobsOf, leafManifests, walkNodes, type ResolvedImage } from '../resolve/graph.js';
-import { Semaphore } from '../engine/limit.js';
+import { Semaphore } from '../util/limit.js';
 import { ensureDir, placeBlob, stagingPath } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 import { formatReference, type Reference } from '../ref/reference.js';

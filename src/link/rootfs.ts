@@ -25,7 +25,7 @@ import type { Cache } from '../cache/cache.js';
 // A tar name can be as long as a PAX record: quoted printable and cut short in messages.
 import { formatReference, quoteInput } from '../ref/reference.js';
 import { blobsOf, type ManifestNode, type ResolvedImage } from '../resolve/graph.js';
-import { isImageConfigType } from '../resolve/mediatypes.js';
+import { isImageConfigType } from '../util/mediatypes.js';
 import { selectSingleManifest } from './docker-archive.js';
 import { openSource, writeAtomically, type FileSource } from './files.js';
 

@@ -5,7 +5,7 @@
 // repository go one after another (a blob they share is uploaded once, then found by HEAD);
 // repositories go in parallel. Nothing is written to disk but the cache.
 import { fetchImages, SaveError, type FetchOptions, type FetchResult } from '../engine/pipeline.js';
-import { Semaphore } from '../engine/limit.js';
+import { Semaphore } from '../util/limit.js';
 import { layoutRepository, checkLayoutNames } from '../link/registry.js';
 import { parseReference, type Reference } from '../ref/reference.js';
 import { ping, pushRepositories, targetClient, type PushEvent, type PushRun, type PushSummary } from '../push/push.js';

@@ -2,7 +2,7 @@
 // with HEAD what it lacks: per image, where its tag points now, and which of its manifests and
 // blobs would be sent. Nothing is written anywhere.
 import { resolveGraph, type FetchOptions } from '../engine/pipeline.js';
-import { mapLimit } from '../engine/limit.js';
+import { mapLimit } from '../util/limit.js';
 import { checkLayoutNames } from '../link/registry.js';
 import { ping, targetClient } from '../push/push.js';
 import { parseTarget, targetRepository } from '../push/target.js';

@@ -1,6 +1,6 @@
 // What the target registry already holds, asked with HEAD: where a tag points, whether a manifest
 // or blob is there. Mirror uses it to report moved tags, and --dry-run to print the plan.
-import { MANIFEST_ACCEPT } from '../resolve/mediatypes.js';
+import { MANIFEST_ACCEPT } from '../util/mediatypes.js';
 import { httpError, type PushSession } from '../push/upload.js';
 
 /** The digest `ref` (a tag or digest) names in `repo`, or undefined when the target lacks it. */

@@ -5,7 +5,7 @@
 // everything a manifest references is there), then tags. Repositories go in parallel; uploads
 // share one limit. A delta bundle (`save --since`) lacks blobs and manifests its base has: those
 // must already be in the target (push the base first), which HEAD and mount find.
-import { Semaphore, mapLimit } from '../engine/limit.js';
+import { Semaphore, mapLimit } from '../util/limit.js';
 import { openBundle, type OpenedBundle } from '../bundle/index.js';
 import { manifestRefs, type Bundle, type BundleRepository } from '../bundle/types.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
@@ -13,7 +13,7 @@ import { transportOptions, type NetworkOptions } from '../registry/network.js';
 import { RegistryError } from '../registry/errors.js';
 import { RetryBudget } from '../registry/retry.js';
 import type { NetLimits } from '../registry/timeouts.js';
-import { MANIFEST_ACCEPT } from '../resolve/mediatypes.js';
+import { MANIFEST_ACCEPT } from '../util/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { parseTarget, targetRepository, type PushTarget } from './target.js';
 import { CorruptBlobError, DEFAULT_CHUNK_BYTES, errorDetail, httpError, PushSession } from './upload.js';

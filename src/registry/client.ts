@@ -11,7 +11,7 @@ import { RegistryError } from './errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES, type RetryBudget } from './retry.js';
 import { DEFAULT_NET_LIMITS, LowSpeedError, requestTimeouts, SpeedWatch, type NetLimits } from './timeouts.js';
 import type { Credential } from './credentials.js';
-import { MANIFEST_ACCEPT, MT } from '../resolve/mediatypes.js';
+import { MANIFEST_ACCEPT, MT } from '../util/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { DOCKER_HUB_API_ENV } from './mirror.js';
 import { isTag } from '../ref/reference.js';

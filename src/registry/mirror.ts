@@ -9,7 +9,7 @@ import { DOCKER_HUB } from '../ref/reference.js';
 import { isLoopbackHost } from './hosts.js';
 import { RegistryError } from './errors.js';
 import type { FetchedManifest, RegistryClient } from './client.js';
-import type { EngineEvents } from '../engine/events.js';
+import type { EngineEvents } from '../util/events.js';
 
 /**
  * Test hook, deliberately not in --help: the host:port that stands in for Docker Hub's API host

@@ -6,9 +6,9 @@ import { formatReference, type Reference } from '../ref/reference.js';
 import type { FetchedManifest, RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
 import { blobsOf, leafManifests, type BlobNeed, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from './graph.js';
-import { isIndexType, isManifestType } from './mediatypes.js';
-import { mapLimit } from '../engine/limit.js';
-import type { EngineEvents } from '../engine/events.js';
+import { isIndexType, isManifestType } from '../util/mediatypes.js';
+import { mapLimit } from '../util/limit.js';
+import type { EngineEvents } from '../util/events.js';
 import type { Mirrors } from '../registry/mirror.js';
 import { checkDigest, checkSize } from '../ref/digest.js';
 

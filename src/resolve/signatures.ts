@@ -8,10 +8,10 @@
 import { formatReference, type Reference } from '../ref/reference.js';
 import type { RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
-import type { EngineEvents } from '../engine/events.js';
-import { mapLimit } from '../engine/limit.js';
+import type { EngineEvents } from '../util/events.js';
+import { mapLimit } from '../util/limit.js';
 import { walkNodes, type BlobNeed, type Descriptor, type ImageGraph } from './graph.js';
-import { MT } from './mediatypes.js';
+import { MT } from '../util/mediatypes.js';
 import { isDigest } from '../ref/digest.js';
 import type { ResolveInput, Resolver } from './resolve.js';
 

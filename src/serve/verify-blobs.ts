@@ -4,7 +4,7 @@
 // bundle is not meant to change while it is served.
 import { createHash } from 'node:crypto';
 import type { Bundle } from '../bundle/types.js';
-import { Semaphore } from '../engine/limit.js';
+import { Semaphore } from '../util/limit.js';
 import { sha256Bytes } from '../hash/hasher.js';
 
 /**

@@ -8,7 +8,7 @@ import { fetchImages, SaveError, type FetchOptions, type FetchResult } from '../
 import { Semaphore } from '../util/limit.js';
 import { layoutRepository, checkLayoutNames } from '../link/registry.js';
 import { parseReference, type Reference } from '../ref/reference.js';
-import { ping, pushRepositories, targetClient, type PushEvent, type PushRun, type PushSummary } from '../push/push.js';
+import { emptyPushSummary, ping, pushRepositories, targetClient, type PushEvent, type PushRun, type PushSummary } from '../push/push.js';
 import { parseTarget, targetRepository, type PushTarget } from '../push/target.js';
 import { DEFAULT_CHUNK_BYTES, PushSession } from '../push/upload.js';
 import type { ResolvedImage } from '../resolve/graph.js';
@@ -51,21 +51,6 @@ export interface MirrorSummary {
 export function mirrorRepository(target: PushTarget, ref: Reference, scoped: boolean): { name: string; repo: string } {
   const name = layoutRepository(ref, scoped);
   return { name, repo: targetRepository(target, name) };
-}
-
-export function emptyPushSummary(target: PushTarget, what: string): PushSummary {
-  return {
-    bundle: what,
-    format: 'registry',
-    target: target.prefix ? `${target.registry}/${target.prefix}` : target.registry,
-    repositories: 0,
-    tags: [],
-    retagged: [],
-    manifests: { pushed: 0, present: 0 },
-    blobs: { uploaded: 0, mounted: 0, present: 0, uploadedBytes: 0 },
-    failures: [],
-    seconds: 0,
-  };
 }
 
 /** A repository to ping the target with (its token scope), from the first input that parses. */

@@ -110,6 +110,22 @@ async function planRepository(bundle: Bundle, repo: BundleRepository, target: st
  */
 export const DEFAULT_PUSH_RETRY_BUDGET_MS = 300_000;
 
+/** A summary of nothing pushed yet, to count into. */
+export function emptyPushSummary(target: PushTarget, what: string, format: PushSummary['format'] = 'registry'): PushSummary {
+  return {
+    bundle: what,
+    format,
+    target: target.prefix ? `${target.registry}/${target.prefix}` : target.registry,
+    repositories: 0,
+    tags: [],
+    retagged: [],
+    manifests: { pushed: 0, present: 0 },
+    blobs: { uploaded: 0, mounted: 0, present: 0, uploadedBytes: 0 },
+    failures: [],
+    seconds: 0,
+  };
+}
+
 /** The client for a push target: network options, limits, and the run's retry budget (push and mirror). */
 export function targetClient(target: PushTarget, opts: Omit<PushOptions, 'to'>, connections: number): RegistryClient {
   return new RegistryClient({
@@ -129,18 +145,7 @@ export async function push(bundlePath: string, opts: PushOptions): Promise<PushS
   const jobs = opts.jobs ?? 4;
   const client = targetClient(target, opts, jobs + 4);
   const emit = opts.onEvent ?? (() => {});
-  const summary: PushSummary = {
-    bundle: bundlePath,
-    format: bundle.format,
-    target: target.prefix ? `${target.registry}/${target.prefix}` : target.registry,
-    repositories: 0,
-    tags: [],
-    retagged: [],
-    manifests: { pushed: 0, present: 0 },
-    blobs: { uploaded: 0, mounted: 0, present: 0, uploadedBytes: 0 },
-    failures: [],
-    seconds: 0,
-  };
+  const summary = emptyPushSummary(target, bundlePath, bundle.format);
   try {
     for (const p of bundle.problems) emit({ type: 'warning', message: p.message });
     let repos = [...bundle.repositories.values()];

@@ -6,7 +6,7 @@ import type { Credential } from '../registry/credentials.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
 import { lockReferences, readLockFile } from '../resolve/lockfile.js';
 import { checkSelector, namesTagOrDigest, type TagSelector, type TagSetRequest } from '../resolve/tags.js';
-import { positiveInt } from './options.js';
+import { positiveInt, referenceArgs } from './options.js';
 
 export interface InputFlags {
   buildArg?: Record<string, string>;
@@ -34,6 +34,13 @@ function buildArg(value: string, prev: Record<string, string> = {}): Record<stri
   const eq = value.indexOf('=');
   if (eq < 1) throw new InvalidArgumentError('expected NAME=VALUE');
   return { ...prev, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+/** The reference arguments and the repeatable -f inputs of save, resolve and mirror. */
+export function addReferenceInputs(cmd: Command): Command {
+  return cmd
+    .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…', referenceArgs, [])
+    .option('-f, --file <path>', 'image list, Kubernetes YAML, Helm chart (dir or .tgz), sealer build context (dir or Kubefile), skopeo sync YAML or lock file; repeatable', (v: string, prev: string[] = []) => [...prev, v]);
 }
 
 /** --build-arg and --include-base (sealer build contexts). */

@@ -7,8 +7,8 @@ import type { MirrorPlan } from '../mirror/plan.js';
 import type { PushEvent } from '../push/push.js';
 import { parseTarget } from '../push/target.js';
 import type { Shard } from '../ref/shard.js';
-import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
-import { addFetchOptions, addMirrorOption, credentialsFrom, netLimitsFrom, networkFrom, platformsFrom, positiveInt, positiveSeconds, referenceArgs, type CommonFlags } from './options.js';
+import { addReferenceInputs, addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
+import { addFetchOptions, addMirrorOption, credentialsFrom, netLimitsFrom, networkFrom, platformsFrom, positiveInt, positiveSeconds, type CommonFlags } from './options.js';
 import { parseBytes } from './push.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
 import { collectLocks, interruptSignal, lockPlatforms, registriesOf } from './save.js';
@@ -57,8 +57,6 @@ export function planText(p: MirrorPlan): string {
 export function mirrorCommand(): Command {
   const cmd = new Command('mirror')
     .description('copy images and artifacts from registries into a registry, digests unchanged, through the shared cache')
-    .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…', referenceArgs, [])
-    .option('-f, --file <path>', 'image list, Kubernetes YAML, Helm chart, sealer build context, skopeo sync YAML or lock file; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .requiredOption('--to <registry>', 'HOST[:PORT][/prefix]: target registry, optionally a repository prefix')
     .option('--dry-run', 'resolve and compare with the target (HEAD only), print the plan, send nothing')
     .option('--scoped', "keep each source host in the target repository path (HOST/repo; a port's \":\" as \"_\")")
@@ -68,6 +66,7 @@ export function mirrorCommand(): Command {
     .option('--push-jobs <n>', 'blob uploads in flight at once (default 4)', positiveInt)
     .option('--chunk-size <size>', 'bytes per upload chunk (PATCH), e.g. 16MiB', parseBytes)
     .option('--retry-budget <s>', 'pushes give up once failed attempts and the waits before retries add up to this many seconds (default 300)', positiveSeconds);
+  addReferenceInputs(cmd);
   addFetchOptions(cmd);
   addMirrorOption(cmd);
   addContextOptions(cmd);

@@ -9,10 +9,10 @@ import { formatPlatform } from '../ref/platform.js';
 import { blobsOf, leafManifests, walkNodes, type Failure, type ImageGraph } from '../resolve/graph.js';
 import { lockFromGraph, writeLockFile } from '../resolve/lockfile.js';
 import type { Cache } from '../cache/cache.js';
-import { addCredentialOptions, addMirrorOption, addNetworkOptions, credentialsFrom, networkFrom, netLimitsFrom, addLimitOptions, platformArg, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
+import { addCredentialOptions, addMirrorOption, addNetworkOptions, credentialsFrom, networkFrom, netLimitsFrom, addLimitOptions, platformArg, platformsFrom, type CommonFlags } from './options.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
 import { registriesOf } from './save.js';
-import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
+import { addReferenceInputs, addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
 import { addShardOption, shardInputs } from './shard.js';
 import type { Shard } from '../ref/shard.js';
 
@@ -49,8 +49,6 @@ export interface ResolveReport {
 export function resolveCommand(): Command {
   const cmd = new Command('resolve')
     .description('dry run: resolve references to digests and sizes without downloading; --lock pins them for a later save')
-    .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…', referenceArgs, [])
-    .option('-f, --file <path>', 'image list, Kubernetes YAML, Helm chart, sealer build context, skopeo sync YAML or lock file; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--lock <file>', 'write a lock file: each input pinned to registry/repository@digest (save it with ocisave save --lock FILE)')
     .option('--platform <list>', 'platforms to keep from multi-arch images: os/arch[/variant],… or all (default: all)', platformArg)
     .option('--with-signatures', 'also resolve cosign signatures, attestations and SBOMs, and OCI referrers')
@@ -58,6 +56,7 @@ export function resolveCommand(): Command {
     .option('--offline', 'use only the cache: tags as an earlier run resolved them')
     .option('--json', 'the result as JSON on stdout (warnings as JSON lines on stderr)')
     .option('-q, --quiet', 'no warnings on stderr');
+  addReferenceInputs(cmd);
   addNetworkOptions(cmd);
   addCredentialOptions(cmd);
   addMirrorOption(cmd);

@@ -8,9 +8,9 @@ import { EngineEvents } from '../util/events.js';
 import { save } from '../engine/pipeline.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { parseReference } from '../ref/reference.js';
-import { addFetchOptions, networkFrom, netLimitsFrom, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, referenceArgs, type CommonFlags } from './options.js';
+import { addFetchOptions, networkFrom, netLimitsFrom, addMirrorOption, credentialsFrom, defaultPlatform, platformsFrom, type CommonFlags } from './options.js';
 import { lockReferences, readLockFile } from '../resolve/lockfile.js';
-import { addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
+import { addReferenceInputs, addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
 import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
 import { createRenderer, progressMode, summaryText } from './render.js';
 import { addShardOption, shardInputs } from './shard.js';
@@ -80,8 +80,6 @@ export function interruptSignal(): AbortSignal {
 export function saveCommand(): Command {
   const cmd = new Command('save')
     .description('save images and artifacts (and everything they reference) from registries to disk')
-    .argument('[references...]', 'image references: nginx:1.25, host:port/repo/name:tag, name@sha256:…', referenceArgs, [])
-    .option('-f, --file <path>', 'image list, Kubernetes YAML, Helm chart (dir or .tgz), sealer build context (dir or Kubefile) or skopeo sync YAML; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .requiredOption('-o, --output <path>', 'where to write the output')
     .addOption(new Option('--format <format>', 'output format').choices([...OUTPUT_FORMATS]).default('registry'))
     .option('--uncompressed', 'docker format: write uncompressed layers, as docker save does')
@@ -93,6 +91,7 @@ export function saveCommand(): Command {
     .option('--offline', 'use only the cache: tags as an earlier run resolved them')
     .option('--lock <file>', 'save exactly the digests of a lock file (ocisave resolve --lock); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--with-signatures', 'also save cosign signatures, attestations and SBOMs, and OCI referrers, of every saved manifest');
+  addReferenceInputs(cmd);
   addFetchOptions(cmd);
   addMirrorOption(cmd);
   addContextOptions(cmd);

@@ -52,6 +52,13 @@ function image(repo: string, tag: string | undefined, layerSize = 1024): { desc:
   return { desc: descriptorOf(manifest, MT.manifest), manifest, layer };
 }
 
+/** An honest config and manifest in `repo` tagged `tag` around `layer`, whose route the test sets itself. */
+function imageAround(layer: Buffer, repo: string, tag: string): void {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', repo }));
+  reg.blob(repo, config);
+  reg.manifest(repo, manifestBytes(descriptorOf(config, MT.config), [descriptorOf(layer, MT.layer)]), MT.manifest, tag);
+}
+
 function snapshotCanaries(): Map<string, { bytes: string; mtimeMs: number }> {
   const out = new Map<string, { bytes: string; mtimeMs: number }>();
   const walk = (dir: string) => {
@@ -268,9 +275,7 @@ describe('index graphs that never end', () => {
 describe('Content-Length lies', () => {
   it('a blob declared longer than what is sent: the bytes that came are verified and kept', async () => {
     const layer = bytes(100 * 1024, 'cl-more');
-    const config = Buffer.from('{"architecture":"amd64","os":"linux","cl":"more"}');
-    reg.blob('cl/more', config);
-    reg.manifest('cl/more', manifestBytes(descriptorOf(config, MT.config), [descriptorOf(layer, MT.layer)]), MT.manifest, 'v2');
+    imageAround(layer, 'cl/more', 'v2');
     reg.route('GET', `/v2/cl/more/blobs/${sha256(layer)}`, (req) => rawAnswer(req, layer.length * 2, layer));
     const { r, out } = await save(`${reg.host}/cl/more:v2`);
     expect(r.code, r.stderr).toBe(0);
@@ -279,9 +284,7 @@ describe('Content-Length lies', () => {
 
   it('a blob declared shorter than it is: retried, then one line', async () => {
     const layer = bytes(100 * 1024, 'cl-less');
-    const config = Buffer.from('{"architecture":"amd64","os":"linux","cl":"less"}');
-    reg.blob('cl/less', config);
-    reg.manifest('cl/less', manifestBytes(descriptorOf(config, MT.config), [descriptorOf(layer, MT.layer)]), MT.manifest, 'v1');
+    imageAround(layer, 'cl/less', 'v1');
     reg.route('GET', `/v2/cl/less/blobs/${sha256(layer)}`, (req) => rawAnswer(req, layer.length / 2, layer));
     const { r, out } = await save(`${reg.host}/cl/less:v1`);
     expect(r.code).toBe(1);
@@ -351,9 +354,7 @@ describe('slow and silent registries', () => {
 
   it('a blob at 1 byte/s: dropped, resumed, given up on after --retries, one line', async () => {
     const layer = bytes(100 * 1024, 'slow-blob');
-    const config = Buffer.from('{"architecture":"amd64","os":"linux","slow":1}');
-    reg.blob('slow/blob', config);
-    reg.manifest('slow/blob', manifestBytes(descriptorOf(config, MT.config), [descriptorOf(layer, MT.layer)]), MT.manifest, 'v1');
+    imageAround(layer, 'slow/blob', 'v1');
     reg.route('GET', `/v2/slow/blob/blobs/${sha256(layer)}`, (_req, res) => dribble(res, layer, {}));
     const { r, out } = await save(`${reg.host}/slow/blob:v1`);
     expect(r.code).toBe(1);
@@ -365,9 +366,7 @@ describe('slow and silent registries', () => {
 
   it('a blob that is never answered: two header timeouts in the download worker, one line', async () => {
     const layer = bytes(100 * 1024, 'silent-blob');
-    const config = Buffer.from('{"architecture":"amd64","os":"linux","silent":1}');
-    reg.blob('silent/blob', config);
-    reg.manifest('silent/blob', manifestBytes(descriptorOf(config, MT.config), [descriptorOf(layer, MT.layer)]), MT.manifest, 'v1');
+    imageAround(layer, 'silent/blob', 'v1');
     reg.route('GET', `/v2/silent/blob/blobs/${sha256(layer)}`, () => undefined);
     const { r, out } = await save(`${reg.host}/silent/blob:v1`, [...FAST, '--header-timeout', '1', '--retries', '5']);
     expect(r.code).toBe(1);

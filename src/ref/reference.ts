@@ -1,6 +1,7 @@
 // Docker-style reference parsing and normalisation.
 // `ubuntu` → docker.io/library/ubuntu:latest; `localhost:5000/x` keeps its host;
 // a digest pins the content (a tag given with it is kept only as a name).
+import { isDigest } from './digest.js';
 
 export interface Reference {
   registry: string;
@@ -11,7 +12,6 @@ export interface Reference {
 
 export const DOCKER_HUB = 'docker.io';
 
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 
@@ -43,7 +43,7 @@ export function parseReference(input: string): Reference {
   if (at >= 0) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST_RE.test(digest)) throw new ReferenceError(input, `digest "${quoteInput(digest)}" is not sha256:<64 hex>`);
+    if (!isDigest(digest)) throw new ReferenceError(input, `digest "${quoteInput(digest)}" is not sha256:<64 hex>`);
   }
 
   let tag: string | undefined;
@@ -76,18 +76,7 @@ export function formatReference(ref: Reference): string {
   return s;
 }
 
-/** Short name as `docker save` writes in RepoTags: `repo:tag`, hub images without the docker.io/library/ prefix. */
-export function familiarName(ref: Reference): string {
-  let name = `${ref.registry}/${ref.repository}`;
-  if (ref.registry === DOCKER_HUB) name = ref.repository.replace(/^library\//, '');
-  return name;
-}
-
 /** A tag as the distribution grammar allows it: `[\w][\w.-]{0,127}`. */
 export function isTag(s: string): boolean {
   return TAG_RE.test(s);
-}
-
-export function isDigest(s: string): boolean {
-  return DIGEST_RE.test(s);
 }

@@ -364,23 +364,6 @@ async function findOnPath(program: string, path: string): Promise<string | undef
   return undefined;
 }
 
-/** The secret strings a credential holds. */
-export function credentialSecrets(cred: Credential | undefined): string[] {
-  if (!cred) return [];
-  if ('password' in cred) return [cred.password, Buffer.from(`${cred.username}:${cred.password}`).toString('base64')].filter(Boolean);
-  if ('identityToken' in cred) return [cred.identityToken].filter(Boolean);
-  return [cred.registryToken].filter(Boolean);
-}
-
-/** Replaces every secret of `creds` (and its base64 Basic form) in `text` with "***". */
-export function redact(text: string, ...creds: (Credential | undefined)[]): string {
-  let out = text;
-  const secrets = creds.flatMap(credentialSecrets).sort((a, b) => b.length - a.length);
-  for (const s of secrets) out = out.split(s).join('***');
-  // Authorization headers that slipped into a message, whoever's they are.
-  return out.replace(/\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{8,}/g, '$1 ***');
-}
-
 /** A description safe to log: who, never what secret. */
 export function describeCredential(cred: Credential | undefined): string {
   if (!cred) return 'anonymous';

@@ -13,7 +13,8 @@
 // }
 import { open, rename, stat, writeFile } from 'node:fs/promises';
 import { formatPlatform, parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
-import { isDigest, parseReference } from '../ref/reference.js';
+import { isDigest } from '../ref/digest.js';
+import { parseReference } from '../ref/reference.js';
 import { leafManifests, type ImageGraph } from './graph.js';
 
 export const LOCK_VERSION = 1;

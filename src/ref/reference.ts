@@ -14,6 +14,13 @@ export const DOCKER_HUB = 'docker.io';
 
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+// The distribution grammar's domain: dot-separated components of letters, digits and inner '-', or a
+// bracketed IPv6 address, then an optional numeric port. Anything else ('#', '?', '%', an empty port)
+// would change the meaning of the URL the host is put in.
+const DOMAIN_COMPONENT = '[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?';
+const HOST_RE = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::([0-9]{1,5}))?$`);
+/** Longest name, host included (distribution's NameTotalLengthMax). */
+export const MAX_NAME_LENGTH = 255;
 
 export class ReferenceError extends Error {
   constructor(readonly input: string, reason: string) {
@@ -58,11 +65,15 @@ export function parseReference(input: string): Reference {
   const parts = rest.split('/');
   let registry = DOCKER_HUB;
   if (parts.length > 1 && looksLikeHost(parts[0]!)) registry = parts.shift()!;
+  const host = HOST_RE.exec(registry);
+  if (!host || Number(host[1] ?? 1) < 1 || Number(host[1] ?? 1) > 65535) throw new ReferenceError(input, `registry host "${quoteInput(registry)}" is not a host name or [IPv6], with an optional port 1-65535`);
   if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = DOCKER_HUB;
   if (parts.length === 0 || parts.some((p) => !COMPONENT_RE.test(p))) {
     throw new ReferenceError(input, `repository "${quoteInput(parts.join('/'))}" must be lowercase components separated by "/"`);
   }
   if (registry === DOCKER_HUB && parts.length === 1) parts.unshift('library');
+  const nameLength = registry.length + 1 + parts.join('/').length;
+  if (nameLength > MAX_NAME_LENGTH) throw new ReferenceError(input, `name is ${nameLength} characters long; at most ${MAX_NAME_LENGTH} are allowed`);
 
   if (!tag && !digest) tag = 'latest';
   return { registry, repository: parts.join('/'), tag, digest };

@@ -30,7 +30,7 @@ export class ReferenceError extends Error {
 
 /** Input as quoted in a message: printable and at most 200 characters (a "line" of a binary file can be megabytes). */
 export function quoteInput(input: string): string {
-  const printable = input.replace(/[\x00-\x1f\x7f]/g, '?');
+  const printable = input.replace(/\p{Cc}/gu, '?'); // control characters (C0, DEL, C1)
   return printable.length > 200 ? `${printable.slice(0, 200)}… (${input.length} characters)` : printable;
 }
 

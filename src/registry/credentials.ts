@@ -131,7 +131,7 @@ export async function readAuthConfig(file: string): Promise<AuthConfig | undefin
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw new Error(`cannot read credentials file ${file}: ${code ?? (err as Error).message}`);
+    throw new Error(`cannot read credentials file ${file}: ${code ?? (err as Error).message}`, { cause: err });
   }
   if (text.trim() === '') return undefined; // docker treats an empty file as no config
   let data: unknown;
@@ -145,7 +145,7 @@ export async function readAuthConfig(file: string): Promise<AuthConfig | undefin
       const line = before.split('\n').length;
       where = ` at line ${line}, column ${Number(pos[1]) - before.lastIndexOf('\n')}`;
     }
-    throw new Error(`credentials file ${file} is not valid JSON${where}; fix or remove it`);
+    throw new Error(`credentials file ${file} is not valid JSON${where}; fix or remove it`, { cause: err });
   }
   const bad = (what: string) => new Error(`credentials file ${file}: ${what}; fix or remove it`);
   if (!isObject(data)) throw bad('top level is not a JSON object');

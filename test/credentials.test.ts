@@ -7,7 +7,6 @@ import {
   describeCredential,
   lookupCredential,
   readAuthConfig,
-  redact,
   runCredentialHelper,
   type Credential,
 } from '../src/registry/credentials.js';
@@ -152,8 +151,6 @@ describe('errors never show secrets', () => {
     expect(JSON.stringify(cred)).not.toContain('pa55word');
     expect(inspect(cred)).not.toContain('pa55word');
     expect(`${describeCredential(cred)}`).toBe('username "alice" with password');
-    expect(redact(`login failed: pa55word / Basic ${b64('alice:pa55word')}`, cred)).toBe('login failed: *** / Basic ***');
-    expect(redact('Authorization: Bearer abcdefghijklmnop')).toBe('Authorization: Bearer ***');
   });
 });
 

@@ -2,7 +2,7 @@
 // right exit status and one error line, leaves the canary files beside the output untouched, peaks
 // under 400 MB of RSS (from /proc), ends within a bound (the new time flags keep them short), and
 // leaves the cache (and the output, when there is one) consistent for ocisave's own checks.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';

@@ -1,12 +1,13 @@
 // Issue 5: --registry-mirror. Two real registries: the "origin" stands in for Docker Hub (through
-// OCISAVE_DOCKERHUB_API) and holds every fixture; the "mirror" holds some of them, with one blob
+// the library's dockerHubApi option) and holds every fixture; the "mirror" holds some of them, with one blob
 // deleted. Counting proxies in front of both show where each manifest and blob came from.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ocisave, summaryOf } from './support/cli.js';
+import { resolveGraph, save, type SaveOptions } from '../src/engine/pipeline.js';
+import { EngineEvents } from '../src/util/events.js';
 import { skopeoCopy, skopeoInspectRaw } from './support/exec.js';
 import { startFaultProxy, type FaultProxy } from './support/proxy.js';
 import { freePort, layoutServers, startRegistry, type RunningRegistry } from './support/registry.js';
@@ -50,7 +51,13 @@ afterAll(async () => {
 
 const serve = layouts.serve;
 
-const hubEnv = (api: string) => ({ OCISAVE_DOCKERHUB_API: api });
+/** A save through the library, `hub` standing in for Docker Hub's API host; warnings collected. */
+async function saveVia(hub: string, refs: string[], opts: Pick<SaveOptions, 'out' | 'cacheDir' | 'mirrors'>) {
+  const warnings: string[] = [];
+  const events = new EngineEvents().on((e) => e.type === 'warning' && warnings.push(e.message));
+  const summary = await save(refs, { format: 'registry', platforms: 'all', dockerHubApi: hub, events, ...opts });
+  return { summary, warnings };
+}
 
 /** Successful blob GETs a proxy forwarded, as a set of digests. */
 function blobsServed(p: FaultProxy): Set<string> {
@@ -69,11 +76,8 @@ describe('--registry-mirror', () => {
     originProxy.resetStats();
     mirrorProxy.resetStats();
     const bundle = join(work, 'mirrored');
-    const r = await ocisave(['save', 'alpine:3.19', 'app/web:1.0', 'docker.io/app/web:1.1', '--registry-mirror', mirrorProxy.host, '-o', bundle, '--cache', join(work, 'c1'), '--json'], {
-      env: hubEnv(originProxy.host),
-    });
-    expect(r.code, r.stderr).toBe(0);
-    expect(summaryOf(r).images).toBe(3);
+    const { summary } = await saveVia(originProxy.host, ['alpine:3.19', 'app/web:1.0', 'docker.io/app/web:1.1'], { mirrors: [mirrorProxy.host], out: bundle, cacheDir: join(work, 'c1') });
+    expect(summary.images).toBe(3);
 
     const alpine = fix('library/alpine:3.19');
     const web10 = fix('app/web:1.0');
@@ -100,11 +104,8 @@ describe('--registry-mirror', () => {
   it('falls back to the origin when the mirror is down, with one warning', async () => {
     const dead = `127.0.0.1:${await freePort()}`;
     const started = Date.now();
-    const r = await ocisave(['save', 'alpine:3.19', '--registry-mirror', dead, '-o', join(work, 'dead-mirror'), '--cache', join(work, 'c2')], {
-      env: hubEnv(originProxy.host),
-    });
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr.match(/warning: registry mirror .* is unreachable/g)).toHaveLength(1);
+    const { warnings } = await saveVia(originProxy.host, ['alpine:3.19'], { mirrors: [dead], out: join(work, 'dead-mirror'), cacheDir: join(work, 'c2') });
+    expect(warnings).toEqual([`registry mirror ${dead} is unreachable; using the next mirror or the registry itself`]);
     // One refused ping, not a retry backoff per manifest.
     expect(Date.now() - started).toBeLessThan(15_000);
     const reg = await serve(join(work, 'dead-mirror'));
@@ -114,27 +115,26 @@ describe('--registry-mirror', () => {
   it('needs only the mirror for what it has (origin down), and several mirrors are tried in order', async () => {
     const dead = `127.0.0.1:${await freePort()}`;
     mirrorProxy.resetStats();
-    const r = await ocisave(['resolve', 'alpine:3.19', '--registry-mirror', dead, '--registry-mirror', mirrorProxy.host, '--cache', join(work, 'c3'), '--json', '-q'], {
-      env: hubEnv(dead),
+    const resolved = await resolveGraph(['alpine:3.19'], { platforms: 'all', mirrors: [dead, mirrorProxy.host], dockerHubApi: dead, cacheDir: join(work, 'c3') });
+    await resolved.close();
+    expect(resolved.graph.images).toHaveLength(1);
+    const image = resolved.graph.images[0]!;
+    expect({ input: image.input, registry: image.ref.registry, repository: image.ref.repository, digest: image.root.digest }).toEqual({
+      input: 'alpine:3.19',
+      registry: 'docker.io',
+      repository: 'library/alpine',
+      digest: fix('library/alpine:3.19').digest,
     });
-    expect(r.code, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout);
-    expect(report.images[0]).toMatchObject({ input: 'alpine:3.19', reference: `docker.io/library/alpine@${fix('library/alpine:3.19').digest}` });
     expect(manifestPaths(mirrorProxy)).toContain('/v2/library/alpine/manifests/3.19');
 
-    const s = await ocisave(['save', 'alpine:3.19', '--registry-mirror', mirrorProxy.host, '-o', join(work, 'mirror-only'), '--cache', join(work, 'c3'), '--json'], {
-      env: hubEnv(dead),
-    });
-    expect(s.code, s.stderr).toBe(0);
-    expect(summaryOf(s).downloaded.blobs).toBe(fix('library/alpine:3.19').blobs.length);
+    const { summary } = await saveVia(dead, ['alpine:3.19'], { mirrors: [mirrorProxy.host], out: join(work, 'mirror-only'), cacheDir: join(work, 'c3') });
+    expect(summary.downloaded.blobs).toBe(fix('library/alpine:3.19').blobs.length);
   });
 
   it('leaves references to other registries alone', async () => {
     mirrorProxy.resetStats();
-    const r = await ocisave(['save', `${originProxy.host}/library/alpine:3.19`, '--registry-mirror', mirrorProxy.host, '-o', join(work, 'other'), '--cache', join(work, 'c4')], {
-      env: hubEnv(originProxy.host),
-    });
-    expect(r.code, r.stderr).toBe(0);
+    const { summary } = await saveVia(originProxy.host, [`${originProxy.host}/library/alpine:3.19`], { mirrors: [mirrorProxy.host], out: join(work, 'other'), cacheDir: join(work, 'c4') });
+    expect(summary.images).toBe(1);
     expect(mirrorProxy.stats().requests).toHaveLength(0);
   });
 });

@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openRegular, readRegular } from '../fs/contained.js';
-import { ensureDir, placeBlob, writeAtomically } from '../link/files.js';
+import { placeBlob, RunDirs, writeAtomically } from '../link/files.js';
 import { REGISTRY_ROOT } from '../link/registry.js';
 import { scanRegistryLayout } from './registry.js';
 import { BundleError } from './types.js';
@@ -74,6 +74,7 @@ export async function mergeLayouts(inputs: readonly string[], output: string): P
   const { repositories, tags } = await checkTags(inputs);
   const report: MergeReport = { output, inputs: [...inputs], repositories: repositories.size, tags, blobs: { linked: 0, copied: 0, shared: 0 }, links: 0, seconds: 0 };
   await writeAtomically(output, async (staging) => {
+    const dirs = new RunDirs();
     for (const input of inputs) {
       const root = join((await scanRegistryLayout(input)).root, REGISTRY_ROOT);
       const to = join(staging, REGISTRY_ROOT);
@@ -81,7 +82,7 @@ export async function mergeLayouts(inputs: readonly string[], output: string): P
       // hard link is kept only when it is the very file that was opened (placeBlob checks).
       for (const file of await filesUnder(join(root, 'blobs'))) {
         const rel = join('blobs', file);
-        const how = await placeBlob({ path: join(root, rel), open: () => openRegular(root, rel) }, join(to, rel));
+        const how = await placeBlob({ path: join(root, rel), open: () => openRegular(root, rel) }, join(to, rel), undefined, dirs);
         if (how === 'linked') report.blobs.linked++;
         else if (how === 'copied') report.blobs.copied++;
         else report.blobs.shared++;
@@ -94,7 +95,7 @@ export async function mergeLayouts(inputs: readonly string[], output: string): P
           if (!(await readFile(dest)).equals(bytes)) throw new BundleError(`repositories/${file} differs between inputs (${input} and an earlier one)`);
           continue;
         }
-        ensureDir(join(dest, '..'));
+        dirs.ensure(join(dest, '..'));
         writeFileSync(dest, bytes);
         report.links++;
       }

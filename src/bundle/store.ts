@@ -188,6 +188,16 @@ function paxRecords(data: Buffer): Map<string, string> {
   return out;
 }
 
+/** Largest pax or GNU long-name header read (Go's archive/tar: maxSpecialFileSize, 1 MiB): each is held in memory. */
+const MAX_SPECIAL_BYTES = 1 << 20;
+
+/** A pax `size` record: decimal digits only, and a safe integer. */
+function paxSize(value: string, file: string, at: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new BundleError(`${file}: the pax size "${value.slice(0, 40)}" for the entry at byte ${at} is not a byte count`);
+  return n;
+}
+
 async function readAt(fh: FileHandle, length: number, position: number): Promise<Buffer> {
   const buf = Buffer.alloc(length);
   let done = 0;
@@ -220,19 +230,22 @@ async function indexTar(fh: FileHandle, file: string): Promise<Map<string, TarMe
     let size = octal(h, 124, 12);
     const type = String.fromCharCode(h[156]!);
     const dataAt = pos + BLOCK;
-    pos = dataAt + Math.ceil(size / BLOCK) * BLOCK;
     if (type === 'x' || type === 'L' || type === 'K') {
+      if (size > MAX_SPECIAL_BYTES) throw new BundleError(`${file}: the extended header at byte ${pos} claims ${size} bytes (at most ${MAX_SPECIAL_BYTES})`);
       const data = await readAt(fh, size, dataAt);
       if (type === 'x') pax = paxRecords(data);
       else if (type === 'L') longName = cstring(data, 0, data.length);
       else longLink = cstring(data, 0, data.length);
+      pos = dataAt + Math.ceil(size / BLOCK) * BLOCK;
       continue;
     }
+    // A pax size replaces the header's (which is 0 or wrong beyond 8 GiB): it says where the next header is.
+    if (type !== 'g' && pax.has('size')) size = paxSize(pax.get('size')!, file, pos);
+    pos = dataAt + Math.ceil(size / BLOCK) * BLOCK;
     if (type === 'g') continue;
     const prefix = cstring(h, 257, 6).startsWith('ustar') ? cstring(h, 345, 155) : '';
     let name = longName ?? pax.get('path') ?? (prefix ? `${prefix}/${cstring(h, 0, 100)}` : cstring(h, 0, 100));
     const linkname = longLink ?? pax.get('linkpath') ?? cstring(h, 157, 100);
-    if (pax.has('size')) size = Number(pax.get('size'));
     longName = longLink = undefined;
     pax = new Map();
     name = normalise(name);

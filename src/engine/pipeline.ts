@@ -40,6 +40,8 @@ export interface FetchOptions extends NetworkOptions {
   events?: EngineEvents;
   /** Docker Hub mirrors (host[:port]), tried in order before Docker Hub. */
   mirrors?: string[];
+  /** host[:port] serving docker.io's registry API instead of registry-1.docker.io (tests: a loopback registry as Docker Hub). */
+  dockerHubApi?: string;
   /** Also save cosign signatures/attestations/SBOMs and OCI referrers of every saved manifest. */
   withSignatures?: boolean;
   /** Interrupt (Ctrl-C): downloads checkpoint and stop; nothing is linked. */
@@ -137,7 +139,14 @@ function openSession(opts: FetchOptions, events: EngineEvents): Session {
   const mirrorHosts = (opts.mirrors ?? []).map((m) => parseMirror(m, opts.plainHttp));
   const transport = transportOptions(opts);
   const cache = Cache.open(opts.cacheDir ?? defaultCacheDir());
-  const client = new RegistryClient({ plainHttp: opts.plainHttp, credentials: opts.credentials, connections: (opts.jobs ?? DEFAULT_JOBS) + 4, transport, limits: opts.limits });
+  const client = new RegistryClient({
+    plainHttp: opts.plainHttp,
+    credentials: opts.credentials,
+    connections: (opts.jobs ?? DEFAULT_JOBS) + 4,
+    transport,
+    limits: opts.limits,
+    dockerHubApi: opts.dockerHubApi,
+  });
   const conf = opts.registriesConf;
   const mirrors = mirrorHosts.length || conf?.registries.length ? new Mirrors(client, { hubMirrors: mirrorHosts, registriesConf: conf }, events) : undefined;
   return {

@@ -10,7 +10,7 @@ import { sha256Bytes, type HasherKind } from '../hash/hasher.js';
 import type { RegistryClient } from '../registry/client.js';
 import { sleep } from '../registry/retry.js';
 import type { BlobSource } from '../resolve/graph.js';
-import { DEFAULT_NET_LIMITS, type NetLimits } from '../registry/timeouts.js';
+import type { NetLimits } from '../registry/timeouts.js';
 import type { EngineEvents } from '../util/events.js';
 import { Semaphore } from '../util/limit.js';
 import type { PlannedBlob } from './plan.js';

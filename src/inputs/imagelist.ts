@@ -1,5 +1,4 @@
 // sealer-style image lists: one reference a line, `#` comments, blank lines.
-import { readFile } from 'node:fs/promises';
 
 export interface ImageListEntry {
   ref: string;
@@ -30,16 +29,6 @@ export function parseImageList(text: string, file = '<input>'): ImageListEntry[]
 function stripComment(line: string): string {
   const m = /(^|\s)#/.exec(line);
   return m ? line.slice(0, m.index) : line;
-}
-
-export async function readImageList(file: string): Promise<ImageListEntry[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read image list ${file}: ${(err as Error).message}`, { cause: err });
-  }
-  return parseImageList(text, file);
 }
 
 // Shape of a reference per the distribution reference grammar, used only to

@@ -1,5 +1,4 @@
 // Kubernetes manifests → the `image:` of every container they would run.
-import { readFile } from 'node:fs/promises';
 import {
   Document,
   LineCounter,
@@ -140,16 +139,6 @@ export function hasKubeDocuments(parsed: ParsedYaml): boolean {
 
 export function parseKubeYaml(text: string, file = '<input>'): KubeImageRef[] {
   return findKubeImages(parseYamlDocuments(text, file), file);
-}
-
-export async function readKubeYaml(file: string): Promise<KubeImageRef[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read Kubernetes YAML ${file}: ${(err as Error).message}`, { cause: err });
-  }
-  return parseKubeYaml(text, file);
 }
 
 /**

@@ -265,6 +265,6 @@ function withWhere<T>(fn: () => T, where: string): T {
   try {
     return fn();
   } catch (err) {
-    throw new Error(`${where}: ${(err as Error).message}`);
+    throw new Error(`${where}: ${(err as Error).message}`, { cause: err });
   }
 }

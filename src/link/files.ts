@@ -1,8 +1,8 @@
 // File placement shared by every linker: blobs come from the cache by hard link where the
 // filesystem allows it, by copy otherwise; outputs appear under their final name only when complete.
 import { createHash } from 'node:crypto';
-import { constants, createWriteStream, linkSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, type Stats } from 'node:fs';
-import { copyFile, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { constants, createWriteStream, linkSync, lstatSync, mkdirSync, readFileSync, rmSync, type Stats } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -41,35 +41,46 @@ export async function openSource(src: FileSource, size?: number): Promise<{ fh: 
 }
 
 /**
- * Directories made (or found) during this run. A recursive mkdir walks the whole path on every
- * call (~330 µs a call on this project's test disks), and a registry layout needs a directory per
- * link file: made parent first, and once, each costs one mkdir.
+ * The directories one link run made (or found), so each costs one mkdir. A recursive mkdir walks
+ * the whole path on every call (~330 µs a call on this project's test disks), and a registry
+ * layout needs a directory per link file: made parent first, and once. Owned by the run, never
+ * the process: a later run may find them removed, and a process-wide set grows without bound.
  *
  * A layout's metadata calls (mkdir, link, small files) are made synchronously: each takes a few
  * µs of kernel time, and the async form adds a thread-pool round trip and a promise to each, which
  * doubled their CPU (4,000 mkdir + writeFile: 820 ms of CPU async, 445 ms sync). Bulk copies stay async.
  */
-const madeDirs = new Set<string>();
+export class RunDirs {
+  private readonly made = new Set<string>();
 
-export function ensureDir(dir: string): void {
-  if (madeDirs.has(dir)) return;
-  const parent = dirname(dir);
-  if (parent !== dir) ensureDir(parent);
-  try {
-    mkdirSync(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  ensure(dir: string): void {
+    if (this.made.has(dir)) return;
+    const parent = dirname(dir);
+    if (parent !== dir) this.ensure(parent);
+    try {
+      mkdirSync(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    this.made.add(dir);
   }
-  madeDirs.add(dir);
 }
+
+/** For a caller with no run of directories to share: one recursive mkdir (an existing directory is fine). */
+const ONE_OFF = { ensure: (dir: string) => void mkdirSync(dir, { recursive: true }) };
 
 /**
  * Hard link `src` to `dest` (same filesystem), else copy from its checked descriptor (never
  * through a link). A hard link is made by name, so the linked inode is compared with the one
  * checked: a file swapped in between (a link, another file) is removed again and refused.
  */
-export async function placeBlob(src: FileSource, dest: string, size?: number): Promise<'linked' | 'copied' | 'present'> {
-  ensureDir(dirname(dest));
+export async function placeBlob(
+  src: FileSource,
+  dest: string,
+  size?: number,
+  dirs: Pick<RunDirs, 'ensure'> = ONE_OFF,
+): Promise<'linked' | 'copied' | 'present'> {
+  dirs.ensure(dirname(dest));
   const { fh, stat } = await openSource(src, size);
   try {
     for (let attempt = 0; ; attempt++) {

@@ -32,7 +32,7 @@ import { hexOf } from '../cache/cache.js';
 import { formatReference } from '../ref/reference.js';
 import { blobsOf, walkNodes, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
 import { MT } from '../util/mediatypes.js';
-import { openSource, placeBlob, writeAtomically, type FileSource } from './files.js';
+import { openSource, placeBlob, RunDirs, writeAtomically, type FileSource } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -59,6 +59,7 @@ export interface OutputSink {
 
 export class DirSink implements OutputSink {
   readonly counts = { linked: 0, copied: 0, written: 0 };
+  private readonly dirs = new RunDirs();
   constructor(private readonly root: string) {}
 
   async addBytes(name: string, bytes: Buffer): Promise<void> {
@@ -68,7 +69,7 @@ export class DirSink implements OutputSink {
   }
 
   async addFile(name: string, src: FileSource, size: number): Promise<void> {
-    const how = await placeBlob(src, join(this.root, name), size);
+    const how = await placeBlob(src, join(this.root, name), size, this.dirs);
     if (how === 'copied') this.counts.copied++;
     else this.counts.linked++;
   }

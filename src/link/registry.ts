@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { hexOf, type Cache } from '../cache/cache.js';
 import { blobsOf, leafManifests, walkNodes, type ResolvedImage } from '../resolve/graph.js';
 import { Semaphore } from '../util/limit.js';
-import { ensureDir, placeBlob, stagingPath } from './files.js';
+import { placeBlob, RunDirs, stagingPath } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 import { formatReference, type Reference } from '../ref/reference.js';
 
@@ -60,18 +60,18 @@ export function repositoryPath(root: string, repository: string): string {
  * temporary name and rename. One that exists already is right unless a crash cut its write short,
  * which its size shows. Synchronous, as every layout metadata call (see files.ts).
  */
-function writeContentAddressed(path: string, data: string | Buffer): void {
-  ensureDir(dirname(path));
+function writeContentAddressed(dirs: RunDirs, path: string, data: string | Buffer): void {
+  dirs.ensure(dirname(path));
   try {
     writeFileSync(path, data, { flag: 'wx' });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    if (statSync(path).size !== Buffer.byteLength(data)) writeFileAtomic(path, data);
+    if (statSync(path).size !== Buffer.byteLength(data)) writeFileAtomic(dirs, path, data);
   }
 }
 
-function writeFileAtomic(path: string, data: string | Buffer): void {
-  ensureDir(dirname(path));
+function writeFileAtomic(dirs: RunDirs, path: string, data: string | Buffer): void {
+  dirs.ensure(dirname(path));
   const tmp = stagingPath(path);
   writeFileSync(tmp, data);
   renameSync(tmp, path);
@@ -100,6 +100,7 @@ export class RegistryLayoutWriter {
   private readonly files = new Map<string, Promise<void>>();
   private readonly images = new Map<ResolvedImage, Promise<void>>();
   private readonly slots = new Semaphore(FILES_AT_ONCE);
+  private readonly dirs = new RunDirs();
   private readonly inBase: (digest: string) => boolean;
 
   constructor(
@@ -120,7 +121,7 @@ export class RegistryLayoutWriter {
   }
 
   private async write(image: ResolvedImage): Promise<void> {
-    const { root, cache, result } = this;
+    const { root, cache, result, dirs } = this;
     const repo = repositoryPath(root, layoutRepository(image.ref, this.scoped));
     const blobs = leafManifests(image.root).flatMap(blobsOf);
     const nodes = [...walkNodes(image.root)];
@@ -129,7 +130,7 @@ export class RegistryLayoutWriter {
         .filter((d) => !this.inBase(d.digest))
         .map((d) =>
           this.once(blobDataPath(root, d.digest), async (path) => {
-            const how = await placeBlob(cache.blobSource(d.digest), path, d.size);
+            const how = await placeBlob(cache.blobSource(d.digest), path, d.size, dirs);
             if (how === 'linked') result.linked++;
             else if (how === 'copied') result.copied++;
           }),
@@ -138,7 +139,7 @@ export class RegistryLayoutWriter {
         .filter((n) => !this.inBase(n.digest))
         .map((n) =>
           this.once(blobDataPath(root, n.digest), (path) => {
-            writeContentAddressed(path, n.bytes);
+            writeContentAddressed(dirs, path, n.bytes);
             result.written++;
           }),
         ),
@@ -150,9 +151,9 @@ export class RegistryLayoutWriter {
     ];
     const tagDir = image.ref.tag ? join(repo, '_manifests', 'tags', image.ref.tag) : undefined;
     if (tagDir) links.push([join(tagDir, 'index', 'sha256', hexOf(image.root.digest), 'link'), image.root.digest]);
-    await Promise.all(links.map(([path, digest]) => this.once(path, () => writeContentAddressed(path, digest))));
+    await Promise.all(links.map(([path, digest]) => this.once(path, () => writeContentAddressed(dirs, path, digest))));
     // A tag's current link changes: it is replaced whole.
-    if (tagDir) await this.once(join(tagDir, 'current', 'link'), (path) => writeFileAtomic(path, image.root.digest));
+    if (tagDir) await this.once(join(tagDir, 'current', 'link'), (path) => writeFileAtomic(dirs, path, image.root.digest));
   }
 
   /** Each output file is written once, at most FILES_AT_ONCE at a time. */

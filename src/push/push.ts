@@ -290,6 +290,7 @@ export async function pushRepositories(bundle: Bundle, repos: readonly BundleRep
           throw new Error(
             `${target.registry}/${repo}: the registry refuses index ${digest} because the bundle holds only ${held.length} of its platforms; ` +
               `save with --platform all (or one platform) to push it`,
+            { cause: err },
           );
         }
         stand.set(digest, held[0]!);

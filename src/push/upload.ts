@@ -177,7 +177,6 @@ export class PushSession {
       let url = opts.location && session === 1 ? opts.location : await this.startUpload(repo);
       let offset = 0;
       let failures = 0;
-      let attemptStarted = Date.now();
       // Hashes what is sent; checked before the PUT that would commit it (issue 16).
       const sent = new UploadHash(digest, open);
       try {
@@ -186,7 +185,7 @@ export class PushSession {
           const end = Math.min(offset + chunk, size) - 1;
           let res: Response | undefined;
           let error: unknown;
-          attemptStarted = Date.now();
+          const attemptStarted = Date.now();
           try {
             res = await this.stream(
               repo,

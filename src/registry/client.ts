@@ -13,8 +13,7 @@ import { DEFAULT_NET_LIMITS, LowSpeedError, requestTimeouts, SpeedWatch, type Ne
 import type { Credential } from './credentials.js';
 import { MANIFEST_ACCEPT, MT } from '../util/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
-import { DOCKER_HUB_API_ENV } from './mirror.js';
-import { isTag } from '../ref/reference.js';
+import { DOCKER_HUB, isTag } from '../ref/reference.js';
 
 export type CredentialLookup = (registry: string) => Promise<Credential | undefined>;
 
@@ -33,6 +32,8 @@ export interface ClientOptions {
   limits?: NetLimits;
   /** Time all requests together may spend failing (push's --retry-budget); unlimited without. */
   retryBudget?: RetryBudget;
+  /** host[:port] that serves docker.io's registry API instead of DOCKER_HUB_API (a loopback stand-in for tests). */
+  dockerHubApi?: string;
 }
 
 export interface FetchedManifest {
@@ -61,11 +62,8 @@ export interface TagListOptions {
 }
 export const USER_AGENT = 'ocisave/0.1';
 
-/** Hosts the registry API actually lives on. */
-export function apiHost(registry: string): string {
-  // OCISAVE_DOCKERHUB_API (tests only, see mirror.ts) stands a loopback registry in for Docker Hub.
-  return registry === 'docker.io' ? process.env[DOCKER_HUB_API_ENV] || 'registry-1.docker.io' : registry;
-}
+/** The host Docker Hub's registry API lives on (docker.io names the registry, not the API host). */
+export const DOCKER_HUB_API = 'registry-1.docker.io';
 
 /** Extra options of RegistryClient.api(): the token scope's actions and a request body. */
 export interface ApiOptions {
@@ -126,12 +124,17 @@ export class RegistryClient {
    * anonymous instead would turn this into a confusing 401 later, or save what anonymous users see.
    */
   private guardClearText(registry: string, url: URL, what: string): void {
-    if (clearTextAllowed(url, apiHost(registry), !!this.opts.plainHttp || this.insecure(apiHost(registry)))) return;
-    const hint = url.hostname === new URL(`http://${apiHost(registry)}`).hostname ? 'pass --plain-http if this network is trusted' : 'the token server must use https://';
+    if (clearTextAllowed(url, this.apiHost(registry), !!this.opts.plainHttp || this.insecure(this.apiHost(registry)))) return;
+    const hint = url.hostname === new URL(`http://${this.apiHost(registry)}`).hostname ? 'pass --plain-http if this network is trusted' : 'the token server must use https://';
     throw new RegistryError(
       'insecure',
       `refusing to send the credentials for ${registry} in clear to ${url.host} (${what} ${url.origin}${url.pathname} is plain http://): ${hint}, or go without credentials`,
     );
+  }
+
+  /** The host the registry API of `registry` actually lives on. */
+  private apiHost(registry: string): string {
+    return registry === DOCKER_HUB ? (this.opts.dockerHubApi ?? DOCKER_HUB_API) : registry;
   }
 
   /** Whether the user asked for `host` to be spoken to insecurely (registries.conf insecure, --tls-verify=false for it). */
@@ -142,12 +145,12 @@ export class RegistryClient {
   /** `scheme://host` of the registry's API, once its first GET /v2/ has told which scheme it speaks. */
   async baseUrl(registry: string): Promise<string> {
     const known = this.schemes.get(registry);
-    return known ? `${known}://${apiHost(registry)}` : `${(await this.probe(registry)).scheme}://${apiHost(registry)}`;
+    return known ? `${known}://${this.apiHost(registry)}` : `${(await this.probe(registry)).scheme}://${this.apiHost(registry)}`;
   }
 
   /** baseUrl() for a registry already spoken to (a guess from the rules before that). */
   knownBaseUrl(registry: string): string {
-    return `${this.schemes.get(registry) ?? this.fallbackScheme(apiHost(registry))}://${apiHost(registry)}`;
+    return `${this.schemes.get(registry) ?? this.fallbackScheme(this.apiHost(registry))}://${this.apiHost(registry)}`;
   }
 
   /** Whether the registry answered its GET /v2/ (any HTTP status). */
@@ -217,7 +220,7 @@ export class RegistryClient {
   private probe(registry: string): Promise<Probe> {
     let p = this.pings.get(registry);
     if (!p) {
-      const host = apiHost(registry);
+      const host = this.apiHost(registry);
       p = (async (): Promise<Probe> => {
         if (this.opts.plainHttp) return { scheme: 'http', challenge: await this.ping('http', host) };
         try {
@@ -421,7 +424,7 @@ export class RegistryClient {
     opts: ApiOptions = {},
   ) {
     const probe = await this.probe(registry);
-    const url = `${this.schemes.get(registry) ?? probe.scheme}://${apiHost(registry)}${path}`;
+    const url = `${this.schemes.get(registry) ?? probe.scheme}://${this.apiHost(registry)}${path}`;
     // A registry whose ping failed gets this request anonymous, without a second ping: the request
     // reports what is wrong (with its retries), and a 401 answer teaches the challenge.
     const pinged = probe.challenge !== undefined || this.challenges.has(registry);

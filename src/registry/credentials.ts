@@ -131,7 +131,7 @@ export async function readAuthConfig(file: string): Promise<AuthConfig | undefin
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw new Error(`cannot read credentials file ${file}: ${code ?? (err as Error).message}`);
+    throw new Error(`cannot read credentials file ${file}: ${code ?? (err as Error).message}`, { cause: err });
   }
   if (text.trim() === '') return undefined; // docker treats an empty file as no config
   let data: unknown;
@@ -145,7 +145,7 @@ export async function readAuthConfig(file: string): Promise<AuthConfig | undefin
       const line = before.split('\n').length;
       where = ` at line ${line}, column ${Number(pos[1]) - before.lastIndexOf('\n')}`;
     }
-    throw new Error(`credentials file ${file} is not valid JSON${where}; fix or remove it`);
+    throw new Error(`credentials file ${file} is not valid JSON${where}; fix or remove it`, { cause: err });
   }
   const bad = (what: string) => new Error(`credentials file ${file}: ${what}; fix or remove it`);
   if (!isObject(data)) throw bad('top level is not a JSON object');
@@ -362,23 +362,6 @@ async function findOnPath(program: string, path: string): Promise<string | undef
     }
   }
   return undefined;
-}
-
-/** The secret strings a credential holds. */
-export function credentialSecrets(cred: Credential | undefined): string[] {
-  if (!cred) return [];
-  if ('password' in cred) return [cred.password, Buffer.from(`${cred.username}:${cred.password}`).toString('base64')].filter(Boolean);
-  if ('identityToken' in cred) return [cred.identityToken].filter(Boolean);
-  return [cred.registryToken].filter(Boolean);
-}
-
-/** Replaces every secret of `creds` (and its base64 Basic form) in `text` with "***". */
-export function redact(text: string, ...creds: (Credential | undefined)[]): string {
-  let out = text;
-  const secrets = creds.flatMap(credentialSecrets).sort((a, b) => b.length - a.length);
-  for (const s of secrets) out = out.split(s).join('***');
-  // Authorization headers that slipped into a message, whoever's they are.
-  return out.replace(/\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{8,}/g, '$1 ***');
 }
 
 /** A description safe to log: who, never what secret. */

@@ -6,8 +6,9 @@
 import { createRequire } from 'node:module';
 import type * as undici from 'undici';
 
-// Paths inside undici's package (the same throughout 7.x; package-lock.json pins the version):
-// if they ever move, every command fails at start-up, and every test with it.
+// Paths inside undici's package: safe because package.json pins undici exactly (7.30.2, no range),
+// so an npm install from the registry gets these very files; a bump must re-run the tests (a moved
+// path fails every command at start-up, and every test with it).
 const load = createRequire(import.meta.url);
 
 export const Agent: typeof undici.Agent = load('undici/lib/dispatcher/agent.js');

@@ -11,12 +11,6 @@ import { RegistryError } from './errors.js';
 import type { FetchedManifest, RegistryClient } from './client.js';
 import type { EngineEvents } from '../util/events.js';
 
-/**
- * Test hook, deliberately not in --help: the host:port that stands in for Docker Hub's API host
- * (registry-1.docker.io), so tests can play "origin" with a loopback registry. Read by apiHost().
- */
-export const DOCKER_HUB_API_ENV = 'OCISAVE_DOCKERHUB_API';
-
 /** `--registry-mirror` value → host[:port]. Accepts `host[:port]` and `https://host[:port][/]`. */
 export function parseMirror(text: string, plainHttp = false): string {
   const raw = text.trim();

@@ -55,7 +55,7 @@ export function loadRegistriesConf(explicit?: string, env: NodeJS.ProcessEnv = p
     if (statSync(file).size > MAX_CONF_BYTES) throw new Error(`larger than ${MAX_CONF_BYTES} bytes`);
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new Error(`registries.conf ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new Error(`registries.conf ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   return parseRegistriesConf(text, file);
 }
@@ -126,7 +126,7 @@ export function parseRegistriesConf(text: string, file: string): RegistriesConf 
   try {
     doc = parseToml(text) as Record<string, unknown>;
   } catch (err) {
-    throw new Error(`registries.conf ${file}: not valid TOML: ${(err as Error).message.split('\n')[0]}`);
+    throw new Error(`registries.conf ${file}: not valid TOML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
   try {
     const raw = doc.registry;
@@ -134,7 +134,7 @@ export function parseRegistriesConf(text: string, file: string): RegistriesConf 
     const registries = (raw ?? []).map((r: Record<string, unknown>, i: number) => parseEntry(r, `registry[${i}]`));
     return { file, registries: [...registries, ...parseV1(doc)] };
   } catch (err) {
-    throw new Error(`registries.conf ${file}: ${(err as Error).message}`);
+    throw new Error(`registries.conf ${file}: ${(err as Error).message}`, { cause: err });
   }
 }
 

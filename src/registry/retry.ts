@@ -21,14 +21,21 @@ export function isRetryableError(err: unknown): boolean {
   return RETRYABLE_CODES.has(e?.code ?? '') || RETRYABLE_CODES.has(e?.cause?.code ?? '') || (err as Error)?.name === 'PrematureCloseError';
 }
 
-/** Milliseconds to wait before attempt `attempt` (1-based retry count). */
+/** Longest wait a Retry-After can ask for; a server asking more is waited on this long, then retried. */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+/**
+ * Milliseconds to wait before attempt `attempt` (1-based retry count). Retry-After is honoured in
+ * its two RFC 9110 forms only, delay-seconds (digits) or an HTTP-date (it names a day and month):
+ * anything else ("-1", "0x10", "1.5", which Number() or Date.parse() would read as something) is
+ * ignored for the exponential wait.
+ */
 export function backoffMs(attempt: number, retryAfter?: string | string[] | null, baseMs = 200): number {
-  const header = Array.isArray(retryAfter) ? retryAfter[0] : retryAfter;
-  if (header) {
-    const secs = Number(header);
-    if (Number.isFinite(secs) && secs >= 0) return Math.min(secs * 1000, 60_000);
+  const header = (Array.isArray(retryAfter) ? retryAfter[0] : retryAfter)?.trim();
+  if (header && /^\d+$/.test(header)) return Math.min(Number(header) * 1000, MAX_RETRY_AFTER_MS);
+  if (header && /[A-Za-z]/.test(header)) {
     const date = Date.parse(header);
-    if (!Number.isNaN(date)) return Math.min(Math.max(0, date - Date.now()), 60_000);
+    if (!Number.isNaN(date)) return Math.min(Math.max(0, date - Date.now()), MAX_RETRY_AFTER_MS);
   }
   const exp = baseMs * 2 ** (attempt - 1);
   return Math.min(exp + Math.random() * exp * 0.25, 10_000);

@@ -13,7 +13,8 @@
 // }
 import { open, rename, stat, writeFile } from 'node:fs/promises';
 import { formatPlatform, parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
-import { isDigest, parseReference } from '../ref/reference.js';
+import { isDigest } from '../ref/digest.js';
+import { parseReference } from '../ref/reference.js';
 import { leafManifests, type ImageGraph } from './graph.js';
 
 export const LOCK_VERSION = 1;
@@ -104,7 +105,7 @@ function validateLock(data: Record<string, unknown>, path: string): LockFile {
     try {
       ref = parseReference(entry.reference);
     } catch (err) {
-      throw new Error(`${where}: ${(err as Error).message}`);
+      throw new Error(`${where}: ${(err as Error).message}`, { cause: err });
     }
     if (!ref.digest) throw new Error(`${where}: "${entry.reference}" is not pinned by digest (registry/repository@sha256:…)`);
     if (entry.tag !== undefined && (typeof entry.tag !== 'string' || /[@:/\s]/.test(entry.tag))) throw new Error(`${where}: "tag" is not a tag`);
@@ -120,7 +121,7 @@ function validateLock(data: Record<string, unknown>, path: string): LockFile {
   try {
     parsePlatformSelector(platforms);
   } catch (err) {
-    throw new Error(`${path}: "platforms": ${(err as Error).message}`);
+    throw new Error(`${path}: "platforms": ${(err as Error).message}`, { cause: err });
   }
   return { ocisaveLock: LOCK_VERSION, platforms, images };
 }

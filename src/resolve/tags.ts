@@ -40,7 +40,7 @@ function compileRegex(re: string, what: string): RegExp {
   try {
     return new RegExp(re);
   } catch (err) {
-    throw new Error(`${what}: invalid tag regex ${JSON.stringify(re)}: ${(err as Error).message}`);
+    throw new Error(`${what}: invalid tag regex ${JSON.stringify(re)}: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -1,7 +1,6 @@
 // The events a library call reports while it works: the engine's (resolve, plan, downloads, link)
 // and push's (blobs, manifests, tags), each stamped with the event schema.
-import type { EngineEvent } from '../util/events.js';
-import { EngineEvents } from '../util/events.js';
+import { EngineEvents, type EngineEvent } from '../util/events.js';
 import type { PushEvent } from '../push/push.js';
 import { SCHEMAS } from './schema.js';
 

@@ -2,8 +2,7 @@
 // (camelCase; repeatable flags are arrays), their defaults, and their translation into the
 // engine's options. Durations are seconds and sizes MiB, as on the command line.
 import { defaultCacheDir } from '../cache/cache.js';
-import type { FetchOptions } from '../engine/pipeline.js';
-import { DEFAULT_JOBS } from '../engine/pipeline.js';
+import { DEFAULT_JOBS, type FetchOptions } from '../engine/pipeline.js';
 import type { HasherKind } from '../hash/hasher.js';
 import { parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
 import type { CredentialLookup } from '../registry/client.js';

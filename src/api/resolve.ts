@@ -7,9 +7,8 @@ import { blobsOf, leafManifests, walkNodes, type Failure, type ImageGraph } from
 import { lockFromGraph, writeLockFile } from '../resolve/lockfile.js';
 import { stamp } from './events.js';
 import { gatherInputs, type InputOptions } from './inputs.js';
-import { credentialsOf, fetchOptionsOf, type FetchRequest } from './options.js';
+import { credentialsOf, fetchOptionsOf, platformsOf, type FetchRequest } from './options.js';
 import { DEFAULT_PLATFORMS } from './platforms.js';
-import { platformsOf } from './options.js';
 import { SCHEMAS, versioned } from './schema.js';
 
 export interface ResolveRequest extends Omit<FetchRequest, 'keepGoing' | 'jobs' | 'hasher' | 'segmentSize'>, Omit<InputOptions, 'lock'> {

@@ -3,7 +3,7 @@
 // the N parts cover the inputs exactly once.
 import { describe, expect, it } from 'vitest';
 import { parseShard, shardOf } from '../src/ref/shard.js';
-import { shardInputs } from '../src/cli/shard.js';
+import { shardInputs } from '../src/api/inputs.js';
 
 // python3: int.from_bytes(sha256(b"registry/repository").digest()[:8], "big") % N + 1
 const KNOWN: [string, string, number, number][] = [

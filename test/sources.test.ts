@@ -11,7 +11,7 @@ import { selectTags, tagVersion } from '../src/resolve/tags.js';
 import { nextPagePath } from '../src/registry/client.js';
 import { checkLayoutNames, layoutRepository } from '../src/link/registry.js';
 import { parseReference } from '../src/ref/reference.js';
-import { collectInputs } from '../src/cli/inputs.js';
+import { collectInputs } from '../src/api/inputs.js';
 
 let tmp: string;
 beforeAll(async () => {

@@ -1,23 +1,13 @@
 // `ocisave cache ls|du|verify|prune`: look after the shared blob cache.
 import { Command, InvalidArgumentError } from 'commander';
-import { Cache, defaultCacheDir } from '../cache/cache.js';
-import { cacheUsage, listCache, parseDuration, pruneCache, verifyCache } from '../cache/maintenance.js';
+import { cacheDu, cacheLs, cachePrune, cacheVerify } from '../api/cache.js';
+import { parseDuration } from '../cache/maintenance.js';
 import { positiveInt } from './options.js';
 import { formatBytes } from './render.js';
 
 interface CacheFlags {
   cache?: string;
   json?: boolean;
-}
-
-async function withCache(flags: CacheFlags, fn: (cache: Cache) => Promise<void>, repair = false): Promise<void> {
-  // Only verify repairs a cache directory that is a link (the link removed, never its target); the others refuse it.
-  const cache = Cache.open(flags.cache ?? defaultCacheDir(), { replaceLinkedDirs: repair });
-  try {
-    return await fn(cache);
-  } finally {
-    await cache.close();
-  }
 }
 
 const when = (ms: number) => (ms ? new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z') : '-');
@@ -45,29 +35,29 @@ export function cacheCommand(): Command {
 
   cmd.addCommand(
     sub('ls', 'list cached blobs (size, media type, last use) and partial downloads').action((flags: CacheFlags) =>
-      withCache(flags, async (cache) => {
-        const l = await listCache(cache);
+      (async () => {
+        const l = await cacheLs({ cacheDir: flags.cache });
         if (flags.json) return out(JSON.stringify(l));
         for (const b of l.blobs) out(`${b.digest}  ${formatBytes(b.size).padStart(9)}  ${when(b.lastUsedAt)}  ${b.mediaType}${b.present ? '' : '  (file missing: run cache verify)'}`);
         for (const p of l.partials) {
           out(`partial ${p.digest}  ${p.segmented ? 'segmented' : `at ${formatBytes(p.offset)}`}${p.fileBytes === undefined ? ' (file missing)' : ''}  ${when(p.updatedAt)}`);
         }
         out(`${l.blobs.length} blobs, ${l.partials.length} partial downloads in ${l.dir}`);
-      }),
+      })(),
     ),
   );
 
   cmd.addCommand(
     sub('du', 'disk used by the cache').action((flags: CacheFlags) =>
-      withCache(flags, async (cache) => {
-        const u = await cacheUsage(cache);
+      (async () => {
+        const u = await cacheDu({ cacheDir: flags.cache });
         if (flags.json) return out(JSON.stringify(u));
         out(`blobs     ${String(u.blobs.count).padStart(7)}  ${formatBytes(u.blobs.bytes)}`);
         out(`partials  ${String(u.partials.count).padStart(7)}  ${formatBytes(u.partials.bytes)}`);
         out(`tmp       ${String(u.tmp.count).padStart(7)}  ${formatBytes(u.tmp.bytes)}`);
         out(`index              ${formatBytes(u.index.bytes)}`);
         out(`total              ${formatBytes(u.totalBytes)}  ${u.dir}`);
-      }),
+      })(),
     ),
   );
 
@@ -75,8 +65,8 @@ export function cacheCommand(): Command {
     sub('verify', 're-hash every blob, drop corrupt ones, repair what interrupted downloads left')
       .option('-j, --jobs <n>', 'files hashed at once (default 4)', positiveInt)
       .action((flags: CacheFlags & { jobs?: number }) =>
-        withCache(flags, async (cache) => {
-          const r = await verifyCache(cache, { jobs: flags.jobs });
+        (async () => {
+          const r = await cacheVerify({ cacheDir: flags.cache, jobs: flags.jobs });
           if (flags.json) return out(JSON.stringify(r));
           for (const d of r.corrupt) out(`corrupt, removed: ${d}`);
           for (const d of r.missing) out(`file missing, forgotten: ${d}`);
@@ -90,7 +80,7 @@ export function cacheCommand(): Command {
           for (const d of r.strayLinks) out(`not a regular file, removed (a link is removed itself, never its target): ${d}`);
           const repaired = r.linksReplaced.length + r.strayLinks.length + r.corrupt.length + r.missing.length + r.adopted.length + r.removedFiles.length + r.partials.truncated.length + r.partials.dropped.length + r.partials.removedFiles.length;
           out(`${r.checked} blobs re-hashed (${formatBytes(r.bytes)}) in ${r.seconds.toFixed(1)} s: ${repaired ? `${repaired} repairs` : 'all good'}${r.tmpRemoved ? `, ${r.tmpRemoved} temp files removed` : ''}`);
-        }, true),
+        })(),
       ),
   );
 
@@ -99,14 +89,14 @@ export function cacheCommand(): Command {
       .requiredOption('--older-than <duration>', 'not used for this long: 30d, 12h, 1h30m, 2w', durationArg)
       .option('--dry-run', 'only say what would be removed')
       .action((flags: CacheFlags & { olderThan: number; dryRun?: boolean }) =>
-        withCache(flags, async (cache) => {
-          const r = await pruneCache(cache, { olderThanMs: flags.olderThan, dryRun: flags.dryRun });
+        (async () => {
+          const r = await cachePrune({ cacheDir: flags.cache, olderThan: flags.olderThan, dryRun: flags.dryRun });
           if (flags.json) return out(JSON.stringify(r));
           const verb = r.dryRun ? 'would remove' : 'removed';
           for (const b of r.removed) out(`${verb} ${b.digest} (${formatBytes(b.size)}, last used ${when(b.lastUsedAt)})`);
           for (const d of r.locked) out(`in use by a running download, kept: ${d}`);
           out(`${verb} ${r.removed.length} blobs (${formatBytes(r.removedBytes)}) and ${r.partialsRemoved.length} stale partial downloads; kept ${r.kept.blobs} blobs (${formatBytes(r.kept.bytes)})`);
-        }),
+        })(),
       ),
   );
   return cmd;

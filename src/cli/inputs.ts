@@ -1,11 +1,9 @@
-// What save, resolve and list-images read: reference arguments, -f inputs of every kind, and the
-// flags that shape them (build args of a sealer context, tag sets for repositories given without a tag).
+// The flags of what save, resolve, mirror and list-images read: reference arguments, -f inputs of
+// every kind, and the flags that shape them (build args of a sealer context, tag sets). Collecting
+// the inputs is the library's (src/api/inputs.ts).
 import { Command, InvalidArgumentError } from 'commander';
-import { readInputs, type InputRef } from '../inputs/index.js';
-import type { Credential } from '../registry/credentials.js';
-import type { HostOptionsMap } from '../registry/host-options.js';
-import { lockReferences, readLockFile } from '../resolve/lockfile.js';
-import { checkSelector, namesTagOrDigest, type TagSelector, type TagSetRequest } from '../resolve/tags.js';
+import type { InputOptions } from '../api/inputs.js';
+import { checkSelector } from '../resolve/tags.js';
 import { positiveInt, referenceArgs } from './options.js';
 
 export interface InputFlags {
@@ -15,19 +13,6 @@ export interface InputFlags {
   tagRegex?: string;
   tagSemver?: string;
   newest?: number;
-}
-
-export interface CollectedInputs {
-  /** Every reference, as written, each once. */
-  refs: string[];
-  /** Where each reference was found (list-images prints it). */
-  found: InputRef[];
-  tagSets: TagSetRequest[];
-  credentials: Map<string, Credential>;
-  hostOptions: HostOptionsMap;
-  warnings: string[];
-  /** The --platform each lock file among the -f inputs was resolved with. */
-  lockPlatforms: string[];
 }
 
 function buildArg(value: string, prev: Record<string, string> = {}): Record<string, string> {
@@ -71,37 +56,8 @@ export function addTagSetOptions(cmd: Command): Command {
     .option('--newest <n>', 'of the tags selected (every tag by default), the N highest versions', positiveInt);
 }
 
-/** The tag selector the flags ask for, or undefined when no tag-set flag was given. */
-export function selectorFrom(flags: InputFlags): TagSelector | undefined {
-  if (!flags.allTags && flags.tagRegex === undefined && flags.tagSemver === undefined && flags.newest === undefined) return undefined;
-  const sel: TagSelector = { regex: flags.tagRegex, semver: flags.tagSemver, newest: flags.newest };
-  checkSelector(sel, 'tag-set flags');
-  return sel;
-}
-
-/** Arguments, every -f input (lock files included), and the tag sets; each reference once. */
-export async function collectInputs(args: string[], files: string[] = [], flags: InputFlags = {}): Promise<CollectedInputs> {
-  const out: CollectedInputs = { refs: [], found: [], tagSets: [], credentials: new Map(), hostOptions: {}, warnings: [], lockPlatforms: [] };
-  const selector = selectorFrom(flags);
-  for (const arg of args) {
-    if (selector && !namesTagOrDigest(arg)) out.tagSets.push({ repository: arg, selector, source: 'arguments' });
-    else out.found.push({ ref: arg, source: 'arguments' });
-  }
-  if (selector && out.tagSets.length === 0) out.warnings.push('tag-set flags apply to repositories given as arguments without a tag; none was given');
-  for (const file of files) {
-    const lock = await readLockFile(file);
-    if (lock) {
-      out.lockPlatforms.push(lock.platforms);
-      out.found.push(...lockReferences(lock).map((ref, i) => ({ ref, source: `${file} (images[${i}])` })));
-      continue;
-    }
-    const set = await readInputs(file, { buildArgs: flags.buildArg, includeBase: flags.includeBase });
-    out.found.push(...set.refs);
-    out.tagSets.push(...set.tagSets);
-    for (const [registry, cred] of set.credentials) out.credentials.set(registry, cred);
-    Object.assign(out.hostOptions, set.hostOptions);
-    out.warnings.push(...set.warnings);
-  }
-  out.refs = [...new Set(out.found.map((f) => f.ref))];
-  return out;
+/** The input arguments and flags as the library's input options. */
+export function inputOptionsFrom(args: string[], flags: InputFlags & { file?: string[] }): InputOptions {
+  const { buildArg, includeBase, allTags, tagRegex, tagSemver, newest } = flags;
+  return { references: args, file: flags.file, buildArg, includeBase, allTags, tagRegex, tagSemver, newest };
 }

@@ -5,76 +5,12 @@
 // Bad references are reported with their source and make the exit status 1; the good ones are
 // still listed. What an input holds but is not followed (Kubefile RUN lines …) is a warning.
 import { Command } from 'commander';
-import type { InputRef } from '../inputs/index.js';
-import { formatReference, parseReference } from '../ref/reference.js';
-import { RegistryClient } from '../registry/client.js';
-import { lookupCredential } from '../registry/credentials.js';
-import { expandTagSets } from '../resolve/tags.js';
-import { addContextOptions, collectInputs, type InputFlags } from './inputs.js';
-
-export interface ListedImage {
-  /** Normalised: `registry/repository[:tag][@digest]`. */
-  reference: string;
-  /** Every place it was found, as written there. */
-  sources: { input: string; source: string }[];
-}
-
-export interface ListImagesResult {
-  images: ListedImage[];
-  errors: { input: string; source: string; error: string }[];
-  warnings: string[];
-}
+import { listImages } from '../api/list-images.js';
+import { addContextOptions, type InputFlags } from './inputs.js';
 
 interface ListFlags extends InputFlags {
   json?: boolean;
   plainHttp?: boolean;
-}
-
-/** References of every path, normalised and deduplicated (first seen first); tag rules listed on their registries. */
-export async function listImages(paths: string[], flags: ListFlags = {}): Promise<ListImagesResult> {
-  const collected = await collectInputs([], paths, flags);
-  const found: InputRef[] = [...collected.found];
-  const errors: ListImagesResult['errors'] = [];
-  const warnings = [...collected.warnings];
-  if (collected.tagSets.length) {
-    const client = new RegistryClient({
-      plainHttp: flags.plainHttp,
-      credentials: (registry) => lookupCredential(registry, { overrides: collected.credentials }),
-    });
-    try {
-      const expanded = await expandTagSets(client, collected.tagSets);
-      const sourceOf = new Map(collected.tagSets.map((t) => [t.repository, t.source]));
-      for (const ref of expanded.references) found.push({ ref, source: tagSetSource(ref, sourceOf) });
-      for (const f of expanded.failures) errors.push({ input: f.input, source: f.input, error: f.error });
-      warnings.push(...expanded.warnings);
-    } finally {
-      await client.close();
-    }
-  }
-  const byRef = new Map<string, ListedImage>();
-  for (const { ref, source } of found) {
-    let reference: string;
-    try {
-      reference = formatReference(parseReference(ref));
-    } catch (err) {
-      errors.push({ input: ref, source, error: (err as Error).message });
-      continue;
-    }
-    let entry = byRef.get(reference);
-    if (!entry) byRef.set(reference, (entry = { reference, sources: [] }));
-    entry.sources.push({ input: ref, source });
-  }
-  return { images: [...byRef.values()], errors, warnings };
-}
-
-/** The rule a listed tag came from, found by its normalised repository. */
-function tagSetSource(ref: string, sourceOf: Map<string, string>): string {
-  const r = parseReference(ref);
-  for (const [repository, source] of sourceOf) {
-    const t = parseReference(repository);
-    if (t.registry === r.registry && t.repository === r.repository) return source;
-  }
-  return 'tag set';
 }
 
 export function listImagesCommand(): Command {
@@ -85,7 +21,7 @@ export function listImagesCommand(): Command {
     .option('--plain-http', 'talk plain HTTP to registries whose tags a sync YAML lists (loopback registries always use it)');
   addContextOptions(cmd);
   cmd.action(async (paths: string[], flags: ListFlags) => {
-    const result = await listImages(paths, flags);
+    const result = await listImages({ paths, buildArg: flags.buildArg, includeBase: flags.includeBase, plainHttp: flags.plainHttp });
     if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
     else for (const image of result.images) process.stdout.write(`${image.reference}\n`);
     if (!flags.json) for (const w of result.warnings) process.stderr.write(`ocisave: warning: ${w}\n`);

@@ -1,6 +1,7 @@
 // `ocisave merge A B... -o OUT`: registry layouts into one (sharded saves → one bundle).
 import { Command } from 'commander';
 import type { MergeReport } from '../bundle/merge.js';
+import { SCHEMAS, versioned } from '../api/schema.js';
 
 function mergeText(r: MergeReport): string {
   return (
@@ -17,7 +18,7 @@ export function mergeCommand(): Command {
     .option('--json', 'the result as JSON on stdout')
     .action(async (layouts: string[], flags: { output: string; json?: boolean }) => {
       const { mergeLayouts } = await import('../bundle/merge.js');
-      const report = await mergeLayouts(layouts, flags.output);
+      const report = versioned(SCHEMAS.merge, await mergeLayouts(layouts, flags.output));
       process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : `${mergeText(report)}\n`);
     });
 }

@@ -1,18 +1,17 @@
 // `ocisave mirror SOURCES... | -f FILE --to REGISTRY[/prefix]`: registry to registry through the
 // shared cache, each image pushed as soon as its blobs are cached; --dry-run prints the plan.
 import { Command } from 'commander';
-import { EngineEvents } from '../util/events.js';
+import type { OcisaveEvent } from '../api/events.js';
+import { mirror, planMirror, type MirrorRequest } from '../api/mirror.js';
 import type { MirrorSummary } from '../mirror/mirror.js';
 import type { MirrorPlan } from '../mirror/plan.js';
-import type { PushEvent } from '../push/push.js';
-import { parseTarget } from '../push/target.js';
 import type { Shard } from '../ref/shard.js';
-import { addReferenceInputs, addContextOptions, addTagSetOptions, collectInputs, type InputFlags } from './inputs.js';
-import { addFetchOptions, addMirrorOption, credentialsFrom, netLimitsFrom, networkFrom, platformsFrom, positiveInt, positiveSeconds, type CommonFlags } from './options.js';
+import { addReferenceInputs, addContextOptions, addTagSetOptions, inputOptionsFrom, type InputFlags } from './inputs.js';
+import { addFetchOptions, addMirrorOption, fetchRequestFrom, positiveInt, positiveSeconds, type CommonFlags } from './options.js';
 import { parseBytes } from './push.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
-import { collectLocks, interruptSignal, lockPlatforms, registriesOf } from './save.js';
-import { addShardOption, shardInputs } from './shard.js';
+import { interruptSignal } from './save.js';
+import { addShardOption } from './shard.js';
 
 interface MirrorFlags extends CommonFlags, InputFlags {
   file?: string[];
@@ -73,57 +72,39 @@ export function mirrorCommand(): Command {
   addTagSetOptions(cmd);
   addShardOption(cmd);
   cmd.action(async (args: string[], flags: MirrorFlags) => {
-    const target = parseTarget(flags.to);
-    const locked = await collectLocks(flags.lock);
-    const collected = await collectInputs(args, flags.file, flags);
-    const all = [...new Set([...collected.refs, ...locked.refs])];
-    if (all.length === 0 && collected.tagSets.length === 0) throw new Error('nothing to mirror: give references as arguments, -f FILE or --lock FILE');
-    const { refs: inputs, tagSets } = shardInputs(flags.shard, all, collected.tagSets);
-    if (inputs.length === 0 && tagSets.length === 0) {
-      process.stderr.write(`ocisave: shard ${flags.shard!.index}/${flags.shard!.count} holds none of the ${all.length + collected.tagSets.length} inputs: nothing to mirror\n`);
-      return;
-    }
     const mode = progressMode(!!flags.json, !!flags.quiet);
     const render = createRenderer(mode);
-    for (const message of collected.warnings) render({ type: 'warning', message });
-    const events = new EngineEvents().on((e) => (e.type === 'resolve-failed' && mode !== 'json' ? undefined : render(e)));
-    const onPush = (e: PushEvent) => {
-      if (mode === 'json') process.stderr.write(`${JSON.stringify(e)}\n`);
-      else if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
-      else if (mode !== 'quiet' && e.type === 'tag') process.stderr.write(`pushed ${e.reference} (${e.digest})\n`);
+    const onEvent = (e: OcisaveEvent) => {
+      if (e.type === 'blob' || e.type === 'manifest' || e.type === 'tag') {
+        if (mode === 'json') render(e);
+        else if (mode !== 'quiet' && e.type === 'tag') process.stderr.write(`pushed ${e.reference} (${e.digest})\n`);
+      } else if (!(e.type === 'resolve-failed' && mode !== 'json')) render(e);
     };
-    const opts = {
+    const request: MirrorRequest = {
+      ...(await fetchRequestFrom(flags, onEvent)),
+      ...inputOptionsFrom(args, flags),
+      lock: flags.lock,
+      shard: flags.shard,
       to: flags.to,
       scoped: flags.scoped,
-      tagSets,
-      hostOptions: collected.hostOptions,
-      // A lock's own --platform is the default for a mirror from it, as for save.
-      platforms: platformsFrom(flags, lockPlatforms([...locked.platforms, ...collected.lockPlatforms]) ?? 'all'),
-      cacheDir: flags.cache,
-      plainHttp: flags.plainHttp,
-      ...networkFrom(flags),
-      limits: netLimitsFrom(flags),
-      retryBudgetMs: flags.retryBudget === undefined ? undefined : Math.round(flags.retryBudget * 1000),
-      jobs: flags.jobs,
-      hasher: flags.hasher,
-      segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,
       keepGoing: flags.keepGoing,
-      mirrors: flags.registryMirror,
       withSignatures: flags.withSignatures,
-      uploadJobs: flags.pushJobs,
-      chunkBytes: flags.chunkSize,
-      credentials: await credentialsFrom(flags, [...registriesOf([...inputs, ...tagSets.map((t) => t.repository)]), target.registry], collected.credentials),
-      events,
+      pushJobs: flags.pushJobs,
+      chunkSize: flags.chunkSize,
+      retryBudget: flags.retryBudget,
     };
     if (flags.dryRun) {
-      const { planMirror } = await import('../mirror/plan.js');
-      const plan = await planMirror(inputs, opts);
+      const plan = await planMirror(request);
       process.stdout.write(flags.json ? `${JSON.stringify(plan)}\n` : `${planText(plan)}\n`);
       if (plan.failures.length) process.exitCode = 1;
       return;
     }
-    const { mirror } = await import('../mirror/mirror.js');
-    const summary = await mirror(inputs, { ...opts, onPush, signal: interruptSignal() });
+    const summary = await mirror({ ...request, signal: interruptSignal() });
+    if (summary.shardEmpty) {
+      const e = summary.shardEmpty;
+      process.stderr.write(`ocisave: shard ${e.index}/${e.count} holds none of the ${e.inputs} inputs: nothing to mirror\n`);
+      return;
+    }
     process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : `${mirrorText(summary)}\n`);
     if (summary.failures.length) process.exitCode = 1;
   });

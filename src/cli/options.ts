@@ -1,13 +1,11 @@
-// Options several commands share, and turning them into library options.
+// Options several commands share, and turning them into the library's options.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { HASHER_KINDS, type HasherKind } from '../hash/hasher.js';
-import { hostPlatform, parsePlatformSelector, type PlatformSelector } from '../ref/platform.js';
+import { parsePlatformSelector } from '../ref/platform.js';
 import { parseReference } from '../ref/reference.js';
-import { lookupCredential, type Credential } from '../registry/credentials.js';
-import type { CredentialLookup } from '../registry/client.js';
-import { loadRegistriesConf } from '../registry/registries-conf.js';
-import type { NetworkOptions } from '../registry/network.js';
-import { DEFAULT_NET_LIMITS, type NetLimits } from '../registry/timeouts.js';
+import { DEFAULT_NET_LIMITS } from '../registry/timeouts.js';
+import type { EventHandler } from '../api/events.js';
+import type { FetchRequest, RegistryOptions } from '../api/options.js';
 
 export interface CommonFlags {
   cache?: string;
@@ -61,19 +59,6 @@ export function addLimitOptions(cmd: Command, retriesWhat = 'per blob, and per m
     .option('--speed-limit <bytes/s>', `drop a transfer slower than this for --speed-time, then resume or retry it; 0: never (default ${d.speedLimit})`, nonNegativeInt)
     .option('--speed-time <s>', `the window of --speed-limit, in seconds (default ${d.speedTimeMs / 1000})`, positiveSeconds)
     .option('--retries <n>', `retries ${retriesWhat} (default ${d.retries})`, nonNegativeInt);
-}
-
-/** The network limits the flags ask for, defaults for the rest. */
-export function netLimitsFrom(flags: CommonFlags): NetLimits {
-  const d = DEFAULT_NET_LIMITS;
-  const ms = (s: number | undefined, fallback: number) => (s === undefined ? fallback : Math.round(s * 1000));
-  return {
-    connectTimeoutMs: ms(flags.connectTimeout, d.connectTimeoutMs),
-    headersTimeoutMs: ms(flags.headerTimeout, d.headersTimeoutMs),
-    speedLimit: flags.speedLimit ?? d.speedLimit,
-    speedTimeMs: ms(flags.speedTime, d.speedTimeMs),
-    retries: flags.retries ?? d.retries,
-  };
 }
 
 /** Commander parser for --platform: a selector that does not parse is a usage error (exit 2). */
@@ -145,11 +130,6 @@ export function addCredentialOptions(cmd: Command, usernameHelp = 'registry user
     .option('--authfile <file>', 'auth file (containers-auth.json or docker config.json) to read first, as REGISTRY_AUTH_FILE');
 }
 
-/** The flags of addNetworkOptions as library options (reads registries.conf). */
-export function networkFrom(flags: CommonFlags): NetworkOptions {
-  return { tlsVerify: flags.tlsVerify, certDir: flags.certDir, registriesConf: loadRegistriesConf(flags.registriesConf) };
-}
-
 /** `--registry-mirror HOST` (repeatable), for the commands that pass `mirrors` on to the library. */
 export function addMirrorOption(cmd: Command): Command {
   return cmd.option(
@@ -159,37 +139,50 @@ export function addMirrorOption(cmd: Command): Command {
   );
 }
 
-export function platformsFrom(flags: CommonFlags, fallback: PlatformSelector = 'all'): PlatformSelector {
-  if (!flags.platform) return fallback;
-  return parsePlatformSelector(flags.platform);
-}
-
-export function defaultPlatform(): PlatformSelector {
-  return [hostPlatform()];
-}
-
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
-/**
- * Credentials as docker and crane find them; --username/--password-stdin apply to the registries
- * of --creds-registry, else to those of the references given (they are never printed). --authfile
- * is read before the others, as REGISTRY_AUTH_FILE is.
- */
-export async function credentialsFrom(flags: CommonFlags, registries: string[], fromInputs?: ReadonlyMap<string, Credential>): Promise<CredentialLookup> {
-  // An input's own credentials (a sync YAML's) are for its registry only; --username wins over them.
-  let overrides: Map<string, Credential> | undefined = fromInputs?.size ? new Map(fromInputs) : undefined;
+/** The password for --username, from standard input (passwords are never arguments, never printed). */
+async function passwordFrom(flags: CommonFlags): Promise<string | undefined> {
   if (flags.passwordStdin && !flags.username) throw new Error('--password-stdin needs --username');
   if (flags.credsRegistry?.length && !flags.username) throw new Error('--creds-registry names the registry for --username: give --username and --password-stdin too');
-  if (flags.username) {
-    if (!flags.passwordStdin) throw new Error('--username needs --password-stdin (passwords are not taken as arguments)');
-    const password = await readStdin();
-    overrides ??= new Map();
-    for (const r of flags.credsRegistry?.length ? flags.credsRegistry : registries) overrides.set(r, { username: flags.username!, password });
-  }
-  const env = flags.authfile ? { ...process.env, REGISTRY_AUTH_FILE: flags.authfile } : undefined;
-  return (registry) => lookupCredential(registry, { overrides, env });
+  if (!flags.username) return undefined;
+  if (!flags.passwordStdin) throw new Error('--username needs --password-stdin (passwords are not taken as arguments)');
+  return readStdin();
+}
+
+/** The registry flags as library options (the library reads registries.conf and finds credentials). */
+export async function registryOptionsFrom(flags: CommonFlags): Promise<RegistryOptions> {
+  return {
+    plainHttp: flags.plainHttp,
+    tlsVerify: flags.tlsVerify,
+    certDir: flags.certDir,
+    registriesConf: flags.registriesConf,
+    username: flags.username,
+    password: await passwordFrom(flags),
+    credsRegistry: flags.credsRegistry,
+    authfile: flags.authfile,
+    connectTimeout: flags.connectTimeout,
+    headerTimeout: flags.headerTimeout,
+    speedLimit: flags.speedLimit,
+    speedTime: flags.speedTime,
+    retries: flags.retries,
+  };
+}
+
+/** The flags of addFetchOptions (and the registry flags) as library options. */
+export async function fetchRequestFrom(flags: CommonFlags, onEvent: EventHandler): Promise<FetchRequest> {
+  return {
+    ...(await registryOptionsFrom(flags)),
+    cacheDir: flags.cache,
+    platforms: flags.platform,
+    jobs: flags.jobs,
+    hasher: flags.hasher,
+    segmentSize: flags.segmentSize,
+    registryMirror: flags.registryMirror,
+    onEvent,
+  };
 }

@@ -1,9 +1,10 @@
 // `ocisave push BUNDLE --to HOST[:PORT][/prefix]`: load a saved bundle (registry layout, OCI
 // layout or archive, docker-save tar) into a registry with the same digests.
 import { Command, InvalidArgumentError } from 'commander';
-import type { PushEvent, PushSummary } from '../push/push.js';
-import { parseTarget } from '../push/target.js';
-import { addCredentialOptions, addLimitOptions, addNetworkOptions, credentialsFrom, netLimitsFrom, networkFrom, positiveInt, positiveSeconds, type CommonFlags } from './options.js';
+import type { PushSummary } from '../push/push.js';
+import { push } from '../api/push.js';
+import type { OcisaveEvent } from '../api/events.js';
+import { addCredentialOptions, addLimitOptions, addNetworkOptions, registryOptionsFrom, positiveInt, positiveSeconds, type CommonFlags } from './options.js';
 import { formatBytes } from './render.js';
 
 interface PushFlags extends CommonFlags {
@@ -51,23 +52,19 @@ export function pushCommand(): Command {
   addLimitOptions(cmd, 'per request and per upload chunk');
   addCredentialOptions(cmd, 'registry user for the target');
   return cmd.action(async (bundle: string, flags: PushFlags) => {
-    const target = parseTarget(flags.to);
-    const onEvent = (e: PushEvent) => {
+    const onEvent = (e: OcisaveEvent) => {
       if (flags.json) process.stderr.write(`${JSON.stringify(e)}\n`);
       else if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);
       else if (!flags.quiet && e.type === 'tag') process.stderr.write(`pushed ${e.reference} (${e.digest})\n`);
     };
-    const { push } = await import('../push/push.js');
-    const summary = await push(bundle, {
+    const summary = await push({
+      ...(await registryOptionsFrom(flags)),
+      bundle,
       to: flags.to,
-      plainHttp: flags.plainHttp,
-      ...networkFrom(flags),
+      repository: flags.repository,
       jobs: flags.jobs,
-      chunkBytes: flags.chunkSize,
-      only: flags.repository,
-      limits: netLimitsFrom(flags),
-      retryBudgetMs: flags.retryBudget === undefined ? undefined : Math.round(flags.retryBudget * 1000),
-      credentials: await credentialsFrom(flags, [target.registry]),
+      chunkSize: flags.chunkSize,
+      retryBudget: flags.retryBudget,
       onEvent,
     });
     process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : `${pushText(summary)}\n`);

@@ -1,6 +1,8 @@
 // Renders engine events: a bar on a TTY, a line every few seconds otherwise, JSON lines with --json.
 // Everything goes to stderr; stdout is kept for results (the summary, lists).
 import type { EngineEvent } from '../util/events.js';
+import type { PushEvent } from '../push/push.js';
+import { stamp, type OcisaveEvent } from '../api/events.js';
 import { describeFailure, type Summary } from '../engine/pipeline.js';
 
 export function formatBytes(n: number): string {
@@ -21,9 +23,10 @@ export function progressMode(json: boolean, quiet: boolean, stream: NodeJS.Write
   return stream.isTTY ? 'tty' : 'lines';
 }
 
-export function createRenderer(mode: ProgressMode, stream: NodeJS.WriteStream = process.stderr): (e: EngineEvent) => void {
+/** Events of the library come stamped with their schema; the engine's own (unpack) are stamped here. */
+export function createRenderer(mode: ProgressMode, stream: NodeJS.WriteStream = process.stderr): (e: EngineEvent | PushEvent | OcisaveEvent) => void {
   if (mode === 'quiet') return () => {};
-  if (mode === 'json') return (e) => stream.write(`${JSON.stringify(e)}\n`);
+  if (mode === 'json') return (e) => stream.write(`${JSON.stringify('schema' in e ? e : stamp(e))}\n`);
   const started = Date.now();
   let lastLine = 0;
   let blobsDone = 0;

@@ -2,7 +2,8 @@
 // API until interrupted. Prints the address it listens on (port 0 picks a free one).
 import { Command, InvalidArgumentError } from 'commander';
 import { isLoopbackHost } from '../registry/hosts.js';
-import { DEFAULT_LIMITS, type LimitEvent, type ServeLimits } from '../serve/limits.js';
+import { DEFAULT_LIMITS, type LimitEvent } from '../serve/limits.js';
+import { serve } from '../api/serve.js';
 import { positiveInt } from './options.js';
 
 interface ServeFlags {
@@ -32,10 +33,6 @@ function seconds(min: number): (value: string) => number {
   };
 }
 
-function limitsFrom(flags: ServeFlags): ServeLimits {
-  return { maxConnections: flags.maxConnections, idleTimeoutMs: flags.idleTimeout * 1000, headerTimeoutMs: flags.headerTimeout * 1000 };
-}
-
 /** Every limit event with --access-log; otherwise the first refusal only, so a flood cannot flood stderr. */
 function limitLog(accessLog: boolean | undefined, max: number): (e: LimitEvent) => void {
   let warned = false;
@@ -61,28 +58,26 @@ export function serveCommand(): Command {
     .option('--json', 'print the listening address as JSON')
     .action(async (path: string, flags: ServeFlags) => {
       const { host, port } = parseAddr(flags.addr);
-      const { openBundle } = await import('../bundle/index.js');
-      const { serveBundle } = await import('../serve/server.js');
-      const bundle = await openBundle(path);
-      for (const p of bundle.problems) process.stderr.write(`warning: ${p.message}\n`);
-      const server = await serveBundle(bundle, {
+      const server = await serve({
+        bundle: path,
         host,
         port,
-        limits: limitsFrom(flags),
+        maxConnections: flags.maxConnections,
+        idleTimeout: flags.idleTimeout,
+        headerTimeout: flags.headerTimeout,
         onLimit: limitLog(flags.accessLog, flags.maxConnections),
         verifyBlobs: flags.verifyBlobs,
         onCorrupt: (digest) => process.stderr.write(`error: ${digest} in ${path} does not match its digest: refused from now on (run ocisave verify ${path})\n`),
         onRequest: flags.accessLog ? (r) => process.stderr.write(`${r.method} ${r.path} ${r.status} ${r.bytes}\n`) : undefined,
+        onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
       });
       if (!isLoopbackHost(host)) {
         process.stderr.write(`warning: serving on ${server.host} without TLS or authentication: anyone who can reach it can pull\n`);
       }
-      const repositories = bundle.repositories.size;
-      const tags = [...bundle.repositories.values()].reduce((n, r) => n + r.tags.size, 0);
       process.stdout.write(
         flags.json
-          ? `${JSON.stringify({ url: server.url, host: server.host, format: bundle.format, repositories, tags })}\n`
-          : `serving ${bundle.format} bundle ${path} (${repositories} repositories, ${tags} tags) on ${server.url}\n`,
+          ? `${JSON.stringify(server)}\n`
+          : `serving ${server.format} bundle ${path} (${server.repositories} repositories, ${server.tags} tags) on ${server.url}\n`,
       );
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
@@ -90,6 +85,5 @@ export function serveCommand(): Command {
         process.once('SIGTERM', stop);
       });
       await server.close();
-      await bundle.close();
     });
 }

@@ -1,12 +1,14 @@
 // `ocisave unpack REF DIR`: fetch one image (through the shared cache) and unpack its root
 // filesystem into DIR, as `umoci unpack --rootless` would lay it out (rootfs only, no bundle).
 import { Command } from 'commander';
-import { EngineEvents } from '../util/events.js';
 import { fetchImages as defaultFetchImages, type FetchOptions, type FetchResult } from '../engine/pipeline.js';
 import { formatReference } from '../ref/reference.js';
-import { addFetchOptions, networkFrom, netLimitsFrom, credentialsFrom, defaultPlatform, platformsFrom, referenceArg, type CommonFlags } from './options.js';
+import { registriesOf } from '../api/inputs.js';
+import { credentialsOf, fetchOptionsOf, platformsOf } from '../api/options.js';
+import { hostPlatforms } from '../api/platforms.js';
+import { SCHEMAS, versioned } from '../api/schema.js';
+import { addFetchOptions, fetchRequestFrom, referenceArg, type CommonFlags } from './options.js';
 import { createRenderer, progressMode } from './render.js';
-import { registriesOf } from './save.js';
 
 interface UnpackFlags extends CommonFlags {
   force?: boolean;
@@ -30,21 +32,11 @@ export function unpackCommand(deps: UnpackDeps = {}): Command {
     .option('--offline', 'use only the cache: the tag as an earlier run resolved it');
   addFetchOptions(cmd);
   cmd.action(async (reference: string, dir: string, flags: UnpackFlags) => {
-    const events = new EngineEvents().on(createRenderer(progressMode(!!flags.json, !!flags.quiet)));
+    const request = await fetchRequestFrom(flags, createRenderer(progressMode(!!flags.json, !!flags.quiet)));
     // One root filesystem: the host's platform unless told otherwise, as docker pull does.
-    const platforms = platformsFrom(flags, defaultPlatform());
-    const fetched = await fetchImages([reference], {
-      platforms,
-      cacheDir: flags.cache,
-      plainHttp: flags.plainHttp,
-      ...networkFrom(flags),
-      limits: netLimitsFrom(flags),
-      jobs: flags.jobs,
-      hasher: flags.hasher,
-      offline: flags.offline,
-      credentials: await credentialsFrom(flags, registriesOf([reference])),
-      events,
-    });
+    const opts = fetchOptionsOf({ ...request, offline: flags.offline }, platformsOf(flags.platform, hostPlatforms()), credentialsOf(request, registriesOf([reference])));
+    const events = opts.events!;
+    const fetched = await fetchImages([reference], opts);
     try {
       const image = fetched.graph.images[0];
       if (!image) {
@@ -60,7 +52,7 @@ export function unpackCommand(deps: UnpackDeps = {}): Command {
         replace: flags.force,
         onWarning: (message) => events.emit({ type: 'warning', message }),
       });
-      const summary = { reference: formatReference(image.ref), manifest: result.manifest, layers: result.layers, path: result.path, warnings: result.warnings.length, seconds: (Date.now() - started) / 1000 };
+      const summary = versioned(SCHEMAS.unpack, { reference: formatReference(image.ref), manifest: result.manifest, layers: result.layers, path: result.path, warnings: result.warnings.length, seconds: (Date.now() - started) / 1000 });
       stdout.write(
         flags.json
           ? `${JSON.stringify(summary)}\n`

@@ -15,6 +15,7 @@ import { Resolver, type ResolveInput } from '../resolve/resolve.js';
 import { Mirrors, parseMirror } from '../registry/mirror.js';
 import { transportOptions, type NetworkOptions } from '../registry/network.js';
 import { addSignatures } from '../resolve/signatures.js';
+import { describeImage, type ImageRow } from '../resolve/describe.js';
 import { expandTagSets, type TagSetRequest } from '../resolve/tags.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
 import { EngineEvents } from '../util/events.js';
@@ -76,6 +77,8 @@ export interface SaveOptions extends FetchOptions {
 
 export interface Summary {
   images: number;
+  /** Each image saved (failed ones left out): its reference, digest and platforms. */
+  saved: ImageRow[];
   manifests: number;
   blobs: number;
   bytes: number;
@@ -297,6 +300,7 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
 
     const summary: Summary = {
       images: graph.images.length,
+      saved: graph.images.map(describeImage),
       manifests: graph.images.reduce((n, i) => n + countNodes(i.root), 0),
       blobs: graph.blobs.size,
       bytes: plan.totalBytes,

@@ -11,6 +11,7 @@ import { isAlias, isMap, isScalar, isSeq, type Document } from 'yaml';
 import { dedupe, looksLikeDigest, looksLikeImageRef, looksLikeRepositoryName, looksLikeTag } from './imagelist.js';
 import { deref, mapGet, parseYamlDocuments, scalarText } from './kube.js';
 import { quoteInput } from '../ref/reference.js';
+import { OcisaveError } from '../util/errors.js';
 
 export interface HelmImageRef {
   ref: string;
@@ -42,9 +43,9 @@ export const CHART_LIMITS = {
 export type ChartLimits = { [K in keyof typeof CHART_LIMITS]: number };
 
 /** A limit of CHART_LIMITS was passed: the chart is refused whole, in one line. */
-export class ChartLimitError extends Error {
+export class ChartLimitError extends OcisaveError {
   constructor(chart: string, what: string) {
-    super(`Helm chart ${chart}: ${what}; not read further (a real chart is far smaller: a decompression bomb?)`);
+    super('LIMIT', `Helm chart ${chart}: ${what}; not read further (a real chart is far smaller: a decompression bomb?)`);
     this.name = 'ChartLimitError';
   }
 }

@@ -28,6 +28,7 @@ import { blobsOf, type ManifestNode, type ResolvedImage } from '../resolve/graph
 import { isImageConfigType } from '../util/mediatypes.js';
 import { selectSingleManifest } from './docker-archive.js';
 import { openSource, writeAtomically, type FileSource } from './files.js';
+import { InvalidInputError } from '../util/errors.js';
 
 const run = promisify(execFile);
 
@@ -168,7 +169,7 @@ async function refuseNonEmpty(out: string, replace: boolean): Promise<void> {
   }
 }
 
-export class LayerError extends Error {
+export class LayerError extends InvalidInputError {
   constructor(layer: string, entry: string, reason: string) {
     super(`layer ${layer}: entry "${quoteInput(entry)}": ${reason}`);
     this.name = 'LayerError';

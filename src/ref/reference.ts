@@ -1,6 +1,7 @@
 // Docker-style reference parsing and normalisation.
 // `ubuntu` → docker.io/library/ubuntu:latest; `localhost:5000/x` keeps its host;
 // a digest pins the content (a tag given with it is kept only as a name).
+import { InvalidInputError } from '../util/errors.js';
 
 export interface Reference {
   registry: string;
@@ -15,7 +16,7 @@ const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 
-export class ReferenceError extends Error {
+export class ReferenceError extends InvalidInputError {
   constructor(readonly input: string, reason: string) {
     super(`invalid reference "${quoteInput(input)}": ${reason}`);
   }

@@ -5,7 +5,7 @@ import { formatPlatform, normalizePlatform, selectorMatches, type Platform, type
 import { formatReference, type Reference } from '../ref/reference.js';
 import type { FetchedManifest, RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
-import { blobsOf, leafManifests, type BlobNeed, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from './graph.js';
+import { blobsOf, leafManifests, failureOf, type BlobNeed, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from './graph.js';
 import { isIndexType, isManifestType } from '../util/mediatypes.js';
 import { mapLimit } from '../util/limit.js';
 import type { EngineEvents } from '../util/events.js';
@@ -92,9 +92,9 @@ export class Resolver {
         this.opts.onImage?.(image);
         return image;
       } catch (err) {
-        const error = err instanceof Error ? err.message : String(err);
-        graph.failures.push({ input: item.input, error });
-        this.opts.events?.emit({ type: 'resolve-failed', input: item.input, error });
+        const failure = failureOf(item.input, err);
+        graph.failures.push(failure);
+        this.opts.events?.emit({ type: 'resolve-failed', input: item.input, error: failure.error, code: failure.code });
         return undefined;
       }
     });

@@ -5,7 +5,7 @@
 import semver from 'semver';
 import { formatReference, parseReference } from '../ref/reference.js';
 import type { RegistryClient } from '../registry/client.js';
-import type { Failure } from './graph.js';
+import { failureOf, type Failure } from './graph.js';
 
 export interface TagSelector {
   /** Kept when the expression matches anywhere in the tag (unanchored, as skopeo's Go regexp.MatchString). */
@@ -124,7 +124,7 @@ export async function expandTagSets(client: RegistryClient, requests: readonly T
         }
       }
     } catch (err) {
-      out.failures.push({ input, error: (err as Error).message });
+      out.failures.push(failureOf(input, err));
     }
   }
   return out;

@@ -18,7 +18,7 @@ import { addSignatures } from '../resolve/signatures.js';
 import { expandTagSets, type TagSetRequest } from '../resolve/tags.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
 import { EngineEvents } from '../util/events.js';
-import { OcisaveError } from '../util/errors.js';
+import { OcisaveError, UsageError } from '../util/errors.js';
 import { Plan } from './plan.js';
 import { ImageReadiness } from './readiness.js';
 import { DownloadPool } from './pool.js';
@@ -175,7 +175,7 @@ function parseInputs(inputs: string[], opts: FetchOptions): { parsed: ResolveInp
  */
 async function addTagSets(session: Session, inputs: { parsed: ResolveInput[]; failures: Failure[] }, opts: FetchOptions, events: EngineEvents): Promise<void> {
   if (opts.tagSets?.length) {
-    if (opts.offline) throw new Error('tag sets (--all-tags, --tag-regex, --tag-semver, --newest, sync YAML tag rules) list tags on the registry: they cannot work --offline');
+    if (opts.offline) throw new UsageError('tag sets (--all-tags, --tag-regex, --tag-semver, --newest, sync YAML tag rules) list tags on the registry: they cannot work --offline');
     const expanded = await expandTagSets(session.client, opts.tagSets);
     for (const message of expanded.warnings) events.emit({ type: 'warning', message });
     const given = new Set(inputs.parsed.map((p) => formatReference(p.ref)));

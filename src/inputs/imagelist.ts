@@ -1,5 +1,6 @@
 // sealer-style image lists: one reference a line, `#` comments, blank lines.
 import { readFile } from 'node:fs/promises';
+import { inputError } from '../util/errors.js';
 
 export interface ImageListEntry {
   ref: string;
@@ -37,7 +38,7 @@ export async function readImageList(file: string): Promise<ImageListEntry[]> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read image list ${file}: ${(err as Error).message}`, { cause: err });
+    throw inputError(`cannot read image list ${file}: ${(err as Error).message}`, err);
   }
   return parseImageList(text, file);
 }

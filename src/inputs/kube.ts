@@ -13,6 +13,7 @@ import {
   type Node as YamlNode,
   type YAMLMap,
 } from 'yaml';
+import { InvalidInputError, inputError } from '../util/errors.js';
 
 export interface KubeImageRef {
   ref: string;
@@ -42,7 +43,7 @@ export function parseYamlDocuments(text: string, file: string): ParsedYaml {
     if (!err) continue;
     const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0]);
     const what = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '').replace(/:$/, '');
-    throw new Error(`${file}:${pos.line}:${pos.col}: YAML syntax error: ${what}`, { cause: err });
+    throw new InvalidInputError(`${file}:${pos.line}:${pos.col}: YAML syntax error: ${what}`, { cause: err });
   }
   // The parser accepts an alias whose anchor is missing (or in another
   // document) and resolves it to nothing; Kubernetes rejects the file.
@@ -51,7 +52,7 @@ export function parseYamlDocuments(text: string, file: string): ParsedYaml {
       Alias(_key, node) {
         if (node.resolve(doc) !== undefined) return;
         const pos = lineCounter.linePos(node.range?.[0] ?? 0);
-        throw new Error(`${file}:${pos.line}:${pos.col}: YAML syntax error: alias *${node.source} has no anchor &${node.source} in this document`);
+        throw new InvalidInputError(`${file}:${pos.line}:${pos.col}: YAML syntax error: alias *${node.source} has no anchor &${node.source} in this document`);
       },
     });
   }
@@ -147,7 +148,7 @@ export async function readKubeYaml(file: string): Promise<KubeImageRef[]> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read Kubernetes YAML ${file}: ${(err as Error).message}`, { cause: err });
+    throw inputError(`cannot read Kubernetes YAML ${file}: ${(err as Error).message}`, err);
   }
   return parseKubeYaml(text, file);
 }

@@ -7,7 +7,7 @@ import { Transport, type TransportOptions } from './transport.js';
 import type { HostOptionsMap } from './host-options.js';
 import { errorCode, explainConnectError, isTlsRefusal } from './net-errors.js';
 import { parseChallenge, type Challenge } from './challenge.js';
-import { RegistryError, registryAnswerError } from './errors.js';
+import { parseDistributionError, RegistryError, registryAnswerError } from './errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES, type RetryBudget } from './retry.js';
 import { DEFAULT_NET_LIMITS, LowSpeedError, requestTimeouts, SpeedWatch, type NetLimits } from './timeouts.js';
 import type { Credential } from './credentials.js';
@@ -503,6 +503,11 @@ export class RegistryClient {
     let path = `${endpoint}?n=${pageSize}`;
     for (let page = 1; ; page++) {
       const res = await this.api(registry, repository, 'GET', path, {}, `${name} (tags list)`);
+      // distribution answers NAME_UNKNOWN for a repository it does not know (skopeo list-tags fails
+      // on it too); a 404 without that code is a repository with no tags.
+      if (res.status === 404 && page === 1 && parseDistributionError(res.body).code === 'NAME_UNKNOWN') {
+        throw registryAnswerError('not-found', `${name}: no such repository (listing tags)`, 404, res.body);
+      }
       if (res.status === 404 && page === 1) return { tags: [], pages: 1 };
       if (res.status === 403) throw registryAnswerError('denied', `${name}: listing tags denied by the registry`, 403, res.body);
       if (res.status !== 200) throw registryAnswerError('http', `${name}: tags list answered HTTP ${res.status}`, res.status, res.body);

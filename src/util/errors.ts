@@ -70,9 +70,15 @@ export class InvalidInputError extends OcisaveError {
   }
 }
 
-/** The code of any thrown value: an OcisaveError's own, else UNKNOWN. */
-export function codeOf(err: unknown): ErrorCode {
-  return err instanceof OcisaveError ? err.code : 'UNKNOWN';
+/** The code of any thrown value: an OcisaveError's own, NOT_FOUND for a missing file (ENOENT), else `fallback`. */
+export function codeOf(err: unknown, fallback: ErrorCode = 'UNKNOWN'): ErrorCode {
+  if (err instanceof OcisaveError) return err.code;
+  return (err as { code?: unknown } | null)?.code === 'ENOENT' ? 'NOT_FOUND' : fallback;
+}
+
+/** `message` about `err` (which it names as its cause), keeping err's code; INVALID_INPUT when it has none. */
+export function inputError(message: string, err: unknown): OcisaveError {
+  return new OcisaveError(codeOf(err, 'INVALID_INPUT'), message, { cause: err });
 }
 
 /** The HTTP status an error carries (a registry's answer), if any. */

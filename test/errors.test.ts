@@ -96,6 +96,14 @@ function jsonLines(stderr: string): Record<string, unknown>[] {
   return stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+describe('USAGE', () => {
+  it('a bad flag value found past the parser exits 2 with one line', async () => {
+    const r = await ocisave(['push', join(tmpdir(), 'ocisave-no-such-bundle.invalid'), '--to', 'Not A Host']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('ocisave: error: --to "Not A Host": "Not A Host" is not a registry host (HOST[:PORT][/prefix])');
+  });
+});
+
 function catching(fn: () => unknown): unknown {
   try {
     fn();

@@ -93,7 +93,7 @@ describe('SpeedWatch', () => {
       w.add(10); // 10 bytes in a 50 ms window: 200 B/s against 1000
     });
     expect(slow).toBeInstanceOf(LowSpeedError);
-    expect(slow.code).toBe('OCISAVE_LOW_SPEED');
+    expect(slow.code).toBe('TIMEOUT');
     expect(slow.message).toBe('transfer slower than 1000 bytes/s for 0.05 s (--speed-limit, --speed-time)');
   });
   it('does not count windows in which the caller paused the transfer', async () => {

@@ -10,12 +10,14 @@ import { parentPort } from 'node:worker_threads';
 import type { Dispatcher } from 'undici';
 import { sharedTransport } from '../src/registry/transport.js';
 import { explainConnectError } from '../src/registry/net-errors.js';
+import { MAX_ERROR_BODY, parseDistributionError } from '../src/registry/errors.js';
+import { OcisaveError, type ErrorCode } from '../src/util/errors.js';
 import { Cache } from '../src/cache/cache.js';
 import { writeFully } from '../src/cache/write-error.js';
 import { resumeHasher, createHasher, hashFile } from '../src/hash/hasher.js';
 import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES } from '../src/registry/retry.js';
 import { requestTimeouts, SpeedWatch, type NetLimits } from '../src/registry/timeouts.js';
-import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask } from '../src/engine/task.js';
+import { WORKER_LOADED, type DownloadFailure, type DownloadResult, type DownloadTask, type SegmentTask } from '../src/engine/task.js';
 
 // Piscina loads this module with a synchronous require(); once that has returned (the next turn
 // of the event loop), the pool may terminate this thread safely.
@@ -111,17 +113,30 @@ function cancelled(task: DownloadTask): boolean {
   return Atomics.load(flag, 0) === 1;
 }
 
-class TransferError extends Error {
-  constructor(readonly code: 'unauthorized' | 'not-found' | 'denied' | 'failed', message: string, readonly retryable = false, readonly retryAfter?: string) {
-    super(message);
+class TransferError extends OcisaveError {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly retryable = false,
+    readonly retryAfter?: string,
+    readonly status?: number,
+  ) {
+    super(code, message);
   }
+}
+
+/** The result for a transfer that failed with `err`: its code, or TIMEOUT/UNREACHABLE for a network error past its retries. */
+function failedWith(err: unknown, fetched: number): DownloadFailure {
+  const status = err instanceof TransferError ? err.status : undefined;
+  const code = err instanceof OcisaveError ? err.code : isTimeoutError(err) ? 'TIMEOUT' : isRetryableError(err) ? 'UNREACHABLE' : 'UNKNOWN';
+  return { ok: false, code, message: String((err as Error)?.message ?? err), ...(status !== undefined && { status }), fetched };
 }
 
 export default async function download(task: DownloadTask): Promise<DownloadResult> {
   const cache = cacheAt(task.cacheDir);
   if (cache.hasBlob(task.digest)) return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: true, retries: 0 };
   if (!cache.tryLock(task.digest, task.owner)) {
-    return { ok: false, code: 'busy', message: 'another process is downloading this blob', fetched: 0 };
+    return { ok: false, code: 'BUSY', message: 'another process is downloading this blob', fetched: 0 };
   }
   try {
     // Another process may have finished it between our check and the lock.
@@ -170,8 +185,8 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
           await receive(task, file.end, undefined, {
             start: (restartFromZero) => (restartFromZero ? restart() : undefined),
             data: (buf) => {
-              if (cancelled(task)) throw new TransferError('failed', 'cancelled');
-              if (file.end + buf.length > task.size) throw new TransferError('failed', `more bytes than the ${task.size} the manifest says`);
+              if (cancelled(task)) throw new TransferError('INTERRUPTED', 'cancelled');
+              if (file.end + buf.length > task.size) throw new TransferError('SIZE_MISMATCH', `more bytes than the ${task.size} the manifest says`);
               hasher.update(buf);
               const writing = file.add(buf);
               fetched += buf.length;
@@ -182,7 +197,7 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
             },
           });
         }
-        if (file.end < task.size) throw new TransferError('failed', `connection ended at ${file.end} of ${task.size} bytes`, true);
+        if (file.end < task.size) throw new TransferError('UNREACHABLE', `connection ended at ${file.end} of ${task.size} bytes`, true);
         await file.flush();
         const digest = hasher.digest();
         if (digest !== task.digest) {
@@ -190,7 +205,7 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
           if (mismatches >= MAX_MISMATCHES) {
             await fh.close();
             await cache.clearPartial(task.digest);
-            return { ok: false, code: 'digest-mismatch', message: `content does not match its digest (got ${digest}); discarded`, fetched };
+            return { ok: false, code: 'DIGEST_MISMATCH', message: `content does not match its digest (got ${digest}); discarded`, fetched };
           }
           await restart();
           retries++;
@@ -202,14 +217,14 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
         return { ok: true, fetched, resumedFrom, alreadyCached: false, retries };
       } catch (err) {
         const e = err instanceof TransferError ? err : undefined;
-        const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
+        const retryable = e ? e.retryable : isRetryableError(err);
         if (!e && !retryable) throw err;
         // Two timeouts in a row: the registry is not answering (see TIMEOUT_RETRIES).
         if (!retryable || (isTimeoutError(err) && ++timeouts > TIMEOUT_RETRIES) || !takeRetry(task)) {
           await checkpoint().catch(() => undefined);
           await saved.catch(() => undefined);
           await fh.close().catch(() => undefined);
-          return { ok: false, code: e?.code ?? 'failed', message: e?.message ?? String((err as Error).message ?? err), fetched };
+          return failedWith(err, fetched);
         }
         // Keep what arrived: the next attempt continues from here with a Range request.
         await checkpoint();
@@ -219,7 +234,7 @@ async function transfer(cache: Cache, task: DownloadTask): Promise<DownloadResul
     }
   } catch (err) {
     await fh.close().catch(() => undefined);
-    return { ok: false, code: 'failed', message: (err as Error).message ?? String(err), fetched };
+    return failedWith(err, fetched);
   }
 }
 
@@ -263,11 +278,11 @@ export async function segment(task: SegmentTask): Promise<DownloadResult> {
       try {
         await receive(task, file.end, task.end, {
           start: (restartFromZero) => {
-            if (restartFromZero) throw new TransferError('failed', 'the registry ignores Range requests; segmented download impossible');
+            if (restartFromZero) throw new TransferError('UNSUPPORTED', 'the registry ignores Range requests; segmented download impossible');
           },
           data: (buf) => {
-            if (cancelled(task)) throw new TransferError('failed', 'cancelled');
-            if (file.end + buf.length > task.end) throw new TransferError('failed', `more bytes than the range ${task.start}-${task.end} asked for`);
+            if (cancelled(task)) throw new TransferError('INTERRUPTED', 'cancelled');
+            if (file.end + buf.length > task.end) throw new TransferError('BAD_RESPONSE', `more bytes than the range ${task.start}-${task.end} asked for`);
             const writing = file.add(buf);
             fetched += buf.length;
             sinceCheckpoint += buf.length;
@@ -276,14 +291,14 @@ export async function segment(task: SegmentTask): Promise<DownloadResult> {
             return writing;
           },
         });
-        if (file.end < task.end) throw new TransferError('failed', `connection ended at ${file.end} of ${task.end}`, true);
+        if (file.end < task.end) throw new TransferError('UNREACHABLE', `connection ended at ${file.end} of ${task.end}`, true);
       } catch (err) {
         const e = err instanceof TransferError ? err : undefined;
-        const retryable = e ? e.retryable : isRetryableError(err) || (err as Error)?.message?.includes('terminated');
+        const retryable = e ? e.retryable : isRetryableError(err);
         await checkpoint().catch(() => undefined);
         if (!retryable || (isTimeoutError(err) && ++timeouts > TIMEOUT_RETRIES) || !takeRetry(task)) {
           await saved.catch(() => undefined);
-          return { ok: false, code: e?.code ?? 'failed', message: e?.message ?? String((err as Error).message ?? err), fetched };
+          return failedWith(err, fetched);
         }
         retries++;
         await sleep(backoffMs(attempt, e?.retryAfter));
@@ -304,7 +319,7 @@ export async function verify(task: DownloadTask): Promise<DownloadResult> {
   const { digest, size } = await hashFile(path, task.hasher);
   if (digest !== task.digest || size !== task.size) {
     await cache.clearPartial(task.digest);
-    return { ok: false, code: 'digest-mismatch', message: `content does not match its digest (got ${digest}, ${size} bytes); discarded`, fetched: 0 };
+    return { ok: false, code: size !== task.size ? 'SIZE_MISMATCH' : 'DIGEST_MISMATCH', message: `content does not match its digest (got ${digest}, ${size} bytes); discarded`, fetched: 0 };
   }
   await cache.commitBlob(task.digest, path, task.size, task.mediaType);
   return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: false, retries: 0 };
@@ -325,7 +340,7 @@ interface BodySink {
  * callbacks rather than a Readable: ~10% less CPU per byte, which on a busy machine is throughput.
  */
 async function receive(task: DownloadTask, offset: number, end: number | undefined, sink: BodySink): Promise<void> {
-  if (cancelled(task)) throw new TransferError('failed', 'cancelled');
+  if (cancelled(task)) throw new TransferError('INTERRUPTED', 'cancelled');
   let url = task.url;
   const registryHost = new URL(task.url).host;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -334,7 +349,7 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
     const answer = await exchange(task, url, headers, task.limits, (code, h) => {
       if (code === 206) {
         const range = /^bytes (\d+)-/.exec(String(h['content-range'] ?? ''));
-        if (!range || Number(range[1]) !== offset) throw new TransferError('failed', `server answered a range starting elsewhere than ${offset}`, true);
+        if (!range || Number(range[1]) !== offset) throw new TransferError('BAD_RESPONSE', `server answered a range starting elsewhere than ${offset}`, true);
         return { restartFromZero: false };
       }
       if (code === 200) return { restartFromZero: offset > 0 || (end !== undefined && end < task.size) };
@@ -345,25 +360,28 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
       if (err instanceof TransferError) throw err;
       const u = new URL(url);
       const explained = explainConnectError(err, u.host, sharedTransport(task.transport).proxyOf(u));
-      throw explained ? new TransferError('failed', explained, isRetryableError(err)) : err;
+      throw explained ? new TransferError('UNREACHABLE', explained, isRetryableError(err)) : err;
     });
     const { status } = answer;
     if (status === 200 || status === 206) return;
     const header = (name: string) => [answer.headers[name]].flat()[0];
     if ([301, 302, 303, 307, 308].includes(status)) {
       const location = header('location');
-      if (typeof location !== 'string') throw new TransferError('failed', `redirect ${status} without a Location`);
+      if (typeof location !== 'string') throw new TransferError('BAD_RESPONSE', `redirect ${status} without a Location`);
       url = new URL(location, url).toString();
       continue;
     }
-    if (status === 416 && offset > 0) throw new TransferError('failed', 'range not satisfiable', true);
-    if (status === 401) throw new TransferError('unauthorized', 'the registry asked for authentication again (token expired?)');
-    if (status === 403) throw new TransferError('denied', 'access denied');
-    if (status === 404) throw new TransferError('not-found', 'blob not found in the repository');
-    if (isRetryableStatus(status)) throw new TransferError('failed', `HTTP ${status}`, true, header('retry-after'));
-    throw new TransferError('failed', `HTTP ${status}`);
+    // The registry's own code when its error body names one (BLOB_UNKNOWN, NAME_UNKNOWN, DENIED...).
+    const named = parseDistributionError(answer.body).code;
+    const fail = (code: ErrorCode, message: string, retryable = false) => new TransferError(named ?? code, message, retryable, header('retry-after'), status);
+    if (status === 416 && offset > 0) throw fail('BAD_RESPONSE', 'range not satisfiable', true);
+    if (status === 401) throw fail('UNAUTHORIZED', 'the registry asked for authentication again (token expired?)');
+    if (status === 403) throw fail('DENIED', 'access denied');
+    if (status === 404) throw fail('NOT_FOUND', 'blob not found in the repository');
+    if (isRetryableStatus(status)) throw fail(status === 429 ? 'TOOMANYREQUESTS' : 'UNKNOWN', `HTTP ${status}`, true);
+    throw fail('UNKNOWN', `HTTP ${status}`);
   }
-  throw new TransferError('failed', `more than ${MAX_REDIRECTS} redirects`);
+  throw new TransferError('BAD_RESPONSE', `more than ${MAX_REDIRECTS} redirects`);
 }
 
 /**
@@ -379,11 +397,14 @@ function exchange(
   limits: NetLimits,
   accept: (status: number, headers: ResponseHeaders) => { restartFromZero: boolean } | undefined,
   sink: BodySink,
-): Promise<{ status: number; headers: ResponseHeaders }> {
+): Promise<{ status: number; headers: ResponseHeaders; body: Buffer }> {
   const { origin, pathname, search } = new URL(url);
   return new Promise((resolve, reject) => {
     let status = 0;
     let answered: ResponseHeaders = {};
+    // The start of a body not accepted (an error page), for the registry's error code; the rest is dropped.
+    const unaccepted: Buffer[] = [];
+    let unacceptedBytes = 0;
     let piping = false;
     let failed = false;
     let watch: SpeedWatch | undefined;
@@ -421,6 +442,11 @@ function exchange(
       },
       onResponseData(controller, chunk) {
         watch?.add(chunk.length);
+        if (!piping && unacceptedBytes < MAX_ERROR_BODY) {
+          const kept = Buffer.from(chunk.subarray(0, MAX_ERROR_BODY - unacceptedBytes));
+          unaccepted.push(kept);
+          unacceptedBytes += kept.length;
+        }
         if (!piping || failed) return;
         try {
           hold(controller, sink.data(chunk));
@@ -431,7 +457,7 @@ function exchange(
       },
       onResponseEnd() {
         watch?.stop();
-        resolve({ status, headers: answered });
+        resolve({ status, headers: answered, body: Buffer.concat(unaccepted) });
       },
       onResponseError(_controller, err) {
         watch?.stop();

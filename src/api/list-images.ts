@@ -5,6 +5,7 @@ import { formatReference, parseReference } from '../ref/reference.js';
 import { RegistryClient } from '../registry/client.js';
 import { lookupCredential } from '../registry/credentials.js';
 import { expandTagSets } from '../resolve/tags.js';
+import { reportOf, type ErrorCode } from '../util/errors.js';
 import { collectInputs, type InputOptions } from './inputs.js';
 import { SCHEMAS, versioned } from './schema.js';
 
@@ -17,7 +18,7 @@ export interface ListedImage {
 
 export interface ListImagesResult {
   images: ListedImage[];
-  errors: { input: string; source: string; error: string }[];
+  errors: { input: string; source: string; error: string; code: ErrorCode; status?: number }[];
   warnings: string[];
 }
 
@@ -45,7 +46,7 @@ export async function listImages(r: ListImagesRequest): Promise<ListImagesVersio
       const expanded = await expandTagSets(client, collected.tagSets);
       const sourceOf = new Map(collected.tagSets.map((t) => [t.repository, t.source]));
       for (const ref of expanded.references) found.push({ ref, source: tagSetSource(ref, sourceOf) });
-      for (const f of expanded.failures) errors.push({ input: f.input, source: f.input, error: f.error });
+      for (const f of expanded.failures) errors.push({ ...f, source: f.input });
       warnings.push(...expanded.warnings);
     } finally {
       await client.close();
@@ -57,7 +58,7 @@ export async function listImages(r: ListImagesRequest): Promise<ListImagesVersio
     try {
       reference = formatReference(parseReference(ref));
     } catch (err) {
-      errors.push({ input: ref, source, error: (err as Error).message });
+      errors.push({ input: ref, source, ...reportOf(err) });
       continue;
     }
     let entry = byRef.get(reference);

@@ -3,6 +3,7 @@
 // out exactly as stored, so digests never change on the way out.
 import type { Readable } from 'node:stream';
 import { isIndexType, MT } from '../util/mediatypes.js';
+import { OcisaveError } from '../util/errors.js';
 
 export type BundleFormat = 'registry' | 'oci' | 'docker';
 
@@ -82,9 +83,10 @@ export function isSha256Digest(s: string): boolean {
   return DIGEST_RE.test(s);
 }
 
-export class BundleError extends Error {
-  constructor(message: string) {
-    super(message);
+/** A bundle that cannot be read or used as it is (INVALID_INPUT), or that is damaged (CORRUPT). */
+export class BundleError extends OcisaveError {
+  constructor(message: string, code: 'INVALID_INPUT' | 'CORRUPT' = 'INVALID_INPUT') {
+    super(code, message);
     this.name = 'BundleError';
   }
 }

@@ -16,6 +16,7 @@ import { digestHex } from '../ref/digest.js';
 import { commitCause, describeWriteError } from './write-error.js';
 import { hashHandle, lstatInside, lstatInsideSync, openRegular, removeInside, streamOpened, UnsafePathError } from '../fs/contained.js';
 import type { FileHandle } from 'node:fs/promises';
+import { OcisaveError } from '../util/errors.js';
 
 export interface BlobRecord {
   size: number;
@@ -31,10 +32,9 @@ export interface BlobRecord {
 export const BLOB_MODE = 0o444;
 
 /** A cache file that is not what its record says (replaced, rewritten, a link): hashed again or fetched again. */
-export class CacheIntegrityError extends Error {
-  readonly code = 'ECACHEINTEGRITY';
+export class CacheIntegrityError extends OcisaveError {
   constructor(message: string) {
-    super(message);
+    super('CORRUPT', message);
     this.name = 'CacheIntegrityError';
   }
 }

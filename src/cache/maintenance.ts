@@ -7,6 +7,7 @@
 import { mapLimit } from '../util/limit.js';
 import { isUnsafePath, listInside, openRegular, regularSize, removeInside } from '../fs/contained.js';
 import { isAlive, type Cache } from './cache.js';
+import { InvalidInputError } from '../util/errors.js';
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
@@ -20,7 +21,7 @@ export function parseDuration(text: string): number {
     total += Number(m[1]) * UNITS_MS[m[2]!]!;
     matched = re.lastIndex;
   }
-  if (!s || matched !== s.length) throw new Error(`"${text}" is not a duration: use e.g. 30d, 12h, 1h30m, 45m, 90s, 2w`);
+  if (!s || matched !== s.length) throw new InvalidInputError(`"${text}" is not a duration: use e.g. 30d, 12h, 1h30m, 45m, 90s, 2w`);
   return total;
 }
 

@@ -1,7 +1,8 @@
 // A failed write as one line that names the errno and the file: on a full disk the kernel first
-// returns a short count (401 of 1048576 bytes), and only the next write says ENOSPC. Leaf module:
-// imports nothing of ours (the download worker and the linkers share it).
+// returns a short count (401 of 1048576 bytes), and only the next write says ENOSPC. Imports only
+// the leaf src/util (the download worker and the linkers share it).
 import { constants } from 'node:os';
+import { OcisaveError } from '../util/errors.js';
 
 /** Errnos that mean "the disk refused the bytes", with the words strerror(3) uses. */
 const DISK_ERRORS: Record<string, string> = {
@@ -12,13 +13,14 @@ const DISK_ERRORS: Record<string, string> = {
   EIO: 'input/output error',
 };
 
-export class WriteFailure extends Error {
+/** Its code is the errno (ENOSPC, EDQUOT, EFBIG, EROFS, EIO). */
+export class WriteFailure extends OcisaveError {
   constructor(
-    readonly code: string,
+    code: string,
     readonly path: string,
     cause: unknown,
   ) {
-    super(`${DISK_ERRORS[code] ?? code} (${code}) writing ${path}`, { cause });
+    super(code, `${DISK_ERRORS[code] ?? code} (${code}) writing ${path}`, { cause });
     this.name = 'WriteFailure';
   }
 }

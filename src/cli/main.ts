@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { describeFailure, InterruptedError, SaveError } from '../engine/pipeline.js';
 import { commitCause, describeWriteError } from '../cache/write-error.js';
+import { UsageError } from '../util/errors.js';
 import { saveCommand } from './save.js';
 import { resolveCommand } from './resolve.js';
 import { listImagesCommand } from './list-images.js';
@@ -57,6 +58,9 @@ try {
     for (const f of err.failures) process.stderr.write(`ocisave: error: ${describeFailure(f)}\n`);
     process.stderr.write('ocisave: nothing was written; what was downloaded stays in the cache for the next run (or use --keep-going)\n');
     process.exitCode = 1;
+  } else if (err instanceof UsageError) {
+    process.stderr.write(`ocisave: error: ${err.message}\n`);
+    process.exitCode = 2;
   } else if (err instanceof InterruptedError) {
     process.stderr.write(`ocisave: ${err.message}\n`);
     process.exitCode = 130;

@@ -10,7 +10,7 @@ import { describeWriteError } from '../cache/write-error.js';
 import type { PlatformSelector } from '../ref/platform.js';
 import { formatReference, parseReference } from '../ref/reference.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
-import { blobsOf, leafManifests, type BlobNeed, type Failure, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
+import { blobsOf, failureOf, leafManifests, type BlobNeed, type Failure, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
 import { Resolver, type ResolveInput } from '../resolve/resolve.js';
 import { Mirrors, parseMirror } from '../registry/mirror.js';
 import { transportOptions, type NetworkOptions } from '../registry/network.js';
@@ -19,10 +19,11 @@ import { describeImage, type ImageRow } from '../resolve/describe.js';
 import { expandTagSets, type TagSetRequest } from '../resolve/tags.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
 import { EngineEvents } from '../util/events.js';
+import { OcisaveError, UsageError } from '../util/errors.js';
 import { Plan } from './plan.js';
 import { ImageReadiness } from './readiness.js';
 import { DownloadPool } from './pool.js';
-import { Downloads } from './scheduler.js';
+import { Downloads, type BlobFailure } from './scheduler.js';
 import type { NetLimits } from '../registry/timeouts.js';
 
 export interface FetchOptions extends NetworkOptions {
@@ -105,16 +106,17 @@ export function describeFailure(f: Failure): string {
   return f.error.includes(f.input) || f.error.includes('/') ? f.error : `${f.input}: ${f.error}`;
 }
 
-export class SaveError extends Error {
+/** Inputs that failed; its code is the first failure's (each failure carries its own). */
+export class SaveError extends OcisaveError {
   constructor(readonly failures: Failure[], readonly summary?: Summary) {
-    super(failures.map(describeFailure).join('\n'));
+    super(failures[0]?.code ?? 'UNKNOWN', failures.map(describeFailure).join('\n'));
     this.name = 'SaveError';
   }
 }
 
-export class InterruptedError extends Error {
+export class InterruptedError extends OcisaveError {
   constructor() {
-    super('interrupted: downloads are checkpointed in the cache; run the same command again to resume');
+    super('INTERRUPTED', 'interrupted: downloads are checkpointed in the cache; run the same command again to resume');
     this.name = 'InterruptedError';
   }
 }
@@ -171,7 +173,7 @@ function parseInputs(inputs: string[], opts: FetchOptions): { parsed: ResolveInp
     try {
       parsed.push({ input, ref: parseReference(input) });
     } catch (err) {
-      failures.push({ input, error: (err as Error).message });
+      failures.push(failureOf(input, err));
     }
   }
   if (failures.length && !opts.keepGoing) throw new SaveError(failures);
@@ -185,7 +187,7 @@ function parseInputs(inputs: string[], opts: FetchOptions): { parsed: ResolveInp
  */
 async function addTagSets(session: Session, inputs: { parsed: ResolveInput[]; failures: Failure[] }, opts: FetchOptions, events: EngineEvents): Promise<void> {
   if (opts.tagSets?.length) {
-    if (opts.offline) throw new Error('tag sets (--all-tags, --tag-regex, --tag-semver, --newest, sync YAML tag rules) list tags on the registry: they cannot work --offline');
+    if (opts.offline) throw new UsageError('tag sets (--all-tags, --tag-regex, --tag-semver, --newest, sync YAML tag rules) list tags on the registry: they cannot work --offline');
     const expanded = await expandTagSets(session.client, opts.tagSets);
     for (const message of expanded.warnings) events.emit({ type: 'warning', message });
     const given = new Set(inputs.parsed.map((p) => formatReference(p.ref)));
@@ -282,8 +284,8 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
       throw err;
     }
     events.emit({ type: 'plan', blobs: graph.blobs.size, bytes: plan.totalBytes, cached: plan.cached.length, cachedBytes: plan.cachedBytes, queued: plan.queue.length, queuedBytes: plan.queuedBytes });
-    if (plan.queue.length && !downloads) throw new SaveError(plan.queue.map((b) => ({ input: b.digest, error: 'not in the cache (--offline)' })));
-    const report = downloads ? await downloads.finish() : { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map<string, string>() };
+    if (plan.queue.length && !downloads) throw new SaveError(plan.queue.map((b) => ({ input: b.digest, error: 'not in the cache (--offline)', code: 'NOT_FOUND' })));
+    const report = downloads ? await downloads.finish() : { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map<string, BlobFailure>() };
 
     if (opts.signal?.aborted) throw new InterruptedError();
     const failures: Failure[] = [...graph.failures];
@@ -291,7 +293,8 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     if (report.failed.size) {
       graph.images = graph.images.filter((image) => {
         const bad = leafManifests(image.root).flatMap(blobsOf).find((d) => report.failed.has(d.digest));
-        if (bad) failures.push({ input: image.input, error: `blob ${bad.digest}: ${report.failed.get(bad.digest)}` });
+        const why = bad && report.failed.get(bad.digest)!;
+        if (why) failures.push({ input: image.input, error: `blob ${bad!.digest}: ${why.message}`, code: why.code, ...(why.status !== undefined && { status: why.status }) });
         return !bad;
       });
     }

@@ -13,9 +13,10 @@ import type { BlobSource } from '../resolve/graph.js';
 import type { NetLimits } from '../registry/timeouts.js';
 import type { EngineEvents } from '../util/events.js';
 import { Semaphore } from '../util/limit.js';
+import { codeOf, type ErrorCode } from '../util/errors.js';
 import type { PlannedBlob } from './plan.js';
 import type { DownloadPool, WorkerTaskName } from './pool.js';
-import type { DownloadResult, DownloadTask } from './task.js';
+import type { DownloadFailure, DownloadResult, DownloadTask } from './task.js';
 
 type Done = Extract<DownloadResult, { ok: true }>;
 
@@ -42,8 +43,17 @@ export interface ScheduleReport {
   fetchedBytes: number;
   resumedBytes: number;
   downloaded: number;
-  failed: Map<string, string>;
+  /** digest → why it failed (the last source's code, status and message). */
+  failed: Map<string, BlobFailure>;
 }
+
+export interface BlobFailure {
+  code: ErrorCode;
+  message: string;
+  status?: number;
+}
+
+const cancelledResult: DownloadFailure = { ok: false, code: 'INTERRUPTED', message: 'cancelled', fetched: 0 };
 
 /** A checkpoint is a buffer flush and an LMDB record whose commit is not waited for: cheap enough to take often. */
 const CHECKPOINT_BYTES = 2 * 1024 * 1024;
@@ -153,16 +163,17 @@ export class Downloads {
     const result = segments.length
       ? await this.split(blob, segments, progress)
       : ((blob.size <= INLINE_BYTES && (await this.inline(blob, counter))) || (await this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, 0, 'default'))));
-    if (typeof result !== 'string') {
+    if (result.ok) {
       if (!result.alreadyCached) this.report.downloaded++;
       this.report.resumedBytes += result.resumedFrom;
       events.emit({ type: 'blob-done', digest: blob.digest, size: blob.size, fetched: result.fetched });
       return;
     }
     // Cancelled by another blob's failure or by the caller: not a failure of its own.
-    if (this.abort.signal.aborted && result.endsWith('cancelled')) return;
-    this.report.failed.set(blob.digest, result);
-    events.emit({ type: 'blob-failed', digest: blob.digest, error: result });
+    if (this.abort.signal.aborted && result.code === 'INTERRUPTED') return;
+    const { code, message, status } = result;
+    this.report.failed.set(blob.digest, { code, message, ...(status !== undefined && { status }) });
+    events.emit({ type: 'blob-failed', digest: blob.digest, error: message, code });
     if (this.opts.failFast) this.cancel();
   }
 
@@ -201,7 +212,7 @@ export class Downloads {
   private async dispatch(blob: PlannedBlob, source: BlobSource, progress: SharedArrayBuffer, slot: number, name: WorkerTaskName, range?: [number, number]): Promise<DownloadResult> {
     const { client, events, pool } = this.opts;
     for (let authRetries = 0; ; ) {
-      if (this.abort.signal.aborted) return { ok: false, code: 'failed', message: 'cancelled', fetched: 0 };
+      if (this.abort.signal.aborted) return cancelledResult;
       const release = await this.limitFor(source.registry).acquire(blob.size);
       let result: DownloadResult;
       try {
@@ -214,13 +225,13 @@ export class Downloads {
         const task = await this.task(blob, source, progress, slot, auth);
         result = await pool.run(range ? { ...task, start: range[0], end: range[1] } : task, name);
       } catch (err) {
-        result = { ok: false, code: 'failed', message: this.abort.signal.aborted ? 'cancelled' : (err as Error).message, fetched: 0 };
+        result = this.abort.signal.aborted ? cancelledResult : { ok: false, code: codeOf(err), message: (err as Error).message, fetched: 0 };
       } finally {
         this.active--;
         release();
       }
       this.report.fetchedBytes += result.fetched;
-      if (!result.ok && result.code === 'unauthorized' && authRetries++ < AUTH_RETRIES) {
+      if (!result.ok && (result.status === 401 || result.code === 'UNAUTHORIZED') && authRetries++ < AUTH_RETRIES) {
         client.invalidate(source.registry, source.repository);
         events.emit({ type: 'blob-retry', digest: blob.digest, reason: 'token refreshed', attempt: authRetries });
         continue;
@@ -264,18 +275,18 @@ export class Downloads {
   }
 
   /** Try each source in turn; `busy` (another process has the blob) waits for that process. */
-  private async fromAnySource(blob: PlannedBlob, attempt: (source: BlobSource) => Promise<DownloadResult>): Promise<Done | string> {
-    let lastError = 'no source repository';
+  private async fromAnySource(blob: PlannedBlob, attempt: (source: BlobSource) => Promise<DownloadResult>): Promise<DownloadResult> {
+    let lastError: DownloadFailure = { ok: false, code: 'NOT_FOUND', message: 'no source repository', fetched: 0 };
     // Sources can grow while this runs (another image with the blob resolved): `for of` sees them.
     for (const source of blob.sources) {
       for (;;) {
         const result = await attempt(source);
         if (result.ok) return result;
-        if (result.code === 'busy' && !this.abort.signal.aborted) {
+        if (result.code === 'BUSY' && !this.abort.signal.aborted) {
           await sleep(BUSY_POLL_MS);
           continue;
         }
-        lastError = `${source.registry}/${source.repository}: ${result.message}`;
+        lastError = { ...result, message: `${source.registry}/${source.repository}: ${result.message}` };
         break;
       }
       if (this.abort.signal.aborted) break;
@@ -284,20 +295,20 @@ export class Downloads {
   }
 
   /** Ranges in parallel into one partial file, under this process's lock on the blob; then one hash of the whole. */
-  private async split(blob: PlannedBlob, segments: [number, number][], progress: SharedArrayBuffer): Promise<Done | string> {
+  private async split(blob: PlannedBlob, segments: [number, number][], progress: SharedArrayBuffer): Promise<DownloadResult> {
     const { cache } = this.opts;
     while (!cache.tryLock(blob.digest, this.owner)) {
-      if (this.abort.signal.aborted) return 'cancelled';
+      if (this.abort.signal.aborted) return cancelledResult;
       await sleep(BUSY_POLL_MS);
     }
     try {
       if (cache.hasBlob(blob.digest)) return { ok: true, fetched: 0, resumedFrom: 0, alreadyCached: true, retries: 0 };
       await (await cache.openPartial(blob.digest, 'a')).close();
       const parts = await Promise.all(segments.map((range, i) => this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, i, 'segment', range))));
-      const failedPart = parts.find((p): p is string => typeof p === 'string');
+      const failedPart = parts.find((p): p is DownloadFailure => !p.ok);
       if (failedPart) return failedPart;
       const verified = await this.fromAnySource(blob, (source) => this.dispatch(blob, source, progress, 0, 'verify'));
-      if (typeof verified === 'string') return verified;
+      if (!verified.ok) return verified;
       const done = parts as Done[];
       return { ...verified, resumedFrom: done.reduce((n, p) => n + p.resumedFrom, 0), fetched: done.reduce((n, p) => n + p.fetched, 0) };
     } finally {

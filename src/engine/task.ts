@@ -2,6 +2,7 @@
 import type { HasherKind } from '../hash/hasher.js';
 import type { TransportOptions } from '../registry/transport.js';
 import type { NetLimits } from '../registry/timeouts.js';
+import type { ErrorCode } from '../util/errors.js';
 
 export interface DownloadTask {
   cacheDir: string;
@@ -43,11 +44,21 @@ export interface SegmentTask extends DownloadTask {
   end: number;
 }
 
-export type DownloadFailure = 'unauthorized' | 'not-found' | 'denied' | 'busy' | 'digest-mismatch' | 'failed';
+/**
+ * A failed task, a plain object across the thread boundary: `code` is the vocabulary of
+ * src/util/errors.ts (UNAUTHORIZED, DENIED, BUSY, DIGEST_MISMATCH, SIZE_MISMATCH, TIMEOUT,
+ * UNREACHABLE, INTERRUPTED, an errno such as ENOSPC, or the registry's own BLOB_UNKNOWN...),
+ * `status` the registry's HTTP status when its answer was the failure.
+ */
+export interface DownloadFailure {
+  ok: false;
+  code: ErrorCode;
+  message: string;
+  status?: number;
+  fetched: number;
+}
 
-export type DownloadResult =
-  | { ok: true; fetched: number; resumedFrom: number; alreadyCached: boolean; retries: number }
-  | { ok: false; code: DownloadFailure; message: string; fetched: number };
+export type DownloadResult = { ok: true; fetched: number; resumedFrom: number; alreadyCached: boolean; retries: number } | DownloadFailure;
 
 /** What a worker thread posts once its module (and lmdb's native addon) has loaded. */
 export const WORKER_LOADED = 'ocisave:worker-loaded';

@@ -9,24 +9,24 @@
 // - the file itself is opened with O_NOFOLLOW (a link fails with ELOOP) and O_NONBLOCK (a FIFO
 //   does not block the open), and fstat must say regular file: reads go through that descriptor,
 //   so what was checked is what is read.
-// Leaf module: imports nothing of ours.
+// Leaf module: imports nothing of ours but src/util.
 import { createHash } from 'node:crypto';
 import { constants, lstatSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { OcisaveError } from '../util/errors.js';
 
 export type UnsafeKind = 'outside' | 'symlink' | 'not-regular' | 'too-large';
 
 /** A path refused because following it could leave the root, or because it is not a plain file. */
-export class UnsafePathError extends Error {
-  readonly code = 'EUNSAFEPATH';
+export class UnsafePathError extends OcisaveError {
   constructor(
     readonly kind: UnsafeKind,
     readonly path: string,
     message: string,
   ) {
-    super(message);
+    super(kind === 'too-large' ? 'LIMIT' : 'INVALID_INPUT', message);
     this.name = 'UnsafePathError';
   }
 }

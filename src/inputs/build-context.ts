@@ -9,6 +9,7 @@ import { basename, join, posix, sep } from 'node:path';
 import { expandGlob, hasMagic } from './glob.js';
 import { dedupe, parseImageList } from './imagelist.js';
 import { parseKubefile } from './kubefile.js';
+import { InvalidInputError, OcisaveError } from '../util/errors.js';
 
 export interface ContextRef {
   ref: string;
@@ -64,9 +65,9 @@ export async function readBuildContext(dir: string, opts: BuildContextOptions = 
     for (const src of copy.sources) {
       const rel = contextPath(src, `${kubefilePath}:${copy.line}`);
       const matches = hasMagic(rel) ? expandGlob(dir, rel) : [rel];
-      if (matches.length === 0) throw new Error(`${kubefilePath}:${copy.line}: ${copy.keyword} source ${src} matches nothing in the build context`);
+      if (matches.length === 0) throw new InvalidInputError(`${kubefilePath}:${copy.line}: ${copy.keyword} source ${src} matches nothing in the build context`);
       for (const m of matches) {
-        if (!(await exists(join(dir, m)))) throw new Error(`${kubefilePath}:${copy.line}: ${copy.keyword} source ${src} is not in the build context ${dir}`);
+        if (!(await exists(join(dir, m)))) throw new InvalidInputError(`${kubefilePath}:${copy.line}: ${copy.keyword} source ${src} is not in the build context ${dir}`);
         if (!toRoot) refs.push(...(await scanner.scan(m, singleFileName(copy.dest))));
         else for (const name of await copiedToRoot(dir, m)) refs.push(...(await scanner.scan(name)));
       }
@@ -107,7 +108,7 @@ function singleFileName(dest: string): string | undefined {
 /** A COPY source as a path inside the context; `..` out of it is refused (docker refuses it too). */
 function contextPath(src: string, where: string): string {
   const rel = posix.normalize(src.replace(/^\/+/, ''));
-  if (rel === '..' || rel.startsWith('../')) throw new Error(`${where}: COPY source ${src} is outside the build context`);
+  if (rel === '..' || rel.startsWith('../')) throw new InvalidInputError(`${where}: COPY source ${src} is outside the build context`);
   return rel === '.' ? '' : rel.replace(/\/$/, '');
 }
 
@@ -120,8 +121,8 @@ class Scanner {
 
   /** Images of one path inside the context: a chart, a YAML file, an imageList, or a directory of them. */
   async scan(rel: string, nameAs?: string, depth = 0): Promise<ContextRef[]> {
-    if (depth > MAX_SCAN_DEPTH) throw new Error(`${join(this.root, rel)}: directories nested deeper than ${MAX_SCAN_DEPTH}`);
-    if (++this.entries > MAX_SCAN_ENTRIES) throw new Error(`${this.root}: more than ${MAX_SCAN_ENTRIES} files to scan in the build context`);
+    if (depth > MAX_SCAN_DEPTH) throw new OcisaveError('LIMIT', `${join(this.root, rel)}: directories nested deeper than ${MAX_SCAN_DEPTH}`);
+    if (++this.entries > MAX_SCAN_ENTRIES) throw new OcisaveError('LIMIT', `${this.root}: more than ${MAX_SCAN_ENTRIES} files to scan in the build context`);
     const path = join(this.root, rel);
     await this.inside(path);
     const st = await stat(path);
@@ -142,7 +143,7 @@ class Scanner {
   /** The real path (links resolved) must lie inside the context's real path. */
   private async inside(path: string): Promise<void> {
     const real = await realpath(path);
-    if (real !== this.realRoot && !real.startsWith(this.realRoot + sep)) throw new Error(`${path} leads outside the build context ${this.root}; refusing to read it`);
+    if (real !== this.realRoot && !real.startsWith(this.realRoot + sep)) throw new InvalidInputError(`${path} leads outside the build context ${this.root}; refusing to read it`);
   }
 }
 
@@ -161,7 +162,7 @@ async function yamlImages(text: string, path: string): Promise<ContextRef[]> {
 
 async function readText(path: string): Promise<string> {
   const st = await stat(path);
-  if (st.size > MAX_TEXT_BYTES) throw new Error(`${path} is larger than ${MAX_TEXT_BYTES} bytes; not a manifest or image list`);
+  if (st.size > MAX_TEXT_BYTES) throw new OcisaveError('LIMIT', `${path} is larger than ${MAX_TEXT_BYTES} bytes; not a manifest or image list`);
   return readFile(path, 'utf8');
 }
 

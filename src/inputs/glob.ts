@@ -3,6 +3,7 @@
 // Imports nothing of ours. Node 20's path.matchesGlob is still experimental (it warns on use).
 import { readdirSync, type Dirent } from 'node:fs';
 import { join, posix } from 'node:path';
+import { InvalidInputError, OcisaveError } from '../util/errors.js';
 
 /** Most directory entries looked at for one pattern: a context is a project directory, not a disk. */
 export const MAX_GLOB_ENTRIES = 100_000;
@@ -26,7 +27,7 @@ export function globToRegExp(pattern: string): RegExp {
     else if (c === '?') re += '[^/]';
     else if (c === '[') {
       const end = pattern.indexOf(']', i + 2);
-      if (end < 0) throw new Error(`pattern ${JSON.stringify(pattern)}: "[" without its "]"`);
+      if (end < 0) throw new InvalidInputError(`pattern ${JSON.stringify(pattern)}: "[" without its "]"`);
       let body = pattern.slice(i + 1, end);
       if (body.startsWith('!') || body.startsWith('^')) body = `^${body.slice(1)}`;
       re += `[${body.replace(/\\/g, '\\\\')}]`;
@@ -55,7 +56,7 @@ export function expandGlob(root: string, pattern: string): string[] {
   const found: string[] = [];
   let seen = 0;
   const walk = (rel: string, depth: number) => {
-    if (depth > MAX_GLOB_DEPTH) throw new Error(`pattern ${JSON.stringify(pattern)}: directories nested deeper than ${MAX_GLOB_DEPTH}`);
+    if (depth > MAX_GLOB_DEPTH) throw new OcisaveError('LIMIT', `pattern ${JSON.stringify(pattern)}: directories nested deeper than ${MAX_GLOB_DEPTH}`);
     let entries: Dirent[];
     try {
       entries = readdirSync(join(root, rel), { withFileTypes: true });
@@ -66,7 +67,7 @@ export function expandGlob(root: string, pattern: string): string[] {
     }
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
-      if (++seen > MAX_GLOB_ENTRIES) throw new Error(`pattern ${JSON.stringify(pattern)}: more than ${MAX_GLOB_ENTRIES} entries to look at`);
+      if (++seen > MAX_GLOB_ENTRIES) throw new OcisaveError('LIMIT', `pattern ${JSON.stringify(pattern)}: more than ${MAX_GLOB_ENTRIES} entries to look at`);
       const path = rel ? posix.join(rel, e.name) : e.name;
       if (re.test(path)) found.push(path);
       else if (e.isDirectory()) walk(path, depth + 1);

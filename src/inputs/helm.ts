@@ -11,6 +11,7 @@ import { isAlias, isMap, isScalar, isSeq, type Document } from 'yaml';
 import { dedupe, looksLikeDigest, looksLikeImageRef, looksLikeRepositoryName, looksLikeTag } from './imagelist.js';
 import { deref, mapGet, parseYamlDocuments, scalarText } from './kube.js';
 import { quoteInput } from '../ref/reference.js';
+import { inputError, InvalidInputError, OcisaveError } from '../util/errors.js';
 
 export interface HelmImageRef {
   ref: string;
@@ -42,9 +43,9 @@ export const CHART_LIMITS = {
 export type ChartLimits = { [K in keyof typeof CHART_LIMITS]: number };
 
 /** A limit of CHART_LIMITS was passed: the chart is refused whole, in one line. */
-export class ChartLimitError extends Error {
+export class ChartLimitError extends OcisaveError {
   constructor(chart: string, what: string) {
-    super(`Helm chart ${chart}: ${what}; not read further (a real chart is far smaller: a decompression bomb?)`);
+    super('LIMIT', `Helm chart ${chart}: ${what}; not read further (a real chart is far smaller: a decompression bomb?)`);
     this.name = 'ChartLimitError';
   }
 }
@@ -89,7 +90,7 @@ export async function readHelmChart(path: string, limits: ChartLimits = CHART_LI
   try {
     st = await stat(path);
   } catch (err) {
-    throw new Error(`cannot read Helm chart ${path}: ${(err as Error).message}`, { cause: err });
+    throw inputError(`cannot read Helm chart ${path}: ${(err as Error).message}`, err);
   }
   const budget = new ChartBudget(path, limits);
   const chart = st.isDirectory()
@@ -104,7 +105,7 @@ export async function loadChartDir(dir: string, budget = new ChartBudget(dir)): 
   try {
     await stat(join(dir, 'Chart.yaml'));
   } catch {
-    throw new Error(`${dir} is not a Helm chart: it has no Chart.yaml`);
+    throw new InvalidInputError(`${dir} is not a Helm chart: it has no Chart.yaml`);
   }
   const inside = await insideChart(dir);
   for (const name of ['Chart.yaml', 'values.yaml', 'requirements.yaml']) {
@@ -128,7 +129,7 @@ async function insideChart(dir: string): Promise<(path: string) => Promise<void>
   const root = await realpath(dir);
   return async (path) => {
     const real = await realpath(path);
-    if (real !== root && !real.startsWith(`${root}${sep}`)) throw new Error(`${path} in Helm chart ${dir} is a symbolic link to outside the chart (${real}); refused`);
+    if (real !== root && !real.startsWith(`${root}${sep}`)) throw new InvalidInputError(`${path} in Helm chart ${dir} is a symbolic link to outside the chart (${real}); refused`);
   };
 }
 
@@ -147,7 +148,7 @@ async function readIfFile(path: string, budget: ChartBudget): Promise<Buffer | u
 
 async function readTree(root: string, rel: string, files: ChartFiles, depth: number, budget: ChartBudget, inside: (path: string) => Promise<void>): Promise<void> {
   // Helm follows symlinks in chart directories; the depth bound stops link loops.
-  if (depth > 32) throw new Error(`${join(root, rel)}: directories nested too deep (symlink loop?)`);
+  if (depth > 32) throw new OcisaveError('LIMIT', `${join(root, rel)}: directories nested too deep (symlink loop?)`);
   let entries: string[];
   try {
     entries = await readdir(join(root, rel));
@@ -214,7 +215,7 @@ export async function loadChartArchive(data: Buffer | Readable, label: string, b
     await Promise.all([pipeline(source, createGunzip(), charge, ex), reading]);
   } catch (err) {
     if (err instanceof ChartLimitError) throw err;
-    throw new Error(`cannot read Helm chart archive ${label}: ${(err as Error).message}`, { cause: err });
+    throw inputError(`cannot read Helm chart archive ${label}: ${(err as Error).message}`, err);
   }
   let root: string | undefined;
   for (const name of all.keys()) {
@@ -222,7 +223,7 @@ export async function loadChartArchive(data: Buffer | Readable, label: string, b
     const dir = posix.dirname(name);
     if (root === undefined || depthOf(dir) < depthOf(root)) root = dir;
   }
-  if (root === undefined) throw new Error(`${label} is not a Helm chart archive: it has no Chart.yaml`);
+  if (root === undefined) throw new InvalidInputError(`${label} is not a Helm chart archive: it has no Chart.yaml`);
   const prefix = root === '.' ? '' : `${root}/`;
   const files: ChartFiles = new Map();
   for (const [name, buf] of all) if (name.startsWith(prefix)) files.set(name.slice(prefix.length), buf);
@@ -257,12 +258,12 @@ export async function findChartImages(
   budget.depth(depth, label);
   const out: HelmImageRef[] = [];
   const chartYaml = files.get('Chart.yaml');
-  if (!chartYaml) throw new Error(`${label} is not a Helm chart: it has no Chart.yaml`);
+  if (!chartYaml) throw new InvalidInputError(`${label} is not a Helm chart: it has no Chart.yaml`);
   const chartFile = `${label}/Chart.yaml`;
   const chartDoc = parseYamlDocuments(chartYaml.toString('utf8'), chartFile).docs[0];
   const chartRoot = chartDoc ? deref(chartDoc.contents, chartDoc) : undefined;
   const chart = chartDoc && isMap(chartRoot) ? toValue(chartRoot, chartDoc) : new Map<string, Value>();
-  if (!isValueMap(chart)) throw new Error(`${chartFile}: not a mapping`);
+  if (!isValueMap(chart)) throw new InvalidInputError(`${chartFile}: not a mapping`);
   const appVersion = str(chart.get('appVersion'));
 
   // 1. Images the chart declares in annotations.
@@ -363,7 +364,7 @@ function dependencyAliases(chart: ValueMap, files: ChartFiles, label: string): M
 /** YAML node → plain tree. Shared anchors convert once (no alias blow-up); `<<` merge keys apply. */
 function toValue(node: unknown, doc: Document, memo = new Map<unknown, Value>(), depth = 0): Value {
   node = deref(node, doc);
-  if (depth > 200) throw new Error('YAML nested too deep');
+  if (depth > 200) throw new OcisaveError('LIMIT', 'YAML nested too deep');
   const cached = memo.get(node);
   if (cached !== undefined) return cached;
   if (isScalar(node)) {

@@ -7,6 +7,7 @@ import type { HostOptionsMap } from '../registry/host-options.js';
 import type { TagSetRequest } from '../resolve/tags.js';
 import { exists, isBuildContext, type BuildContextOptions } from './build-context.js';
 import { dedupe, parseImageList } from './imagelist.js';
+import { InvalidInputError, OcisaveError, inputError } from '../util/errors.js';
 
 export interface InputRef {
   /** Raw reference string as written; normalise it with src/ref. */
@@ -48,12 +49,12 @@ export async function readInputs(path: string, opts: ReadInputOptions = {}): Pro
   try {
     st = await stat(path);
   } catch (err) {
-    throw new Error(`cannot read references from ${path}: ${(err as Error).message}`, { cause: err });
+    throw inputError(`cannot read references from ${path}: ${(err as Error).message}`, err);
   }
   if (st.isDirectory()) {
     if (await exists(join(path, 'Chart.yaml'))) return only(await readChart(path));
     if (await isBuildContext(path)) return readContext(path, opts);
-    throw new Error(`${path} is a directory without Chart.yaml, Kubefile, manifests/, charts/ or imageList; expected a Helm chart, a sealer build context, an image list or a YAML file`);
+    throw new InvalidInputError(`${path} is a directory without Chart.yaml, Kubefile, manifests/, charts/ or imageList; expected a Helm chart, a sealer build context, an image list or a YAML file`);
   }
   if (basename(path) === 'Kubefile') return readContext(dirname(path), opts);
   if (/\.(tgz|tar\.gz)$/i.test(path) || (await isGzip(path))) return only(await readChart(path));
@@ -98,16 +99,16 @@ const SNIFF_BYTES = 8 * 1024;
  */
 async function readTextInput(path: string, size: number): Promise<string> {
   const kind = 'expected an image list, Kubernetes YAML, a Helm chart (directory or .tgz) or a lock file';
-  if (size > MAX_TEXT_INPUT_BYTES) throw new Error(`${path} is ${size} bytes, more than an image list or YAML file may be (${MAX_TEXT_INPUT_BYTES}); ${kind}`);
+  if (size > MAX_TEXT_INPUT_BYTES) throw new OcisaveError('LIMIT', `${path} is ${size} bytes, more than an image list or YAML file may be (${MAX_TEXT_INPUT_BYTES}); ${kind}`);
   const data = await readFile(path);
   const head = data.subarray(0, SNIFF_BYTES);
   const nul = head.indexOf(0);
-  if (nul >= 0) throw new Error(`${path} is not a text file (NUL byte at offset ${nul}); ${kind}`);
+  if (nul >= 0) throw new InvalidInputError(`${path} is not a text file (NUL byte at offset ${nul}); ${kind}`);
   try {
     // stream: a character cut at the end of the sniffed bytes is not an error.
     new TextDecoder('utf-8', { fatal: true }).decode(head, { stream: true });
   } catch {
-    throw new Error(`${path} is not a text file (invalid UTF-8 in its first ${SNIFF_BYTES} bytes); ${kind}`);
+    throw new InvalidInputError(`${path} is not a text file (invalid UTF-8 in its first ${SNIFF_BYTES} bytes); ${kind}`);
   }
   return data.toString('utf8');
 }

@@ -12,6 +12,7 @@ import {
   type Node as YamlNode,
   type YAMLMap,
 } from 'yaml';
+import { InvalidInputError, inputError } from '../util/errors.js';
 
 export interface KubeImageRef {
   ref: string;
@@ -41,7 +42,7 @@ export function parseYamlDocuments(text: string, file: string): ParsedYaml {
     if (!err) continue;
     const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0]);
     const what = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '').replace(/:$/, '');
-    throw new Error(`${file}:${pos.line}:${pos.col}: YAML syntax error: ${what}`, { cause: err });
+    throw new InvalidInputError(`${file}:${pos.line}:${pos.col}: YAML syntax error: ${what}`, { cause: err });
   }
   // The parser accepts an alias whose anchor is missing (or in another
   // document) and resolves it to nothing; Kubernetes rejects the file.
@@ -50,7 +51,7 @@ export function parseYamlDocuments(text: string, file: string): ParsedYaml {
       Alias(_key, node) {
         if (node.resolve(doc) !== undefined) return;
         const pos = lineCounter.linePos(node.range?.[0] ?? 0);
-        throw new Error(`${file}:${pos.line}:${pos.col}: YAML syntax error: alias *${node.source} has no anchor &${node.source} in this document`);
+        throw new InvalidInputError(`${file}:${pos.line}:${pos.col}: YAML syntax error: alias *${node.source} has no anchor &${node.source} in this document`);
       },
     });
   }

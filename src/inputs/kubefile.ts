@@ -3,6 +3,7 @@
 // lands in manifests/ or charts/ is what `sealer build` scans for images. ARG (with --build-arg) and
 // ENV values are substituted as docker does (`$NAME`, `${NAME}`, `${NAME:-word}`, `${NAME:+word}`,
 // `\$` for a literal dollar). Everything else (RUN, CMD, LAUNCH, APP …) is reported as not followed.
+import { InvalidInputError, OcisaveError, inputError } from '../util/errors.js';
 
 export interface KubefileCopy {
   sources: string[];
@@ -65,9 +66,9 @@ class Budget {
   private total = 0;
   constructor(private readonly file: string) {}
   charge(line: number, n: number): void {
-    if (n > MAX_EXPANDED_CHARS) throw new Error(`${this.file}:${line}: expands to more than ${MAX_EXPANDED_CHARS} characters (variables that grow with each ARG?)`);
+    if (n > MAX_EXPANDED_CHARS) throw new OcisaveError('LIMIT', `${this.file}:${line}: expands to more than ${MAX_EXPANDED_CHARS} characters (variables that grow with each ARG?)`);
     this.total += n;
-    if (this.total > MAX_TOTAL_EXPANDED_CHARS) throw new Error(`${this.file}:${line}: the Kubefile expands to more than ${MAX_TOTAL_EXPANDED_CHARS} characters in all`);
+    if (this.total > MAX_TOTAL_EXPANDED_CHARS) throw new OcisaveError('LIMIT', `${this.file}:${line}: the Kubefile expands to more than ${MAX_TOTAL_EXPANDED_CHARS} characters in all`);
   }
 }
 
@@ -76,12 +77,12 @@ class Budget {
  * two variables naming each other cannot loop. Unset variables are empty, as in docker.
  */
 export function substitute(text: string, vars: ReadonlyMap<string, string>, where: string, depth = 0): string {
-  if (depth > MAX_NESTING) throw new Error(`${where}: variables nested deeper than ${MAX_NESTING}`);
+  if (depth > MAX_NESTING) throw new OcisaveError('LIMIT', `${where}: variables nested deeper than ${MAX_NESTING}`);
   let out = '';
   let i = 0;
   const grow = (s: string) => {
     out += s;
-    if (out.length > MAX_EXPANDED_CHARS) throw new Error(`${where}: expands to more than ${MAX_EXPANDED_CHARS} characters (variables that grow with each ARG?)`);
+    if (out.length > MAX_EXPANDED_CHARS) throw new OcisaveError('LIMIT', `${where}: expands to more than ${MAX_EXPANDED_CHARS} characters (variables that grow with each ARG?)`);
   };
   while (i < text.length) {
     const c = text[i]!;
@@ -93,7 +94,7 @@ export function substitute(text: string, vars: ReadonlyMap<string, string>, wher
       i++;
     } else if (text[i + 1] === '{') {
       const end = closingBrace(text, i + 2);
-      if (end < 0) throw new Error(`${where}: "\${" without its closing "}"`);
+      if (end < 0) throw new InvalidInputError(`${where}: "\${" without its closing "}"`);
       grow(braced(text.slice(i + 2, end), vars, where, depth));
       i = end + 1;
     } else {
@@ -128,7 +129,7 @@ function closingBrace(text: string, from: number): number {
 
 function braced(body: string, vars: ReadonlyMap<string, string>, where: string, depth: number): string {
   const m = /^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([\s\S]*))?$/.exec(body);
-  if (!m) throw new Error(`${where}: bad substitution "\${${body.slice(0, 60)}}"`);
+  if (!m) throw new InvalidInputError(`${where}: bad substitution "\${${body.slice(0, 60)}}"`);
   const value = vars.get(m[1]!);
   const op = m[2];
   if (!op) return value ?? '';
@@ -148,7 +149,7 @@ function assignments(text: string): [string, string | undefined][] {
     if (i >= text.length) break;
     re.lastIndex = i;
     const m = re.exec(text);
-    if (!m || (re.lastIndex < text.length && !/\s/.test(text[re.lastIndex]!))) throw new Error(`cannot read "${text.slice(i, i + 60)}"`);
+    if (!m || (re.lastIndex < text.length && !/\s/.test(text[re.lastIndex]!))) throw new InvalidInputError(`cannot read "${text.slice(i, i + 60)}"`);
     out.push([m[1]!, m[2] === undefined ? undefined : unquote(m[2])]);
     i = re.lastIndex;
   }
@@ -171,9 +172,9 @@ function copyOperands(args: string, where: string): { words: string[]; from?: st
     try {
       parsed = JSON.parse(rest);
     } catch {
-      throw new Error(`${where}: COPY's JSON form is not a JSON array of strings`);
+      throw new InvalidInputError(`${where}: COPY's JSON form is not a JSON array of strings`);
     }
-    if (!Array.isArray(parsed) || !parsed.every((w) => typeof w === 'string')) throw new Error(`${where}: COPY's JSON form is not a JSON array of strings`);
+    if (!Array.isArray(parsed) || !parsed.every((w) => typeof w === 'string')) throw new InvalidInputError(`${where}: COPY's JSON form is not a JSON array of strings`);
     words = parsed as string[];
   } else {
     words = rest.split(/\s+/).filter(Boolean);
@@ -191,7 +192,7 @@ export interface KubefileOptions {
 
 export function parseKubefile(text: string, opts: KubefileOptions = {}): Kubefile {
   const file = opts.file ?? 'Kubefile';
-  if (Buffer.byteLength(text) > MAX_KUBEFILE_BYTES) throw new Error(`${file}: larger than ${MAX_KUBEFILE_BYTES} bytes; not a Kubefile`);
+  if (Buffer.byteLength(text) > MAX_KUBEFILE_BYTES) throw new OcisaveError('LIMIT', `${file}: larger than ${MAX_KUBEFILE_BYTES} bytes; not a Kubefile`);
   const buildArgs = new Map(Object.entries(opts.buildArgs ?? {}));
   const used = new Set<string>();
   const vars = new Map<string, string>();
@@ -228,12 +229,12 @@ export function parseKubefile(text: string, opts: KubefileOptions = {}): Kubefil
     } else if (keyword === 'FROM') {
       const words = expand().split(/\s+/).filter((w) => !w.startsWith('--'));
       const image = words[0];
-      if (!image) throw new Error(`${where}: FROM without an image`);
+      if (!image) throw new InvalidInputError(`${where}: FROM without an image`);
       if (image.toLowerCase() !== 'scratch') out.bases.push({ ref: image, line: n });
     } else if (keyword === 'COPY' || keyword === 'ADD') {
       const { words, from } = copyOperands(expand(), where);
       if (from !== undefined) out.notFollowed.push(`${where}: ${keyword} --from=${from} not followed (it copies from another image)`);
-      else if (words.length < 2) throw new Error(`${where}: ${keyword} needs a source and a destination`);
+      else if (words.length < 2) throw new InvalidInputError(`${where}: ${keyword} needs a source and a destination`);
       else {
         const sources: string[] = [];
         for (const src of words.slice(0, -1)) {
@@ -265,6 +266,6 @@ function withWhere<T>(fn: () => T, where: string): T {
   try {
     return fn();
   } catch (err) {
-    throw new Error(`${where}: ${(err as Error).message}`, { cause: err });
+    throw inputError(`${where}: ${(err as Error).message}`, err);
   }
 }

@@ -21,6 +21,7 @@ import type { HostOptionsMap } from '../registry/host-options.js';
 import { parseReference } from '../ref/reference.js';
 import { checkSelector, type TagSetRequest } from '../resolve/tags.js';
 import { deref, type ParsedYaml } from './kube.js';
+import { InvalidInputError } from '../util/errors.js';
 
 export interface SyncYamlInputs {
   refs: { ref: string; source: string }[];
@@ -61,7 +62,7 @@ export function readSyncYaml(parsed: ParsedYaml, file: string): SyncYamlInputs {
     const section = deref(pair.value, doc) as YAMLMap;
     for (const item of section.items) {
       const key = isScalar(item.key) ? String(item.key.value) : '';
-      if (!KNOWN_KEYS.has(key)) throw new Error(`${at('')}: unknown key ${JSON.stringify(key)} (skopeo sync knows ${[...KNOWN_KEYS].join(', ')})`);
+      if (!KNOWN_KEYS.has(key)) throw new InvalidInputError(`${at('')}: unknown key ${JSON.stringify(key)} (skopeo sync knows ${[...KNOWN_KEYS].join(', ')})`);
       const value = deref(item.value, doc);
       if (key === 'images') readImages(value, doc, host, at, out);
       else if (key === 'images-by-tag-regex' || key === 'images-by-semver') readRules(key, value, doc, host, at, out);
@@ -75,19 +76,19 @@ export function readSyncYaml(parsed: ParsedYaml, file: string): SyncYamlInputs {
 
 /** The registry as references name it (`index.docker.io` → docker.io); the host must be one. */
 function registryOf(host: string, where: string): string {
-  if (!/^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9a-fA-F:]+\](:\d+)?$/.test(host)) throw new Error(`${where}: not a registry host[:port]`);
+  if (!/^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9a-fA-F:]+\](:\d+)?$/.test(host)) throw new InvalidInputError(`${where}: not a registry host[:port]`);
   return parseReference(`${host}/x`).registry;
 }
 
 function readImages(value: unknown, doc: Document, host: string, at: (w: string) => string, out: SyncYamlInputs): void {
   if (value === null || (isScalar(value) && value.value === null)) return;
-  if (!isMap(value)) throw new Error(`${at('images')}: expected a mapping of repository → list of tags or digests`);
+  if (!isMap(value)) throw new InvalidInputError(`${at('images')}: expected a mapping of repository → list of tags or digests`);
   for (const pair of value.items) {
     const repo = String((pair.key as { value: unknown }).value);
     const where = at(`images ${repo}`);
     const list = deref(pair.value, doc);
     const entries = list === null || (isScalar(list) && list.value === null) ? [] : isSeq(list) ? list.items.map((i) => readString(deref(i, doc), where)) : undefined;
-    if (!entries) throw new Error(`${where}: expected a list of tags or digests ([] for every tag)`);
+    if (!entries) throw new InvalidInputError(`${where}: expected a list of tags or digests ([] for every tag)`);
     if (entries.length === 0) {
       out.tagSets.push({ repository: `${host}/${repo}`, selector: {}, source: where });
       continue;
@@ -100,7 +101,7 @@ function readImages(value: unknown, doc: Document, host: string, at: (w: string)
 }
 
 function readRules(key: string, value: unknown, doc: Document, host: string, at: (w: string) => string, out: SyncYamlInputs): void {
-  if (!isMap(value)) throw new Error(`${at(key)}: expected a mapping of repository → ${key === 'images-by-semver' ? 'semver range' : 'regular expression'}`);
+  if (!isMap(value)) throw new InvalidInputError(`${at(key)}: expected a mapping of repository → ${key === 'images-by-semver' ? 'semver range' : 'regular expression'}`);
   for (const pair of value.items) {
     const repo = String((pair.key as { value: unknown }).value);
     const where = at(`${key} ${repo}`);
@@ -112,7 +113,7 @@ function readRules(key: string, value: unknown, doc: Document, host: string, at:
 }
 
 function readCredentials(value: unknown, doc: Document, where: string): Credential {
-  if (!isMap(value)) throw new Error(`${where}: expected username and password`);
+  if (!isMap(value)) throw new InvalidInputError(`${where}: expected username and password`);
   const get = (k: string) => {
     const pair = value.items.find((p) => isScalar(p.key) && p.key.value === k);
     return pair ? readString(deref(pair.value, doc), `${where} ${k}`) : undefined;
@@ -120,7 +121,7 @@ function readCredentials(value: unknown, doc: Document, where: string): Credenti
   const username = get('username');
   const password = get('password');
   // The values are never part of a message.
-  if (username === undefined || password === undefined) throw new Error(`${where}: needs both username and password`);
+  if (username === undefined || password === undefined) throw new InvalidInputError(`${where}: needs both username and password`);
   return { username, password };
 }
 
@@ -128,10 +129,10 @@ function readString(node: unknown, where: string): string {
   if (isScalar(node) && typeof node.value === 'string') return node.value;
   // `- 1.10` is the tag "1.10", not the number 1.1: the text as written.
   if (isScalar(node) && typeof node.value === 'number') return node.source ?? String(node.value);
-  throw new Error(`${where}: expected a string`);
+  throw new InvalidInputError(`${where}: expected a string`);
 }
 
 function readBool(node: unknown, where: string): boolean {
   if (isScalar(node) && typeof node.value === 'boolean') return node.value;
-  throw new Error(`${where}: expected true or false`);
+  throw new InvalidInputError(`${where}: expected true or false`);
 }

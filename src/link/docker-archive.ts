@@ -32,6 +32,7 @@ import { ownFile, writeAtomically } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 import { blobName, guardOutput, imageLabel, OCI_LAYOUT, ociDescriptor, ociIndexBytes, rootDescriptor, sha256, TarSink } from './oci-layout.js';
 import { MAX_CONFIG_BYTES, openLayerTar } from './rootfs.js';
+import { InvalidInputError, OcisaveError } from '../util/errors.js';
 
 /**
  * The one manifest a single-platform output (docker archive, rootfs) takes from `image`.
@@ -43,10 +44,10 @@ export function selectSingleManifest(image: ResolvedImage, output: string): Mani
   if (real.length) leaves = real;
   if (leaves.length === 1) return leaves[0]!;
   if (leaves.length === 0) {
-    throw new Error(`${imageLabel(image)}: the index ${image.root.digest} has no manifest for the selected platform(s); pass --platform os/arch with one it lists`);
+    throw new OcisaveError('NOT_FOUND', `${imageLabel(image)}: the index ${image.root.digest} has no manifest for the selected platform(s); pass --platform os/arch with one it lists`);
   }
   const platforms = leaves.map((m) => (m.platform ? formatPlatform(m.platform) : m.digest));
-  throw new Error(
+  throw new InvalidInputError(
     `${imageLabel(image)} is a multi-platform image and ${leaves.length} platforms were selected (${platforms.join(', ')}); ` +
       `a ${output} holds one platform per reference: pass --platform os/arch, e.g. --platform ${platforms[0]}`,
   );
@@ -85,17 +86,17 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
       continue;
     }
     for (const node of walkNodes(image.root)) {
-      if (sha256(node.bytes) !== node.digest) throw new Error(`${label}: manifest bytes do not hash to ${node.digest}; refusing to write an archive that would not verify`);
+      if (sha256(node.bytes) !== node.digest) throw new OcisaveError('DIGEST_MISMATCH', `${label}: manifest bytes do not hash to ${node.digest}; refusing to write an archive that would not verify`);
     }
     for (const d of blobsOf(m)) {
-      if (!cache.hasBlob(d.digest)) throw new Error(`${label}: blob ${d.digest} is not in the cache at ${cache.dir}; fetch the image first (linking never downloads)`);
+      if (!cache.hasBlob(d.digest)) throw new OcisaveError('NOT_FOUND', `${label}: blob ${d.digest} is not in the cache at ${cache.dir}; fetch the image first (linking never downloads)`);
     }
     let item = byManifest.get(m.digest);
     if (!item) {
       const config = JSON.parse((await cache.readBlob(m.config.digest, MAX_CONFIG_BYTES)).toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
       const diffIds = config.rootfs?.diff_ids ?? [];
       if (diffIds.length !== m.layers.length) {
-        throw new Error(`${label}: manifest ${m.digest} has ${m.layers.length} layers but its config lists ${diffIds.length} rootfs.diff_ids; docker load would reject it`);
+        throw new InvalidInputError(`${label}: manifest ${m.digest} has ${m.layers.length} layers but its config lists ${diffIds.length} rootfs.diff_ids; docker load would reject it`);
       }
       item = { manifest: m, labels: [], repoTags: [], roots: new Map(), diffIds };
       byManifest.set(m.digest, item);
@@ -112,7 +113,7 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
     }
   }
   const items = [...byManifest.values()];
-  if (items.length === 0) throw new Error('nothing to write: no container image among the references (a docker archive holds images only)');
+  if (items.length === 0) throw new InvalidInputError('nothing to write: no container image among the references (a docker archive holds images only)');
   await guardOutput(opts.out, 'file');
 
   return writeAtomically(opts.out, async (staging) => {
@@ -147,7 +148,7 @@ export async function linkDockerArchive(opts: LinkOptions): Promise<LinkResult> 
         try {
           await pipeline(src.stream, createWriteStream(temp, { flags: 'wx' }));
           if (src.digest() !== diffId) {
-            throw new Error(`${what} decompresses to ${src.digest()}, but the image config's rootfs.diff_ids says ${diffId}: the image is inconsistent; save it without --uncompressed (docker load would reject it too)`);
+            throw new InvalidInputError(`${what} decompresses to ${src.digest()}, but the image config's rootfs.diff_ids says ${diffId}: the image is inconsistent; save it without --uncompressed (docker load would reject it too)`);
           }
           await sink.addFile(blobName(diffId), ownFile(temp), src.size());
           uncompressedSizes.set(diffId, src.size());

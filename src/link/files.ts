@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { isAlive } from '../cache/cache.js';
 import { describeWriteError } from '../cache/write-error.js';
+import { OcisaveError } from '../util/errors.js';
 
 /**
  * A file to place in an output: its path (for a hard link) and an opener that checks it (for a
@@ -35,7 +36,7 @@ export async function openSource(src: FileSource, size?: number): Promise<{ fh: 
   const opened = await src.open();
   if (!opened.stat.isFile() || (size !== undefined && opened.stat.size !== size)) {
     await opened.fh.close();
-    throw new Error(`${src.path} holds ${opened.stat.size} bytes, expected ${size}: the cache is damaged (run ocisave's cache verify)`);
+    throw new OcisaveError('CORRUPT', `${src.path} holds ${opened.stat.size} bytes, expected ${size}: the cache is damaged (run ocisave's cache verify)`);
   }
   return opened;
 }
@@ -89,7 +90,7 @@ export async function placeBlob(
         const got = lstatSync(dest);
         if (got.isFile() && got.ino === stat.ino && got.dev === stat.dev) return 'linked';
         rmSync(dest, { force: true });
-        throw new Error(`${src.path} changed while it was being linked into ${dest}; run ocisave's cache verify and save again`);
+        throw new OcisaveError('CORRUPT', `${src.path} changed while it was being linked into ${dest}; run ocisave's cache verify and save again`);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EEXIST' && attempt === 0) {

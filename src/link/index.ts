@@ -1,6 +1,7 @@
 // One entry point for every output format; each format lives in its own module.
 import type { Cache } from '../cache/cache.js';
 import type { ImageGraph } from '../resolve/graph.js';
+import { UsageError } from '../util/errors.js';
 
 export const OUTPUT_FORMATS = ['registry', 'docker', 'oci', 'oci-archive'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -44,7 +45,7 @@ export interface LinkResult {
 }
 
 export async function linkOutput(format: OutputFormat, opts: LinkOptions): Promise<LinkResult> {
-  if (opts.since && format !== 'registry') throw new Error('--since works with --format registry');
+  if (opts.since && format !== 'registry') throw new UsageError('--since works with --format registry');
   // Each format's module is loaded when asked for: the archive ones bring tar-stream.
   switch (format) {
     case 'registry':

@@ -34,6 +34,7 @@ import { blobsOf, walkNodes, type Descriptor, type GraphNode, type ImageGraph, t
 import { MT } from '../util/mediatypes.js';
 import { openSource, placeBlob, RunDirs, writeAtomically, type FileSource } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
+import { InvalidInputError, OcisaveError } from '../util/errors.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 export const CONTAINERD_NAME = 'io.containerd.image.name';
@@ -151,13 +152,13 @@ export async function guardOutput(out: string, kind: 'file' | 'dir', marker?: st
     return;
   }
   if (kind === 'file') {
-    if (st.isDirectory()) throw new Error(`${out} is a directory: give a file name for the archive`);
+    if (st.isDirectory()) throw new InvalidInputError(`${out} is a directory: give a file name for the archive`);
     return;
   }
-  if (!st.isDirectory()) throw new Error(`${out} exists and is not a directory`);
+  if (!st.isDirectory()) throw new InvalidInputError(`${out} exists and is not a directory`);
   const entries = await readdir(out);
   if (entries.length && !(marker && entries.includes(marker))) {
-    throw new Error(`${out} exists, is not empty and is not an OCI layout: refusing to replace it; choose another directory`);
+    throw new InvalidInputError(`${out} exists, is not empty and is not an OCI layout: refusing to replace it; choose another directory`);
   }
 }
 
@@ -251,7 +252,7 @@ export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = fa
     named.set(name, image.root.digest);
     for (const node of walkNodes(image.root)) {
       if (sha256(node.bytes) !== node.digest) {
-        throw new Error(`${imageLabel(image)}: manifest bytes do not hash to ${node.digest}; refusing to write a layout that would not verify`);
+        throw new OcisaveError('DIGEST_MISMATCH', `${imageLabel(image)}: manifest bytes do not hash to ${node.digest}; refusing to write a layout that would not verify`);
       }
     }
     const entry = onePlatform ? platformManifest(image.root) : image.root;
@@ -262,13 +263,13 @@ export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = fa
       if (node.kind !== 'manifest') continue;
       for (const d of blobsOf(node)) {
         if (!cache.hasBlob(d.digest)) {
-          throw new Error(`${imageLabel(image)}: blob ${d.digest} is not in the cache at ${cache.dir}; fetch the image first (linking never downloads)`);
+          throw new OcisaveError('NOT_FOUND', `${imageLabel(image)}: blob ${d.digest} is not in the cache at ${cache.dir}; fetch the image first (linking never downloads)`);
         }
         blobs.set(d.digest, d);
       }
     }
   }
-  if (roots.length === 0) throw new Error('nothing to write: no image was resolved');
+  if (roots.length === 0) throw new InvalidInputError('nothing to write: no image was resolved');
   return { manifests, blobs, index: ociIndexBytes(roots), warnings };
 }
 

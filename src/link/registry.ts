@@ -13,6 +13,7 @@ import { Semaphore } from '../util/limit.js';
 import { placeBlob, RunDirs, stagingPath } from './files.js';
 import type { LinkOptions, LinkResult } from './index.js';
 import { formatReference, type Reference } from '../ref/reference.js';
+import { InvalidInputError } from '../util/errors.js';
 
 export const REGISTRY_ROOT = 'docker/registry/v2';
 
@@ -42,7 +43,7 @@ export function checkLayoutNames(inputs: readonly { input: string; ref: Referenc
     const first = owners.get(name);
     if (!first) owners.set(name, item);
     else if (first.ref.registry !== item.ref.registry) {
-      throw new Error(
+      throw new InvalidInputError(
         `${formatReference(first.ref)} and ${formatReference(item.ref)} would both be saved as ${name} in the registry layout; ` +
           'pass --scoped to keep each source host in the repository path, or save them into separate bundles',
       );
@@ -86,7 +87,7 @@ const FILES_AT_ONCE = 32;
  * or pushed after it) is the full set.
  */
 export function baseHolds(base: string): (digest: string) => boolean {
-  if (!existsSync(join(base, REGISTRY_ROOT))) throw new Error(`--since ${base}: not a registry layout (no ${REGISTRY_ROOT} inside)`);
+  if (!existsSync(join(base, REGISTRY_ROOT))) throw new InvalidInputError(`--since ${base}: not a registry layout (no ${REGISTRY_ROOT} inside)`);
   return (digest) => existsSync(blobDataPath(base, digest));
 }
 

@@ -28,6 +28,7 @@ import { blobsOf, type ManifestNode, type ResolvedImage } from '../resolve/graph
 import { isImageConfigType } from '../util/mediatypes.js';
 import { selectSingleManifest } from './docker-archive.js';
 import { openSource, writeAtomically, type FileSource } from './files.js';
+import { inputError, InvalidInputError, OcisaveError } from '../util/errors.js';
 
 const run = promisify(execFile);
 
@@ -70,7 +71,7 @@ export async function openLayerTar(source: FileSource, what: string): Promise<{ 
     const make = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
     if (!make) {
       file.destroy();
-      throw new Error(`${what} is zstd-compressed, and this Node.js (${process.version}) cannot decompress zstd: use Node.js 22.15 or later`);
+      throw new OcisaveError('UNSUPPORTED', `${what} is zstd-compressed, and this Node.js (${process.version}) cannot decompress zstd: use Node.js 22.15 or later`);
     }
     decoded = file.pipe(make());
     file.on('error', (e) => decoded.destroy(e));
@@ -124,15 +125,15 @@ export async function unpackImage(opts: RootfsOptions): Promise<RootfsResult> {
   const name = `${image.input} (${formatReference(image.ref)})`;
   const m: ManifestNode = selectSingleManifest(image, 'root filesystem');
   if (!isImageConfigType(m.config.mediaType)) {
-    throw new Error(`${name} is not a container image (config media type ${m.config.mediaType}); it has no root filesystem to unpack`);
+    throw new InvalidInputError(`${name} is not a container image (config media type ${m.config.mediaType}); it has no root filesystem to unpack`);
   }
   for (const d of blobsOf(m)) {
-    if (!cache.hasBlob(d.digest)) throw new Error(`${name}: blob ${d.digest} is not in the cache at ${cache.dir}; fetch the image first`);
+    if (!cache.hasBlob(d.digest)) throw new OcisaveError('NOT_FOUND', `${name}: blob ${d.digest} is not in the cache at ${cache.dir}; fetch the image first`);
   }
   const config = JSON.parse((await cache.readBlob(m.config.digest, MAX_CONFIG_BYTES)).toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== m.layers.length) {
-    throw new Error(`${name}: manifest ${m.digest} has ${m.layers.length} layers but its config lists ${diffIds.length} rootfs.diff_ids`);
+    throw new InvalidInputError(`${name}: manifest ${m.digest} has ${m.layers.length} layers but its config lists ${diffIds.length} rootfs.diff_ids`);
   }
   const layers = m.layers.map((l, i) => ({ digest: l.digest, source: cache.blobSource(l.digest), diffId: diffIds[i] }));
   const warnings = await unpackLayers(layers, opts.out, { replace: opts.replace, onWarning: opts.onWarning });
@@ -162,13 +163,13 @@ async function refuseNonEmpty(out: string, replace: boolean): Promise<void> {
   } catch {
     return;
   }
-  if (!st.isDirectory()) throw new Error(`${out} exists and is not a directory`);
+  if (!st.isDirectory()) throw new InvalidInputError(`${out} exists and is not a directory`);
   if (!replace && (await readdir(out)).length > 0) {
-    throw new Error(`${out} exists and is not empty: remove it or choose another directory (or pass --force to replace it)`);
+    throw new InvalidInputError(`${out} exists and is not empty: remove it or choose another directory (or pass --force to replace it)`);
   }
 }
 
-export class LayerError extends Error {
+export class LayerError extends InvalidInputError {
   constructor(layer: string, entry: string, reason: string) {
     super(`layer ${layer}: entry "${quoteInput(entry)}": ${reason}`);
     this.name = 'LayerError';
@@ -354,10 +355,10 @@ class Unpacker {
       extract.destroy();
       src.stream.destroy();
       if (err instanceof LayerError) throw err;
-      throw new Error(`layer ${layer.digest}: ${(err as Error).message}`, { cause: err });
+      throw inputError(`layer ${layer.digest}: ${(err as Error).message}`, err);
     }
     if (layer.diffId && src.digest() !== layer.diffId) {
-      throw new Error(`layer ${layer.digest} decompresses to ${src.digest()}, but the image config's rootfs.diff_ids says ${layer.diffId}: the image is inconsistent`);
+      throw new InvalidInputError(`layer ${layer.digest} decompresses to ${src.digest()}, but the image config's rootfs.diff_ids says ${layer.diffId}: the image is inconsistent`);
     }
   }
 

@@ -11,7 +11,8 @@ import { parseReference, type Reference } from '../ref/reference.js';
 import { emptyPushSummary, ping, pushRepositories, targetClient, type PushEvent, type PushRun, type PushSummary } from '../push/push.js';
 import { parseTarget, targetRepository, type PushTarget } from '../push/target.js';
 import { DEFAULT_CHUNK_BYTES, PushSession } from '../push/upload.js';
-import type { ResolvedImage } from '../resolve/graph.js';
+import type { Failure, ResolvedImage } from '../resolve/graph.js';
+import { reportOf } from '../util/errors.js';
 import { ImageBundle } from './image-bundle.js';
 import { tagState, targetManifest } from './target-state.js';
 
@@ -42,7 +43,7 @@ export interface MirrorSummary {
   retagged: PushSummary['retagged'];
   /** What the source side fetched into the cache, and what the cache already held. */
   source: { downloaded: { blobs: number; bytes: number }; reused: { blobs: number; bytes: number } };
-  failures: { input: string; error: string }[];
+  failures: Failure[];
   seconds: number;
   peakRssBytes: number;
 }
@@ -113,7 +114,7 @@ export async function mirror(inputs: string[], opts: MirrorOptions): Promise<Mir
         out.tags[state]++;
         if (state === 'moved') out.moved.push({ reference: `${where}:${image.ref.tag}`, from: before!, to: image.root.digest });
       } catch (err) {
-        pushed.failures.push({ repository: repo, error: (err as Error).message });
+        pushed.failures.push({ repository: repo, ...reportOf(err) });
       } finally {
         release();
       }
@@ -145,7 +146,7 @@ export async function mirror(inputs: string[], opts: MirrorOptions): Promise<Mir
   }
   out.references.push(...pushed.tags);
   out.references.sort();
-  out.failures.push(...pushed.failures.map((f) => ({ input: f.repository, error: f.error })));
+  out.failures.push(...pushed.failures.map(({ repository, ...f }) => ({ input: repository, ...f })));
   out.blobs = { ...pushed.blobs, transferred: pushed.blobs.uploaded + pushed.blobs.mounted };
   out.seconds = (Date.now() - started) / 1000;
   out.peakRssBytes = process.resourceUsage().maxRSS * 1024;

@@ -6,17 +6,18 @@
 // share one limit. A delta bundle (`save --since`) lacks blobs and manifests its base has: those
 // must already be in the target (push the base first), which HEAD and mount find.
 import { Semaphore, mapLimit } from '../util/limit.js';
+import { codeOf, InvalidInputError, OcisaveError, reportOf, type ErrorCode } from '../util/errors.js';
 import { openBundle, type OpenedBundle } from '../bundle/index.js';
 import { manifestRefs, type Bundle, type BundleRepository } from '../bundle/types.js';
 import { RegistryClient, type CredentialLookup } from '../registry/client.js';
 import { transportOptions, type NetworkOptions } from '../registry/network.js';
-import { RegistryError } from '../registry/errors.js';
+import { errorDetail, registryAnswerError, RegistryError } from '../registry/errors.js';
 import { RetryBudget } from '../registry/retry.js';
 import type { NetLimits } from '../registry/timeouts.js';
 import { MANIFEST_ACCEPT } from '../util/mediatypes.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { parseTarget, targetRepository, type PushTarget } from './target.js';
-import { CorruptBlobError, DEFAULT_CHUNK_BYTES, errorDetail, httpError, PushSession } from './upload.js';
+import { CorruptBlobError, DEFAULT_CHUNK_BYTES, httpError, PushSession } from './upload.js';
 
 export interface PushOptions extends NetworkOptions {
   /** HOST[:PORT][/prefix] */
@@ -52,7 +53,8 @@ export interface PushSummary {
   retagged: { reference: string; index: string; manifest: string }[];
   manifests: { pushed: number; present: number };
   blobs: { uploaded: number; mounted: number; present: number; uploadedBytes: number };
-  failures: { repository: string; error: string }[];
+  /** `code` and `status` as in a save's failures (README, "Errors"). */
+  failures: { repository: string; error: string; code: ErrorCode; status?: number }[];
   seconds: number;
 }
 
@@ -151,10 +153,10 @@ export async function push(bundlePath: string, opts: PushOptions): Promise<PushS
     let repos = [...bundle.repositories.values()];
     if (opts.only?.length) {
       const missing = opts.only.filter((n) => !bundle.repositories.has(n));
-      if (missing.length) throw new Error(`${bundlePath} has no repository ${missing.join(', ')} (it has ${[...bundle.repositories.keys()].join(', ')})`);
+      if (missing.length) throw new OcisaveError('NOT_FOUND', `${bundlePath} has no repository ${missing.join(', ')} (it has ${[...bundle.repositories.keys()].join(', ')})`);
       repos = repos.filter((r) => opts.only!.includes(r.name));
     }
-    if (repos.length === 0) throw new Error(`${bundlePath} holds no repositories: nothing to push`);
+    if (repos.length === 0) throw new InvalidInputError(`${bundlePath} holds no repositories: nothing to push`);
     summary.repositories = repos.length;
 
     const session = new PushSession(client, target.registry);
@@ -233,7 +235,7 @@ export async function pushRepositories(bundle: Bundle, repos: readonly BundleRep
       );
     }
     if (declared !== undefined && declared !== size) {
-      throw new Error(`blob ${digest} in ${bundlePath} is ${size} bytes but its manifest says ${declared}: the bundle is damaged (run ocisave verify)`);
+      throw new OcisaveError('SIZE_MISMATCH', `blob ${digest} in ${bundlePath} is ${size} bytes but its manifest says ${declared}: the bundle is damaged (run ocisave verify)`);
     }
     const work = (async () => {
       const release = await uploads.acquire();
@@ -285,9 +287,10 @@ export async function pushRepositories(bundle: Bundle, repos: readonly BundleRep
         // platforms. With one platform held, its tags name that manifest, as `skopeo copy` without
         // --all would do; the index itself cannot go in unchanged.
         const held = plan.partialIndexes.get(digest);
-        if (!held || !/MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN|MANIFEST_UNKNOWN/.test((err as Error).message)) throw err;
+        if (!held || !REFUSED_FOR_CONTENT.has(codeOf(err))) throw err;
         if (held.length !== 1) {
-          throw new Error(
+          throw new OcisaveError(
+            codeOf(err),
             `${target.registry}/${repo}: the registry refuses index ${digest} because the bundle holds only ${held.length} of its platforms; ` +
               `save with --platform all (or one platform) to push it`,
             { cause: err },
@@ -320,7 +323,7 @@ export async function pushRepositories(bundle: Bundle, repos: readonly BundleRep
     try {
       await pushRepository(plan);
     } catch (err) {
-      summary.failures.push({ repository: plan.target, error: (err as Error).message });
+      summary.failures.push({ repository: plan.target, ...reportOf(err) });
     }
   });
 }
@@ -331,14 +334,18 @@ export async function ping(session: PushSession, repo: string): Promise<void> {
 }
 
 /** PUT a manifest by digest or tag with its exact bytes; the registry must agree on the digest. */
+/** Codes a registry answers a manifest PUT with when something the manifest names is not there (distribution: an index entry). */
+const REFUSED_FOR_CONTENT = new Set<ErrorCode>(['MANIFEST_BLOB_UNKNOWN', 'BLOB_UNKNOWN', 'MANIFEST_UNKNOWN']);
+
 export async function putManifest(session: PushSession, repo: string, ref: string, bytes: Buffer, mediaType: string, expect = ref): Promise<void> {
   const digest = sha256Bytes(bytes);
-  if (digest !== expect) throw new Error(`manifest ${expect} in the bundle hashes to ${digest}: the bundle is damaged (run ocisave verify)`);
+  if (digest !== expect) throw new OcisaveError('DIGEST_MISMATCH', `manifest ${expect} in the bundle hashes to ${digest}: the bundle is damaged (run ocisave verify)`);
   const res = await session.api(repo, 'PUT', `/v2/${repo}/manifests/${ref}`, { 'content-type': mediaType }, bytes);
   if (res.status !== 201 && res.status !== 200 && res.status !== 202) {
-    const detail = errorDetail(res);
-    const hint = /MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN/.test(detail) ? ' — something it references is missing in the target' : '';
-    throw new RegistryError('http', `${session.registry}/${repo}: PUT manifest ${ref} (${mediaType}): HTTP ${res.status}${detail ? ` (${detail})` : ''}${hint}`, res.status);
+    const detail = errorDetail(res.body);
+    const err = registryAnswerError('http', `${session.registry}/${repo}: PUT manifest ${ref} (${mediaType}): HTTP ${res.status}${detail ? ` (${detail})` : ''}`, res.status, res.body);
+    if (err.code === 'MANIFEST_BLOB_UNKNOWN' || err.code === 'BLOB_UNKNOWN') err.message += ' — something it references is missing in the target';
+    throw err;
   }
   const got = res.headers['docker-content-digest'];
   if (typeof got === 'string' && got.startsWith('sha256:') && got !== digest) {

@@ -8,15 +8,15 @@
 // registry's offset, from a copy taken when the chunk started or, failing that, from byte 0.
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
+import { OcisaveError } from '../util/errors.js';
 
 /** Bundle bytes that do not hash to the digest they are stored under. */
-export class CorruptBlobError extends Error {
-  readonly code = 'EINTEGRITY';
+export class CorruptBlobError extends OcisaveError {
   constructor(
     readonly digest: string,
     message: string,
   ) {
-    super(message);
+    super('DIGEST_MISMATCH', message);
     this.name = 'CorruptBlobError';
   }
 }

@@ -5,7 +5,7 @@
 import { Transform, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { request } from '../registry/http.js';
-import { RegistryError } from '../registry/errors.js';
+import { errorDetail, registryAnswerError, RegistryError } from '../registry/errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, sleep } from '../registry/retry.js';
 import { requestTimeouts, SpeedWatch } from '../registry/timeouts.js';
 import { USER_AGENT, type RegistryClient } from '../registry/client.js';
@@ -18,18 +18,6 @@ export interface Response {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
-}
-
-/** The registry's error message out of a distribution error body, for one-line reports. */
-export function errorDetail(res: Response): string {
-  try {
-    const j = JSON.parse(res.body.toString('utf8')) as { errors?: { code?: string; message?: string }[] };
-    const e = j.errors?.[0];
-    if (e) return `${e.code ?? ''}${e.message ? `: ${e.message}` : ''}`;
-  } catch {
-    // not JSON
-  }
-  return res.body.toString('utf8').slice(0, 200).trim();
 }
 
 function header(res: Response, name: string): string | undefined {
@@ -195,7 +183,7 @@ export class PushSession {
               () => sent.tap(offset, open(offset, end)),
             );
           } catch (err) {
-            if (!isRetryableError(err) && !String((err as Error)?.message).includes('terminated')) throw err;
+            if (!isRetryableError(err)) throw err;
             error = err;
           }
           if (res && res.status === 202) {
@@ -252,8 +240,8 @@ class SessionLost extends Error {}
 export { CorruptBlobError };
 
 export function httpError(registry: string, repo: string, what: string, res: Response): RegistryError {
-  const detail = errorDetail(res);
-  if (res.status === 401) return new RegistryError('unauthorized', `${registry}/${repo}: ${what}: not authorized to push (log in, or --username/--password-stdin)`, 401);
-  if (res.status === 403) return new RegistryError('denied', `${registry}/${repo}: ${what}: push denied by the registry${detail ? ` (${detail})` : ''}`, 403);
-  return new RegistryError('http', `${registry}/${repo}: ${what}: HTTP ${res.status}${detail ? ` (${detail})` : ''}`, res.status);
+  const detail = errorDetail(res.body);
+  if (res.status === 401) return registryAnswerError('unauthorized', `${registry}/${repo}: ${what}: not authorized to push (log in, or --username/--password-stdin)`, 401, res.body);
+  if (res.status === 403) return registryAnswerError('denied', `${registry}/${repo}: ${what}: push denied by the registry${detail ? ` (${detail})` : ''}`, 403, res.body);
+  return registryAnswerError('http', `${registry}/${repo}: ${what}: HTTP ${res.status}${detail ? ` (${detail})` : ''}`, res.status, res.body);
 }

@@ -5,12 +5,12 @@
 // ([+._-] component)*, component ::= [a-z0-9]+, encoded ::= [a-zA-Z0-9=_-]+. ocisave verifies
 // sha256 only, so anything else, well-formed or not, is refused before it names a request, a
 // cache key or a path.
+import { InvalidInputError } from '../util/errors.js';
 
 const SHA256_RE = /^sha256:[a-f0-9]{64}$/;
 const GRAMMAR_RE = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 
-export class InvalidDigestError extends Error {
-  readonly code = 'INVALID_DIGEST';
+export class InvalidDigestError extends InvalidInputError {
   constructor(message: string) {
     super(message);
     this.name = 'InvalidDigestError';
@@ -37,8 +37,7 @@ export function digestHex(digest: string, what = 'digest'): string {
   return checkDigest(digest, what).slice('sha256:'.length);
 }
 
-export class InvalidSizeError extends Error {
-  readonly code = 'INVALID_SIZE';
+export class InvalidSizeError extends InvalidInputError {
   constructor(message: string) {
     super(message);
     this.name = 'InvalidSizeError';

@@ -1,4 +1,5 @@
 // Platforms as containerd normalises them: arm64 defaults to variant v8, arm to v7.
+import { InvalidInputError } from '../util/errors.js';
 
 export interface Platform {
   os: string;
@@ -24,7 +25,7 @@ export function normalizePlatform(p: Platform): Platform {
 export function parsePlatform(text: string): Platform {
   const parts = text.trim().split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => !p)) {
-    throw new Error(`invalid platform "${text}": expected os/arch[/variant], e.g. linux/arm64/v8`);
+    throw new InvalidInputError(`invalid platform "${text}": expected os/arch[/variant], e.g. linux/arm64/v8`);
   }
   return normalizePlatform({ os: parts[0]!, architecture: parts[1]!, variant: parts[2] });
 }

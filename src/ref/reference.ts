@@ -2,6 +2,7 @@
 // `ubuntu` → docker.io/library/ubuntu:latest; `localhost:5000/x` keeps its host;
 // a digest pins the content (a tag given with it is kept only as a name).
 import { isDigest } from './digest.js';
+import { InvalidInputError } from '../util/errors.js';
 
 export interface Reference {
   registry: string;
@@ -22,7 +23,7 @@ const HOST_RE = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\
 /** Longest name, host included (distribution's NameTotalLengthMax). */
 export const MAX_NAME_LENGTH = 255;
 
-export class ReferenceError extends Error {
+export class ReferenceError extends InvalidInputError {
   constructor(readonly input: string, reason: string) {
     super(`invalid reference "${quoteInput(input)}": ${reason}`);
   }

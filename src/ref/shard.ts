@@ -3,6 +3,7 @@
 // mostly shared, so one shard downloads them once); the hash is stable across runs, machines and
 // input order. Leaf module: imports nothing of ours.
 import { createHash } from 'node:crypto';
+import { UsageError } from '../util/errors.js';
 
 export interface Shard {
   /** 1-based, as the user writes it. */
@@ -16,11 +17,11 @@ const MAX_SHARDS = 4096;
 /** "2/3" → {index: 2, count: 3}; throws a one-line message for anything else. */
 export function parseShard(value: string): Shard {
   const m = /^(\d{1,5})\/(\d{1,5})$/.exec(value.trim());
-  if (!m) throw new Error(`--shard "${value}": expected K/N, e.g. 1/3`);
+  if (!m) throw new UsageError(`--shard "${value}": expected K/N, e.g. 1/3`);
   const index = Number(m[1]);
   const count = Number(m[2]);
-  if (count < 1 || count > MAX_SHARDS) throw new Error(`--shard "${value}": N must be 1 to ${MAX_SHARDS}`);
-  if (index < 1 || index > count) throw new Error(`--shard "${value}": K must be 1 to ${count}`);
+  if (count < 1 || count > MAX_SHARDS) throw new UsageError(`--shard "${value}": N must be 1 to ${MAX_SHARDS}`);
+  if (index < 1 || index > count) throw new UsageError(`--shard "${value}": K must be 1 to ${count}`);
   return { index, count };
 }
 

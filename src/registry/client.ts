@@ -7,7 +7,7 @@ import { Transport, type TransportOptions } from './transport.js';
 import type { HostOptionsMap } from './host-options.js';
 import { errorCode, explainConnectError, isTlsRefusal } from './net-errors.js';
 import { parseChallenge, type Challenge } from './challenge.js';
-import { RegistryError } from './errors.js';
+import { parseDistributionError, RegistryError, registryAnswerError } from './errors.js';
 import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES, type RetryBudget } from './retry.js';
 import { DEFAULT_NET_LIMITS, LowSpeedError, requestTimeouts, SpeedWatch, type NetLimits } from './timeouts.js';
 import type { Credential } from './credentials.js';
@@ -366,7 +366,8 @@ export class RegistryClient {
         if (explained) throw new RegistryError('unreachable', `${what}: ${explained}`);
         const code = err instanceof LowSpeedError ? err.message : errorCode(err);
         const budget = this.retryBudget?.exhausted ? `; ${this.retryBudget.describe()}` : '';
-        throw new RegistryError('unreachable', `cannot reach ${u.host} (${what}): ${code} after ${attempt} attempt${attempt === 1 ? '' : 's'}${budget}`);
+        const timedOut = err instanceof LowSpeedError || isTimeoutError(err);
+        throw new RegistryError('unreachable', `cannot reach ${u.host} (${what}): ${code} after ${attempt} attempt${attempt === 1 ? '' : 's'}${budget}`, undefined, timedOut ? 'TIMEOUT' : undefined);
       }
       if (!isRetryableStatus(res.status)) return res;
       const wait = backoffMs(attempt, res.headers['retry-after']);
@@ -403,7 +404,7 @@ export class RegistryClient {
         watch.add(chunk.length);
         if (total > maxBytes) {
           res.body.destroy();
-          throw new RegistryError('bad-response', `${what}: response larger than ${maxBytes} bytes`);
+          throw new RegistryError('bad-response', `${what}: response larger than ${maxBytes} bytes`, undefined, 'LIMIT');
         }
         chunks.push(chunk);
       }
@@ -443,10 +444,11 @@ export class RegistryClient {
       }
       if (res.status === 401) {
         const cred = await this.credential(registry);
-        throw new RegistryError(
+        throw registryAnswerError(
           'unauthorized',
           `authentication to ${registry} failed for ${repository}: ${cred ? 'the registry rejected the credentials' : 'no credentials found (docker login, or --username/--password-stdin)'}`,
           401,
+          res.body,
         );
       }
       return res;
@@ -457,10 +459,10 @@ export class RegistryClient {
     const name = `${registry}/${repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference}`;
     const res = await this.api(registry, repository, 'GET', `/v2/${repository}/manifests/${reference}`, { accept: MANIFEST_ACCEPT }, name);
     if (res.status === 404) {
-      throw new RegistryError('not-found', `${name}: not found (${reference.startsWith('sha256:') ? 'no such manifest' : 'no such tag or repository'})`, 404);
+      throw registryAnswerError('not-found', `${name}: not found (${reference.startsWith('sha256:') ? 'no such manifest' : 'no such tag or repository'})`, 404, res.body);
     }
-    if (res.status === 403) throw new RegistryError('denied', `${name}: access denied by the registry`, 403);
-    if (res.status !== 200) throw new RegistryError('http', `${name}: registry answered HTTP ${res.status}`, res.status);
+    if (res.status === 403) throw registryAnswerError('denied', `${name}: access denied by the registry`, 403, res.body);
+    if (res.status !== 200) throw registryAnswerError('http', `${name}: registry answered HTTP ${res.status}`, res.status, res.body);
     const bytes = res.body;
     const digest = sha256Bytes(bytes);
     if (reference.startsWith('sha256:') && digest !== reference) {
@@ -504,20 +506,25 @@ export class RegistryClient {
     let path = `${endpoint}?n=${pageSize}`;
     for (let page = 1; ; page++) {
       const res = await this.api(registry, repository, 'GET', path, {}, `${name} (tags list)`);
+      // distribution answers NAME_UNKNOWN for a repository it does not know (skopeo list-tags fails
+      // on it too); a 404 without that code is a repository with no tags.
+      if (res.status === 404 && page === 1 && parseDistributionError(res.body).code === 'NAME_UNKNOWN') {
+        throw registryAnswerError('not-found', `${name}: no such repository (listing tags)`, 404, res.body);
+      }
       if (res.status === 404 && page === 1) return { tags: [], pages: 1 };
-      if (res.status === 403) throw new RegistryError('denied', `${name}: listing tags denied by the registry`, 403);
-      if (res.status !== 200) throw new RegistryError('http', `${name}: tags list answered HTTP ${res.status}`, res.status);
+      if (res.status === 403) throw registryAnswerError('denied', `${name}: listing tags denied by the registry`, 403, res.body);
+      if (res.status !== 200) throw registryAnswerError('http', `${name}: tags list answered HTTP ${res.status}`, res.status, res.body);
       const before = tags.length;
       for (const tag of tagsOfPage(res.body, name)) {
         if (seen.has(tag)) continue;
         seen.add(tag);
         tags.push(tag);
       }
-      if (tags.length > maxTags) throw new RegistryError('bad-response', `${name}: more than ${maxTags} tags; refusing to list more (the cap on tags read per repository)`);
+      if (tags.length > maxTags) throw new RegistryError('bad-response', `${name}: more than ${maxTags} tags; refusing to list more (the cap on tags read per repository)`, undefined, 'LIMIT');
       const next = nextPagePath(res.headers.link, await this.baseUrl(registry), endpoint, name);
       if (!next) return { tags, pages: page };
       if (tags.length === before) throw new RegistryError('bad-response', `${name}: tags list page ${page} added no new tag but links to another page (a loop)`);
-      if (page >= maxPages) throw new RegistryError('bad-response', `${name}: tags list longer than ${maxPages} pages; refusing to read more (the cap on pages read per repository)`);
+      if (page >= maxPages) throw new RegistryError('bad-response', `${name}: tags list longer than ${maxPages} pages; refusing to read more (the cap on pages read per repository)`, undefined, 'LIMIT');
       path = next;
     }
   }

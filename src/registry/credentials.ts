@@ -9,6 +9,7 @@ import { access, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { inspect } from 'node:util';
+import { InvalidInputError, inputError } from '../util/errors.js';
 
 export type Credential =
   | { username: string; password: string }
@@ -131,7 +132,7 @@ export async function readAuthConfig(file: string): Promise<AuthConfig | undefin
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw new Error(`cannot read credentials file ${file}: ${code ?? (err as Error).message}`, { cause: err });
+    throw inputError(`cannot read credentials file ${file}: ${code ?? (err as Error).message}`, err);
   }
   if (text.trim() === '') return undefined; // docker treats an empty file as no config
   let data: unknown;
@@ -145,9 +146,9 @@ export async function readAuthConfig(file: string): Promise<AuthConfig | undefin
       const line = before.split('\n').length;
       where = ` at line ${line}, column ${Number(pos[1]) - before.lastIndexOf('\n')}`;
     }
-    throw new Error(`credentials file ${file} is not valid JSON${where}; fix or remove it`, { cause: err });
+    throw new InvalidInputError(`credentials file ${file} is not valid JSON${where}; fix or remove it`);
   }
-  const bad = (what: string) => new Error(`credentials file ${file}: ${what}; fix or remove it`);
+  const bad = (what: string) => new InvalidInputError(`credentials file ${file}: ${what}; fix or remove it`);
   if (!isObject(data)) throw bad('top level is not a JSON object');
   const config: AuthConfig = {};
   if (data.auths !== undefined) {
@@ -249,7 +250,7 @@ function entryCredential(e: AuthEntry, where: string): Credential | undefined {
   if (e.auth) {
     const decoded = Buffer.from(e.auth, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
-    if (colon < 0) throw new Error(`${where}: "auth" is not base64 of "username:password"`);
+    if (colon < 0) throw new InvalidInputError(`${where}: "auth" is not base64 of "username:password"`);
     return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
   }
   if (e.username || e.password) return { username: e.username ?? '', password: e.password ?? '' };
@@ -273,9 +274,9 @@ export async function runCredentialHelper(name: string, serverURL: string, opts:
   const program = `docker-credential-${name}`;
   const where = opts.context ? ` (configured as ${opts.context})` : '';
   // The name goes into a file name: refuse anything that could be a path.
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new Error(`invalid credential helper name "${name}"${where}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new InvalidInputError(`invalid credential helper name "${name}"${where}`);
   const exe = await findOnPath(program, env.PATH ?? '');
-  if (!exe) throw new Error(`credential helper ${program} not found on PATH${where}; install it or remove it from the config`);
+  if (!exe) throw new InvalidInputError(`credential helper ${program} not found on PATH${where}; install it or remove it from the config`);
 
   const { code, signal, stdout, stderr, timedOut } = await new Promise<{
     code: number | null;
@@ -311,7 +312,7 @@ export async function runCredentialHelper(name: string, serverURL: string, opts:
     });
     child.on('error', (e) => {
       clearTimeout(timer);
-      reject(new Error(`cannot run credential helper ${exe}${where}: ${e.message}`));
+      reject(new InvalidInputError(`cannot run credential helper ${exe}${where}: ${e.message}`));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -322,22 +323,22 @@ export async function runCredentialHelper(name: string, serverURL: string, opts:
     child.stdin.end(serverURL);
   });
 
-  if (timedOut) throw new Error(`credential helper ${program} did not answer within ${opts.timeoutMs ?? 60_000} ms${where}`);
+  if (timedOut) throw new InvalidInputError(`credential helper ${program} did not answer within ${opts.timeoutMs ?? 60_000} ms${where}`);
   if (code !== 0) {
     // docker-credential-helpers print their error on stdout; others use stderr.
     const message = `${stdout}\n${stderr}`;
     if (/credentials not found/i.test(message)) return undefined;
     const detail = firstLine(stderr) || firstLine(stdout);
     const status = code === null ? `killed by ${signal}` : `exit status ${code}`;
-    throw new Error(`credential helper ${program} failed for ${serverURL} (${status})${where}${detail ? `: ${detail}` : ''}`);
+    throw new InvalidInputError(`credential helper ${program} failed for ${serverURL} (${status})${where}${detail ? `: ${detail}` : ''}`);
   }
   let reply: unknown;
   try {
     reply = JSON.parse(stdout);
   } catch {
-    throw new Error(`credential helper ${program} returned output that is not JSON for ${serverURL}${where}`);
+    throw new InvalidInputError(`credential helper ${program} returned output that is not JSON for ${serverURL}${where}`);
   }
-  if (!isObject(reply)) throw new Error(`credential helper ${program} returned a non-object for ${serverURL}${where}`);
+  if (!isObject(reply)) throw new InvalidInputError(`credential helper ${program} returned a non-object for ${serverURL}${where}`);
   const username = typeof reply.Username === 'string' ? reply.Username : '';
   const secret = typeof reply.Secret === 'string' ? reply.Secret : '';
   if (!username && !secret) return undefined;

@@ -10,15 +10,16 @@ import { isLoopbackHost } from './hosts.js';
 import { RegistryError } from './errors.js';
 import type { FetchedManifest, RegistryClient } from './client.js';
 import type { EngineEvents } from '../util/events.js';
+import { UsageError } from '../util/errors.js';
 
 /** `--registry-mirror` value → host[:port]. Accepts `host[:port]` and `https://host[:port][/]`. */
 export function parseMirror(text: string, plainHttp = false): string {
   const raw = text.trim();
   const m = /^(?:(https?):\/\/)?([^/\s]+)\/?$/i.exec(raw);
-  if (!m) throw new Error(`invalid --registry-mirror "${text}": expected HOST[:PORT] or https://HOST[:PORT]`);
+  if (!m) throw new UsageError(`invalid --registry-mirror "${text}": expected HOST[:PORT] or https://HOST[:PORT]`);
   const host = m[2]!.toLowerCase();
   if (m[1]?.toLowerCase() === 'http' && !plainHttp && !isLoopbackHost(host)) {
-    throw new Error(`--registry-mirror ${text}: plain HTTP to a non-loopback mirror needs --plain-http`);
+    throw new UsageError(`--registry-mirror ${text}: plain HTTP to a non-loopback mirror needs --plain-http`);
   }
   return host;
 }

@@ -1,6 +1,7 @@
 // One line for a failed connection that says what fixes it: a certificate nobody trusts, a
 // client certificate the registry wants, a proxy that is down or refuses us. Node's raw codes
-// (UNABLE_TO_VERIFY_LEAF_SIGNATURE...) stay in parentheses for searching. Leaf module.
+// (UNABLE_TO_VERIFY_LEAF_SIGNATURE...) stay in parentheses for searching. Leaf module (imports only src/util).
+import { InvalidInputError } from '../util/errors.js';
 
 const UNTRUSTED = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
@@ -20,7 +21,7 @@ export function isCertificateError(err: unknown): boolean {
 }
 
 /** A certs.d or --cert-dir directory that cannot be used (thrown while building a connection). */
-export class CertDirError extends Error {
+export class CertDirError extends InvalidInputError {
   override name = 'CertDirError';
 }
 

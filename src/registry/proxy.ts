@@ -8,6 +8,7 @@
 //   `host:port` only that port (a URL without a port has 443 or 80).
 // Leaf module: imports nothing of ours.
 import { BlockList, isIP } from 'node:net';
+import { InvalidInputError } from '../util/errors.js';
 
 /** What the environment says, serialisable (it travels to the download workers). */
 export interface ProxySettings {
@@ -31,10 +32,10 @@ export function parseProxyUrl(value: string, from: string): string {
   try {
     url = new URL(raw);
   } catch {
-    throw new Error(`${from} is not a valid proxy URL (expected http://[user:password@]host:port)`);
+    throw new InvalidInputError(`${from} is not a valid proxy URL (expected http://[user:password@]host:port)`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new Error(`${from}: proxy scheme ${url.protocol.replace(':', '')} is not supported (use http:// or https://)`);
+    throw new InvalidInputError(`${from}: proxy scheme ${url.protocol.replace(':', '')} is not supported (use http:// or https://)`);
   }
   return url.href;
 }

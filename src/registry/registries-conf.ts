@@ -11,6 +11,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import type { HostOptionsMap } from './host-options.js';
+import { InvalidInputError, inputError } from '../util/errors.js';
 
 export type PullFromMirror = 'all' | 'digest-only' | 'tag-only';
 
@@ -52,34 +53,34 @@ export function loadRegistriesConf(explicit?: string, env: NodeJS.ProcessEnv = p
   if (!file) return undefined;
   let text: string;
   try {
-    if (statSync(file).size > MAX_CONF_BYTES) throw new Error(`larger than ${MAX_CONF_BYTES} bytes`);
+    if (statSync(file).size > MAX_CONF_BYTES) throw new InvalidInputError(`larger than ${MAX_CONF_BYTES} bytes`);
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new Error(`registries.conf ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw inputError(`registries.conf ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err);
   }
   return parseRegistriesConf(text, file);
 }
 
 function str(v: unknown, what: string): string | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw new Error(`${what} must be a string`);
+  if (typeof v !== 'string') throw new InvalidInputError(`${what} must be a string`);
   return v;
 }
 function bool(v: unknown, what: string): boolean {
   if (v === undefined) return false;
-  if (typeof v !== 'boolean') throw new Error(`${what} must be true or false`);
+  if (typeof v !== 'boolean') throw new InvalidInputError(`${what} must be true or false`);
   return v;
 }
 function pullFrom(v: unknown, what: string): PullFromMirror | undefined {
   if (v === undefined || v === '') return undefined;
-  if (v !== 'all' && v !== 'digest-only' && v !== 'tag-only') throw new Error(`${what} must be "all", "digest-only" or "tag-only"`);
+  if (v !== 'all' && v !== 'digest-only' && v !== 'tag-only') throw new InvalidInputError(`${what} must be "all", "digest-only" or "tag-only"`);
   return v;
 }
 
 /** A location or prefix as references write it: no scheme, no trailing slash. */
 function cleanLocation(v: string, what: string): string {
   const s = v.trim().replace(/\/+$/, '');
-  if (!s || /^[a-z]+:\/\//i.test(s) || /\s/.test(s)) throw new Error(`${what} "${v}" must be host[:port][/path], without a scheme`);
+  if (!s || /^[a-z]+:\/\//i.test(s) || /\s/.test(s)) throw new InvalidInputError(`${what} "${v}" must be host[:port][/path], without a scheme`);
   return s;
 }
 
@@ -87,17 +88,17 @@ function parseEntry(raw: Record<string, unknown>, at: string): RegistryEntry {
   const rawLocation = str(raw.location, `${at}.location`);
   const location = rawLocation === undefined ? undefined : cleanLocation(rawLocation, `${at}.location`);
   const prefix = str(raw.prefix, `${at}.prefix`) ?? location;
-  if (!prefix) throw new Error(`${at} has neither prefix nor location`);
+  if (!prefix) throw new InvalidInputError(`${at} has neither prefix nor location`);
   const cleanPrefix = prefix.startsWith('*.') ? prefix.trim() : cleanLocation(prefix, `${at}.prefix`);
-  if (cleanPrefix.startsWith('*.') && location) throw new Error(`${at}: a wildcard prefix (${prefix}) cannot have a location`);
+  if (cleanPrefix.startsWith('*.') && location) throw new InvalidInputError(`${at}: a wildcard prefix (${prefix}) cannot have a location`);
   const legacyDigestOnly = bool(raw['mirror-by-digest-only'], `${at}.mirror-by-digest-only`);
   const defaultPull = legacyDigestOnly ? 'digest-only' : 'all';
   const mirrorsRaw = raw.mirror ?? [];
-  if (!Array.isArray(mirrorsRaw)) throw new Error(`${at}.mirror must be an array of tables ([[registry.mirror]])`);
+  if (!Array.isArray(mirrorsRaw)) throw new InvalidInputError(`${at}.mirror must be an array of tables ([[registry.mirror]])`);
   const mirrors = mirrorsRaw.map((m: Record<string, unknown>, i): MirrorEntry => {
     const where = `${at}.mirror[${i}]`;
     const loc = str(m.location, `${where}.location`);
-    if (!loc) throw new Error(`${where} has no location`);
+    if (!loc) throw new InvalidInputError(`${where} has no location`);
     return { location: cleanLocation(loc, `${where}.location`), insecure: bool(m.insecure, `${where}.insecure`), pullFromMirror: pullFrom(m['pull-from-mirror'], `${where}.pull-from-mirror`) ?? defaultPull };
   });
   return {
@@ -126,15 +127,15 @@ export function parseRegistriesConf(text: string, file: string): RegistriesConf 
   try {
     doc = parseToml(text) as Record<string, unknown>;
   } catch (err) {
-    throw new Error(`registries.conf ${file}: not valid TOML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    throw inputError(`registries.conf ${file}: not valid TOML: ${(err as Error).message.split('\n')[0]}`, err);
   }
   try {
     const raw = doc.registry;
-    if (raw !== undefined && !Array.isArray(raw)) throw new Error('registry must be an array of tables ([[registry]])');
+    if (raw !== undefined && !Array.isArray(raw)) throw new InvalidInputError('registry must be an array of tables ([[registry]])');
     const registries = (raw ?? []).map((r: Record<string, unknown>, i: number) => parseEntry(r, `registry[${i}]`));
     return { file, registries: [...registries, ...parseV1(doc)] };
   } catch (err) {
-    throw new Error(`registries.conf ${file}: ${(err as Error).message}`, { cause: err });
+    throw inputError(`registries.conf ${file}: ${(err as Error).message}`, err);
   }
 }
 

@@ -11,8 +11,8 @@ const RETRYABLE_CODES = new Set([
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
   // The body ended before its Content-Length: a cut connection; what came is kept and resumed from.
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  // timeouts.ts: the low-speed rule dropped the connection; a new one (with Range) may do better.
-  'OCISAVE_LOW_SPEED',
+  // timeouts.ts: the low-speed rule dropped the connection (LowSpeedError); a new one (with Range) may do better.
+  'TIMEOUT',
 ]);
 
 /** Network-level failures worth another try (a refused connection may be a restarting registry). */

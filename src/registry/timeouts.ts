@@ -3,6 +3,7 @@
 // bodyTimeout restarts on every byte, so a registry sending 1 byte/s was never given up on; the
 // low-speed rule is what bounds that. A leaf module: it imports nothing of ours, and the download
 // workers receive these limits in each task (plain numbers, structured-clone safe).
+import { OcisaveError } from '../util/errors.js';
 
 export interface NetLimits {
   /** TCP (and TLS) connection set-up, ms. */
@@ -45,10 +46,9 @@ export function requestTimeouts(limits: NetLimits): { headersTimeout: number; bo
   return { headersTimeout: limits.headersTimeoutMs, bodyTimeout: IDLE_BODY_MS };
 }
 
-export class LowSpeedError extends Error {
-  readonly code = 'OCISAVE_LOW_SPEED';
+export class LowSpeedError extends OcisaveError {
   constructor(limits: NetLimits) {
-    super(`transfer slower than ${limits.speedLimit} bytes/s for ${limits.speedTimeMs / 1000} s (--speed-limit, --speed-time)`);
+    super('TIMEOUT', `transfer slower than ${limits.speedLimit} bytes/s for ${limits.speedTimeMs / 1000} s (--speed-limit, --speed-time)`);
     this.name = 'LowSpeedError';
   }
 }

@@ -2,6 +2,7 @@
 // Manifest bytes are kept exactly as fetched so digests never change.
 import type { Platform } from '../ref/platform.js';
 import type { Reference } from '../ref/reference.js';
+import { reportOf, type ErrorCode } from '../util/errors.js';
 
 export interface Descriptor {
   mediaType: string;
@@ -57,7 +58,17 @@ export interface BlobNeed {
 
 export interface Failure {
   input: string;
+  /** One line that says what failed. */
   error: string;
+  /** What to branch on (README, "Errors"): a local code, an errno, or the registry's distribution code. */
+  code: ErrorCode;
+  /** The registry's HTTP status, when its answer is the failure. */
+  status?: number;
+}
+
+/** The failure of `input` that `err` describes. */
+export function failureOf(input: string, err: unknown): Failure {
+  return { input, ...reportOf(err) };
 }
 
 export interface ImageGraph {

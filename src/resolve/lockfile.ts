@@ -16,6 +16,7 @@ import { formatPlatform, parsePlatformSelector, type PlatformSelector } from '..
 import { isDigest } from '../ref/digest.js';
 import { parseReference } from '../ref/reference.js';
 import { leafManifests, type ImageGraph } from './graph.js';
+import { InvalidInputError, inputError } from '../util/errors.js';
 
 export const LOCK_VERSION = 1;
 /** Lock files are small; anything bigger is not one (and is not read whole to find out). */
@@ -94,21 +95,21 @@ export async function readLockFile(path: string): Promise<LockFile | undefined> 
 
 function validateLock(data: Record<string, unknown>, path: string): LockFile {
   if (data.ocisaveLock !== LOCK_VERSION) {
-    throw new Error(`${path}: lock file version ${String(data.ocisaveLock)} is not supported (this ocisave writes version ${LOCK_VERSION})`);
+    throw new InvalidInputError(`${path}: lock file version ${String(data.ocisaveLock)} is not supported (this ocisave writes version ${LOCK_VERSION})`);
   }
-  if (!Array.isArray(data.images)) throw new Error(`${path}: lock file has no "images" list`);
+  if (!Array.isArray(data.images)) throw new InvalidInputError(`${path}: lock file has no "images" list`);
   const images = data.images.map((e: unknown, i: number): LockEntry => {
     const entry = e as Partial<LockEntry>;
     const where = `${path}: images[${i}]`;
-    if (!entry || typeof entry.reference !== 'string') throw new Error(`${where} has no "reference"`);
+    if (!entry || typeof entry.reference !== 'string') throw new InvalidInputError(`${where} has no "reference"`);
     let ref;
     try {
       ref = parseReference(entry.reference);
     } catch (err) {
-      throw new Error(`${where}: ${(err as Error).message}`, { cause: err });
+      throw inputError(`${where}: ${(err as Error).message}`, err);
     }
-    if (!ref.digest) throw new Error(`${where}: "${entry.reference}" is not pinned by digest (registry/repository@sha256:…)`);
-    if (entry.tag !== undefined && (typeof entry.tag !== 'string' || /[@:/\s]/.test(entry.tag))) throw new Error(`${where}: "tag" is not a tag`);
+    if (!ref.digest) throw new InvalidInputError(`${where}: "${entry.reference}" is not pinned by digest (registry/repository@sha256:…)`);
+    if (entry.tag !== undefined && (typeof entry.tag !== 'string' || /[@:/\s]/.test(entry.tag))) throw new InvalidInputError(`${where}: "tag" is not a tag`);
     return {
       input: typeof entry.input === 'string' ? entry.input : entry.reference,
       reference: entry.reference,
@@ -121,7 +122,7 @@ function validateLock(data: Record<string, unknown>, path: string): LockFile {
   try {
     parsePlatformSelector(platforms);
   } catch (err) {
-    throw new Error(`${path}: "platforms": ${(err as Error).message}`, { cause: err });
+    throw inputError(`${path}: "platforms": ${(err as Error).message}`, err);
   }
   return { ocisaveLock: LOCK_VERSION, platforms, images };
 }
@@ -135,7 +136,7 @@ export function lockReferences(lock: LockFile): string[] {
     const at = e.reference.lastIndexOf('@');
     const name = e.reference.slice(0, at);
     const digest = e.reference.slice(at + 1);
-    if (!isDigest(digest)) throw new Error(`lock entry "${e.reference}" is not pinned by digest`);
+    if (!isDigest(digest)) throw new InvalidInputError(`lock entry "${e.reference}" is not pinned by digest`);
     return e.tag ? `${name}:${e.tag}@${digest}` : `${name}@${digest}`;
   });
 }

@@ -5,7 +5,7 @@ import { formatPlatform, normalizePlatform, selectorMatches, type Platform, type
 import { formatReference, type Reference } from '../ref/reference.js';
 import type { FetchedManifest, RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
-import { blobsOf, leafManifests, type BlobNeed, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from './graph.js';
+import { blobsOf, leafManifests, failureOf, type BlobNeed, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from './graph.js';
 import { isIndexType, isManifestType } from '../util/mediatypes.js';
 import { mapLimit } from '../util/limit.js';
 import type { EngineEvents } from '../util/events.js';
@@ -92,9 +92,9 @@ export class Resolver {
         this.opts.onImage?.(image);
         return image;
       } catch (err) {
-        const error = err instanceof Error ? err.message : String(err);
-        graph.failures.push({ input: item.input, error });
-        this.opts.events?.emit({ type: 'resolve-failed', input: item.input, error });
+        const failure = failureOf(item.input, err);
+        graph.failures.push(failure);
+        this.opts.events?.emit({ type: 'resolve-failed', input: item.input, error: failure.error, code: failure.code });
         return undefined;
       }
     });
@@ -129,7 +129,7 @@ export class Resolver {
       // Every entry is checked, selected or not: its digest is about to name a request.
       entries.forEach((d, i) => checkDescriptor(d, `${where} manifests[${i}]`));
       if (chain.length > MAX_INDEX_DEPTH) {
-        throw new RegistryError('bad-response', `${name}: indexes nested deeper than ${MAX_INDEX_DEPTH}: ${chain.map(shortDigest).join(' → ')}`);
+        throw new RegistryError('bad-response', `${name}: indexes nested deeper than ${MAX_INDEX_DEPTH}: ${chain.map(shortDigest).join(' → ')}`, undefined, 'LIMIT');
       }
       const wanted = entries.filter((d) => this.opts.platforms === 'all' || (d.platform && selectorMatches(this.opts.platforms, d.platform)));
       if (wanted.length === 0) {
@@ -139,7 +139,7 @@ export class Resolver {
       const cycle = wanted.find((d) => chain.includes(d.digest));
       if (cycle) throw new RegistryError('bad-response', `${name}: index cycle: ${[...chain, cycle.digest].map(shortDigest).join(' → ')}`);
       walk.budget.left -= wanted.length;
-      if (walk.budget.left < 0) throw new RegistryError('bad-response', `${name}: more than ${MAX_MANIFESTS_PER_INPUT} manifests under one reference`);
+      if (walk.budget.left < 0) throw new RegistryError('bad-response', `${name}: more than ${MAX_MANIFESTS_PER_INPUT} manifests under one reference`, undefined, 'LIMIT');
       const children = await mapLimit(wanted, CHILD_FETCHES, async (d) => {
         const child = await this.manifest(ref.registry, ref.repository, d.digest);
         return this.node(ref, child, d.platform ? normalizePlatform(d.platform) : undefined, { chain, budget: walk.budget });

@@ -5,7 +5,8 @@
 import semver from 'semver';
 import { formatReference, parseReference } from '../ref/reference.js';
 import type { RegistryClient } from '../registry/client.js';
-import type { Failure } from './graph.js';
+import { failureOf, type Failure } from './graph.js';
+import { InvalidInputError, inputError } from '../util/errors.js';
 
 export interface TagSelector {
   /** Kept when the expression matches anywhere in the tag (unanchored, as skopeo's Go regexp.MatchString). */
@@ -33,21 +34,21 @@ export function namesTagOrDigest(input: string): boolean {
 export function checkSelector(sel: TagSelector, what: string): void {
   if (sel.regex !== undefined) compileRegex(sel.regex, what);
   if (sel.semver !== undefined) semverRange(sel.semver, what);
-  if (sel.newest !== undefined && (!Number.isInteger(sel.newest) || sel.newest < 1)) throw new Error(`${what}: newest must be a whole number of at least 1`);
+  if (sel.newest !== undefined && (!Number.isInteger(sel.newest) || sel.newest < 1)) throw new InvalidInputError(`${what}: newest must be a whole number of at least 1`);
 }
 
 function compileRegex(re: string, what: string): RegExp {
   try {
     return new RegExp(re);
   } catch (err) {
-    throw new Error(`${what}: invalid tag regex ${JSON.stringify(re)}: ${(err as Error).message}`, { cause: err });
+    throw inputError(`${what}: invalid tag regex ${JSON.stringify(re)}: ${(err as Error).message}`, err);
   }
 }
 
 /** npm semver range syntax; Masterminds' comma (skopeo: ">= 1.2, < 2") means AND, as a space does here. */
 function semverRange(range: string, what: string): string {
   const r = semver.validRange(range.replace(/,/g, ' '));
-  if (r === null) throw new Error(`${what}: invalid semver range ${JSON.stringify(range)}`);
+  if (r === null) throw new InvalidInputError(`${what}: invalid semver range ${JSON.stringify(range)}`);
   return r;
 }
 
@@ -124,7 +125,7 @@ export async function expandTagSets(client: RegistryClient, requests: readonly T
         }
       }
     } catch (err) {
-      out.failures.push({ input, error: (err as Error).message });
+      out.failures.push(failureOf(input, err));
     }
   }
   return out;

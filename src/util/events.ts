@@ -2,14 +2,15 @@
 
 export type EngineEvent =
   | { type: 'resolved'; input: string; digest: string; platforms: string[] }
-  | { type: 'resolve-failed'; input: string; error: string }
+  /** `code`: see src/util/errors.ts (README, "Errors"). */
+  | { type: 'resolve-failed'; input: string; error: string; code: string }
   | { type: 'plan'; blobs: number; bytes: number; cached: number; cachedBytes: number; queued: number; queuedBytes: number }
   | { type: 'blob-queued'; digest: string; size: number; resumeFrom: number }
   | { type: 'blob-start'; digest: string; size: number }
   | { type: 'progress'; done: number; total: number; active: number }
   | { type: 'blob-done'; digest: string; size: number; fetched: number }
   | { type: 'blob-retry'; digest: string; reason: string; attempt: number }
-  | { type: 'blob-failed'; digest: string; error: string }
+  | { type: 'blob-failed'; digest: string; error: string; code: string }
   | { type: 'link'; format: string; path: string }
   | { type: 'warning'; message: string };
 

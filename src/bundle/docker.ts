@@ -155,11 +155,6 @@ export class LegacyDockerBundle implements Bundle {
     return this.scan.problems;
   }
 
-  /** digest → archive member, for verify. */
-  memberOf(digest: string): string | undefined {
-    return this.members.get(digest);
-  }
-
   async blobSize(digest: string): Promise<number | undefined> {
     if (!isSha256Digest(digest)) return undefined;
     const m = this.scan.manifests.get(digest);

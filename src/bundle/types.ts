@@ -2,7 +2,8 @@
 // manifests and blobs each holds, and byte access to blobs by digest. Manifest bytes are handed
 // out exactly as stored, so digests never change on the way out.
 import type { Readable } from 'node:stream';
-import { isIndexType, MT } from '../util/mediatypes.js';
+import { manifestMediaType as typeOf, ManifestFormatError, type Descriptor } from '../ref/manifest.js';
+import { isIndexType } from '../util/mediatypes.js';
 
 export type BundleFormat = 'registry' | 'oci' | 'docker';
 
@@ -44,11 +45,7 @@ export interface Bundle {
   close(): Promise<void>;
 }
 
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-}
+export type { Descriptor } from '../ref/manifest.js';
 
 /** What a manifest or index points at. */
 export interface ManifestRefs {
@@ -108,12 +105,14 @@ function parse(bytes: Buffer, what: string): ParsedManifest {
   throw new BundleError(`${what} is not a JSON manifest`);
 }
 
-/** The media type of manifest bytes: their own field, else the descriptor's, else by shape (OCI allows omitting it). */
+/** src/ref/manifest.ts's manifestMediaType, failing as a BundleError (a bundle's problem, not the reader's). */
 export function manifestMediaType(bytes: Buffer, hint?: string, what = 'manifest'): string {
-  const m = parse(bytes, what);
-  if (typeof m.mediaType === 'string' && m.mediaType) return m.mediaType;
-  if (hint) return hint;
-  return Array.isArray(m.manifests) ? MT.ociIndex : MT.ociManifest;
+  try {
+    return typeOf(bytes, hint, what);
+  } catch (err) {
+    if (err instanceof ManifestFormatError) throw new BundleError(err.message);
+    throw err;
+  }
 }
 
 function descriptors(v: unknown, what: string): Descriptor[] {

@@ -10,6 +10,8 @@ export type BundleFormat = 'registry' | 'oci' | 'docker';
 export interface BundleRepository {
   /** Repository path without a registry host, e.g. `app/web` or `library/alpine`. */
   name: string;
+  /** The host its images were named with, when the bundle says (OCI and docker names are full references; a registry layout names none). */
+  registry?: string;
   /** tag → digest of the manifest or index it names. */
   tags: Map<string, string>;
   /** Every manifest and index the repository holds (registry: revisions; others: reachable from its roots). */

@@ -94,6 +94,13 @@ function descriptor(d: unknown, what: string): Descriptor {
   return { ...o, mediaType: typeof o.mediaType === 'string' ? o.mediaType : '' } as Descriptor;
 }
 
+/** An index entry's platform, when it is one (os and architecture strings); anything else is no platform. */
+function platformOf(p: unknown): Platform | undefined {
+  const o = p as Partial<Platform> | undefined;
+  if (!o || typeof o.os !== 'string' || typeof o.architecture !== 'string') return undefined;
+  return normalizePlatform({ os: o.os, architecture: o.architecture, variant: typeof o.variant === 'string' ? o.variant : undefined });
+}
+
 /** The node for manifest `digest`, or undefined when the bundle does not hold it (an index child left out). */
 async function node(digest: string, hint: string | undefined, platform: Platform | undefined, walk: Walk): Promise<GraphNode | undefined> {
   const m = await walk.bundle.manifest(digest);
@@ -109,7 +116,7 @@ async function node(digest: string, hint: string | undefined, platform: Platform
     const entries = (Array.isArray(json.manifests) ? json.manifests : []).map((d, i) => descriptor(d, `${where} manifests[${i}]`));
     const children: GraphNode[] = [];
     for (const e of entries) {
-      const p = e.platform ? normalizePlatform(e.platform) : undefined;
+      const p = platformOf(e.platform);
       if (walk.platforms !== 'all' && !(p && selectorMatches(walk.platforms, p))) continue;
       if (chain.includes(e.digest)) throw new BundleError(`${where}: index cycle through ${e.digest}`);
       const child = await node(e.digest, e.mediaType || undefined, p, { ...walk, chain });

@@ -4,8 +4,8 @@
 // read as such, so digests are the registry's. An older archive has no manifest at all; one is
 // made per image (docker schema 2, as `docker push` would), so its digest is new — the config
 // and layer digests stay what the files hash to.
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { hashStream, sha256Bytes } from '../hash/hasher.js';
 import { parseReference } from '../ref/reference.js';
 import { MT } from '../util/mediatypes.js';
 import { OciBundle, scanOciLayout, type OciScan } from './oci.js';
@@ -43,9 +43,7 @@ async function embeddedLayout(store: TarStore): Promise<OciScan | undefined> {
 }
 
 async function hashMember(store: TarStore, name: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of store.stream(name)) h.update(chunk as Buffer);
-  return `sha256:${h.digest('hex')}`;
+  return (await hashStream(store.stream(name))).digest;
 }
 
 async function head(store: TarStore, name: string, n: number): Promise<Buffer> {
@@ -85,7 +83,7 @@ async function synthesize(store: TarStore): Promise<{ scan: OciScan; members: Ma
       continue;
     }
     const config = await store.read(item.Config, MAX_MANIFEST_BYTES);
-    const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+    const configDigest = sha256Bytes(config);
     members.set(configDigest, item.Config);
     const layers: { mediaType: string; size: number; digest: string }[] = [];
     let complete = true;
@@ -106,22 +104,23 @@ async function synthesize(store: TarStore): Promise<{ scan: OciScan; members: Ma
     if (!complete) continue;
     const manifest = { schemaVersion: 2, mediaType: MT.dockerManifest, config: { mediaType: MT.dockerConfig, size: config.length, digest: configDigest }, layers };
     const bytes = Buffer.from(JSON.stringify(manifest, null, 3));
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = sha256Bytes(bytes);
     manifests.set(digest, { digest, mediaType: MT.dockerManifest, bytes });
 
     const names = (item.RepoTags ?? []).flatMap((t) => {
       try {
         const ref = parseReference(t);
-        return [{ repository: ref.repository, tag: ref.tag }];
+        return [{ repository: ref.repository, tag: ref.tag, registry: ref.registry as string | undefined }];
       } catch {
         problems.push({ kind: 'bad-layout', path: 'manifest.json', message: `${store.location}: RepoTags entry "${t}" is not a reference` });
         return [];
       }
     });
-    if (names.length === 0) names.push({ repository: fallback, tag: undefined });
+    if (names.length === 0) names.push({ repository: fallback, tag: undefined, registry: undefined });
     for (const n of names) {
       let repo = repositories.get(n.repository);
       if (!repo) repositories.set(n.repository, (repo = emptyRepository(n.repository)));
+      repo.registry ??= n.registry;
       if (n.tag) repo.tags.set(n.tag, digest);
       repo.manifests.add(digest);
       repo.blobs.add(configDigest);
@@ -143,7 +142,7 @@ export class LegacyDockerBundle implements Bundle {
   constructor(
     readonly path: string,
     readonly store: TarStore,
-    private readonly scan: OciScan,
+    readonly scan: OciScan,
     private readonly members: Map<string, string>,
   ) {}
 
@@ -153,11 +152,6 @@ export class LegacyDockerBundle implements Bundle {
 
   get problems(): BundleProblem[] {
     return this.scan.problems;
-  }
-
-  /** digest → archive member, for verify. */
-  memberOf(digest: string): string | undefined {
-    return this.members.get(digest);
   }
 
   async blobSize(digest: string): Promise<number | undefined> {

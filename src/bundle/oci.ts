@@ -35,6 +35,8 @@ export function blobMember(digest: string): string {
 export interface RootName {
   repository: string;
   tag?: string;
+  /** Only when the name is a full reference. */
+  registry?: string;
 }
 
 /** Where an index.json entry belongs: repository and tag from its annotations. */
@@ -47,7 +49,7 @@ export function rootName(annotations: Record<string, string> | undefined, fallba
     try {
       // A digest-only name ("repo@sha256:…") has no tag: parseReference defaults one only without a digest.
       const ref = parseReference(name);
-      return { repository: ref.repository, tag: ref.tag };
+      return { repository: ref.repository, tag: ref.tag, registry: ref.registry };
     } catch {
       // try the other annotation
     }
@@ -139,6 +141,7 @@ export async function scanOciLayout(store: FileStore, fallbackName = fallbackRep
     const name = rootName(d.annotations, fallbackName) ?? { repository: fallbackName };
     let repo = repositories.get(name.repository);
     if (!repo) repositories.set(name.repository, (repo = emptyRepository(name.repository)));
+    repo.registry ??= name.registry;
     if (name.tag) {
       const prev = repo.tags.get(name.tag);
       if (prev && prev !== d.digest) {
@@ -159,7 +162,8 @@ export class OciBundle implements Bundle {
   constructor(
     readonly path: string,
     readonly store: FileStore,
-    private readonly scan: OciScan,
+    /** What index.json and the walk from its roots found (verify reads it; nothing is scanned twice). */
+    readonly scan: OciScan,
   ) {}
 
   static async open(path: string, store: FileStore): Promise<OciBundle> {

@@ -136,10 +136,6 @@ export class TarStore implements FileStore {
     return [];
   }
 
-  names(): string[] {
-    return [...this.members.keys()];
-  }
-
   private member(name: string): TarMember {
     const m = this.members.get(normalise(name));
     if (!m) throw new BundleError(`${this.location} has no member ${name}`);

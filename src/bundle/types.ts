@@ -4,12 +4,15 @@
 import type { Readable } from 'node:stream';
 import { isIndexType, MT } from '../util/mediatypes.js';
 import { OcisaveError } from '../util/errors.js';
+import { manifestMediaType as typeOf, ManifestFormatError, type Descriptor } from '../ref/manifest.js';
 
 export type BundleFormat = 'registry' | 'oci' | 'docker';
 
 export interface BundleRepository {
   /** Repository path without a registry host, e.g. `app/web` or `library/alpine`. */
   name: string;
+  /** The host its images were named with, when the bundle says (OCI and docker names are full references; a registry layout names none). */
+  registry?: string;
   /** tag → digest of the manifest or index it names. */
   tags: Map<string, string>;
   /** Every manifest and index the repository holds (registry: revisions; others: reachable from its roots). */
@@ -45,11 +48,7 @@ export interface Bundle {
   close(): Promise<void>;
 }
 
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-}
+export type { Descriptor } from '../ref/manifest.js';
 
 /** What a manifest or index points at. */
 export interface ManifestRefs {
@@ -110,12 +109,14 @@ function parse(bytes: Buffer, what: string): ParsedManifest {
   throw new BundleError(`${what} is not a JSON manifest`);
 }
 
-/** The media type of manifest bytes: their own field, else the descriptor's, else by shape (OCI allows omitting it). */
+/** src/ref/manifest.ts's manifestMediaType, failing as a BundleError (a bundle's problem, not the reader's). */
 export function manifestMediaType(bytes: Buffer, hint?: string, what = 'manifest'): string {
-  const m = parse(bytes, what);
-  if (typeof m.mediaType === 'string' && m.mediaType) return m.mediaType;
-  if (hint) return hint;
-  return Array.isArray(m.manifests) ? MT.ociIndex : MT.ociManifest;
+  try {
+    return typeOf(bytes, hint, what);
+  } catch (err) {
+    if (err instanceof ManifestFormatError) throw new BundleError(err.message);
+    throw err;
+  }
 }
 
 function descriptors(v: unknown, what: string): Descriptor[] {

@@ -3,19 +3,21 @@
 // in a registry layout, the repository links a registry needs to serve them), tags → revisions.
 // An index entry that is absent altogether is a note, not a problem: a bundle saved for some
 // platforms keeps the whole index. With `since`, blobs a delta bundle leaves to its base count as present.
-// Files are read as the bundle readers read them (src/fs/contained.ts): a link is reported, never followed.
-import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+// The bundle is opened and indexed once, by openBundle as push and serve open it; verify adds the
+// hashing and cross-checks. Files are read as the bundle readers read them (src/fs/contained.ts):
+// a link is reported, never followed.
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { hashStream } from '../hash/hasher.js';
 import { mapLimit } from '../util/limit.js';
 import { hashRegular, isUnsafePath, lstatInside, lstatInsideSync, readRegular } from '../fs/contained.js';
 import { REGISTRY_ROOT } from '../link/registry.js';
-import { openDockerArchive, LegacyDockerBundle } from './docker.js';
-import { blobMember, scanOciLayout } from './oci.js';
-import { blobDataName, findRegistryRoot, scanRegistryLayout, subdirsInside } from './registry.js';
-import { DirStore, TarStore, type FileStore } from './store.js';
+import { LegacyDockerBundle } from './docker.js';
+import { openBundle } from './index.js';
+import { blobMember, OciBundle } from './oci.js';
+import { blobDataName, findRegistryRoot, RegistryBundle, subdirsInside } from './registry.js';
+import type { TarStore } from './store.js';
 import {
   BundleError,
   manifestMediaType,
@@ -46,16 +48,6 @@ export interface VerifyReport {
   seconds: number;
 }
 
-async function hashStream(stream: Readable): Promise<{ digest: string; size: number }> {
-  const h = createHash('sha256');
-  let size = 0;
-  for await (const chunk of stream) {
-    h.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { digest: `sha256:${h.digest('hex')}`, size };
-}
-
 function baseChecker(since: string | undefined): (digest: string) => boolean {
   if (!since) return () => false;
   const root = findRegistryRoot(since);
@@ -71,26 +63,22 @@ function baseChecker(since: string | undefined): (digest: string) => boolean {
 
 export async function verifyBundle(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const started = Date.now();
-  let st;
-  try {
-    st = await stat(path);
-  } catch {
-    throw new BundleError(`${path}: no such file or directory`);
-  }
+  const bundle = await openBundle(path);
   let report: Omit<VerifyReport, 'ok' | 'seconds' | 'bundle'>;
-  if (st.isDirectory() && findRegistryRoot(path)) report = await verifyRegistry(path, opts);
-  else if (st.isDirectory()) report = await verifyOci(new DirStore(path), 'oci', opts);
-  else {
-    const tar = await TarStore.open(path);
-    report = (await tar.size('manifest.json')) !== undefined ? await verifyDocker(path, tar, opts) : await verifyOci(tar, 'oci', opts);
+  try {
+    if (bundle instanceof RegistryBundle) report = await verifyRegistry(bundle, opts);
+    else if (bundle.format === 'docker') report = await verifyDocker(path, bundle as OciBundle | LegacyDockerBundle, opts);
+    else report = await verifyOci(bundle as OciBundle, 'oci', opts);
+  } finally {
+    await bundle.close();
   }
   return { bundle: path, ...report, ok: report.problems.length === 0, seconds: (Date.now() - started) / 1000 };
 }
 
 // --- registry layout ----------------------------------------------------------------
 
-async function verifyRegistry(path: string, opts: VerifyOptions) {
-  const scan = await scanRegistryLayout(path);
+async function verifyRegistry(bundle: RegistryBundle, opts: VerifyOptions) {
+  const scan = { root: bundle.path, repositories: bundle.repositories, problems: bundle.problems };
   const problems = [...scan.problems];
   const notes: string[] = [];
   const inBase = baseChecker(opts.since);
@@ -207,8 +195,8 @@ function count(repos: Map<string, BundleRepository>, f: (r: BundleRepository) =>
 
 // --- OCI layout (directory or archive) --------------------------------------------------
 
-async function verifyOci(store: FileStore, format: BundleFormat, opts: VerifyOptions) {
-  const scan = await scanOciLayout(store);
+async function verifyOci(bundle: OciBundle, format: BundleFormat, opts: VerifyOptions) {
+  const { store, scan } = bundle;
   const problems = [...scan.problems];
   const inBase = baseChecker(opts.since);
   const names = (await store.list('blobs/sha256/')).filter((n) => /^blobs\/sha256\/[a-f0-9]{64}$/.test(n));
@@ -265,8 +253,8 @@ interface ManifestItem {
 }
 
 /** What docker load checks: each layer, decompressed, hashes to the config's rootfs.diff_ids entry. */
-async function verifyDocker(path: string, tar: TarStore, opts: VerifyOptions) {
-  const bundle = await openDockerArchive(path, tar);
+async function verifyDocker(path: string, bundle: OciBundle | LegacyDockerBundle, opts: VerifyOptions) {
+  const tar = bundle.store as TarStore;
   const base =
     bundle instanceof LegacyDockerBundle
       ? {
@@ -278,7 +266,7 @@ async function verifyDocker(path: string, tar: TarStore, opts: VerifyOptions) {
           problems: [...bundle.problems],
           notes: [] as string[],
         }
-      : { ...(await verifyOci(tar, 'docker', opts)), format: 'docker' as const };
+      : { ...(await verifyOci(bundle, 'docker', opts)), format: 'docker' as const };
   let items: ManifestItem[] = [];
   try {
     items = JSON.parse((await tar.read('manifest.json', MAX_MANIFEST_BYTES)).toString('utf8')) as ManifestItem[];

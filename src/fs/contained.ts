@@ -9,13 +9,13 @@
 // - the file itself is opened with O_NOFOLLOW (a link fails with ELOOP) and O_NONBLOCK (a FIFO
 //   does not block the open), and fstat must say regular file: reads go through that descriptor,
 //   so what was checked is what is read.
-// Leaf module: imports nothing of ours but src/util.
-import { createHash } from 'node:crypto';
+// Imports only the leaves src/util and src/hash.
 import { constants, lstatSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { OcisaveError } from '../util/errors.js';
+import { sha256Hasher } from '../hash/hasher.js';
 
 export type UnsafeKind = 'outside' | 'symlink' | 'not-regular' | 'too-large';
 
@@ -219,7 +219,7 @@ export async function hashRegular(root: string, rel: string): Promise<{ digest: 
 }
 
 export async function hashHandle(fh: FileHandle): Promise<{ digest: string; size: number }> {
-  const h = createHash('sha256');
+  const h = sha256Hasher();
   const buf = Buffer.allocUnsafe(CHUNK);
   let size = 0;
   for (;;) {
@@ -228,7 +228,7 @@ export async function hashHandle(fh: FileHandle): Promise<{ digest: string; size
     h.update(buf.subarray(0, bytesRead));
     size += bytesRead;
   }
-  return { digest: `sha256:${h.digest('hex')}`, size };
+  return { digest: h.digest(), size };
 }
 
 export interface Listing {

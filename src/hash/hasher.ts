@@ -22,9 +22,13 @@ export interface Hasher {
 
 class NodeHasher implements Hasher {
   readonly kind = 'node' as const;
-  private readonly h: Hash = createHash('sha256');
+  constructor(private readonly h: Hash = createHash('sha256')) {}
   update(chunk: Uint8Array): void {
     this.h.update(chunk);
+  }
+  /** An independent hasher in the same state (push's upload restarts from a chunk's start). */
+  copy(): NodeHasher {
+    return new NodeHasher(this.h.copy());
   }
   digest(): string {
     return `sha256:${this.h.digest('hex')}`;
@@ -87,4 +91,26 @@ export async function hashFile(file: string, kind: HasherKind = DEFAULT_HASHER):
 
 export function sha256Bytes(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/** A node:crypto sha256 hasher, made synchronously (for code that cannot await createHasher), that can be copied. */
+export type Sha256 = NodeHasher;
+export function sha256Hasher(): Sha256 {
+  return new NodeHasher();
+}
+
+/** The digest and length of everything `stream` yields. */
+export async function hashStream(stream: AsyncIterable<Uint8Array>): Promise<{ digest: string; size: number }> {
+  const h = new NodeHasher();
+  let size = 0;
+  for await (const chunk of stream) {
+    h.update(chunk);
+    size += chunk.length;
+  }
+  return { digest: h.digest(), size };
+}
+
+/** sha256 of a string or bytes as bare hex, for names derived from content that are no digest (hashes of host names, shard keys). */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
 }

@@ -1,14 +1,14 @@
 // File placement shared by every linker: blobs come from the cache by hard link where the
 // filesystem allows it, by copy otherwise; outputs appear under their final name only when complete.
-import { createHash } from 'node:crypto';
-import { constants, createWriteStream, linkSync, lstatSync, mkdirSync, readFileSync, rmSync, type Stats } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { constants, createWriteStream, linkSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, type Stats } from 'node:fs';
+import { copyFile, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { isAlive } from '../cache/cache.js';
 import { describeWriteError } from '../cache/write-error.js';
+import { sha256Hex } from '../hash/hasher.js';
 import { OcisaveError } from '../util/errors.js';
 
 /**
@@ -114,7 +114,7 @@ export async function placeBlob(
  * This host, as a staging name carries it: a pid means something only on the host (the pid
  * namespace: a container's hostname is its own) that made it.
  */
-const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+const HOST_TAG = sha256Hex(hostname()).slice(0, 8);
 
 /**
  * A temporary sibling of `finalPath`: same directory, so the last rename is atomic. The name

@@ -1,5 +1,5 @@
 // One entry point for every output format; each format lives in its own module.
-import type { Cache } from '../cache/cache.js';
+import type { LinkBlobs } from './blobs.js';
 import type { ImageGraph } from '../resolve/graph.js';
 import { UsageError } from '../util/errors.js';
 
@@ -8,7 +8,8 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface LinkOptions {
   graph: ImageGraph;
-  cache: Cache;
+  /** Where blobs are read: the cache (save), or a bundle (convert). */
+  cache: LinkBlobs;
   /** Output path: a directory (registry, oci) or a file (docker, oci-archive). */
   out: string;
   /** docker format: write uncompressed layer tars, as `docker save` does. */

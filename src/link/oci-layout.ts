@@ -21,13 +21,13 @@
 // unchanged); only those manifests' digests change. OCI manifests and indexes keep their bytes.
 // `preserveDigests` keeps every manifest byte as fetched (crane/containerd read that; skopeo by
 // name and umoci do not) — for digest-exact copies the registry format is the better fit.
-import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { lstat, mkdir, open, readdir, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import type { Cache } from '../cache/cache.js';
+import type { LinkBlobs } from './blobs.js';
+import { sha256Bytes } from '../hash/hasher.js';
 import { hexOf } from '../cache/cache.js';
 import { formatReference } from '../ref/reference.js';
 import { blobsOf, walkNodes, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from '../resolve/graph.js';
@@ -48,7 +48,7 @@ export function blobName(digest: string): string {
 }
 
 export function sha256(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  return sha256Bytes(bytes);
 }
 
 /** Where an output's files go: a directory (hard links from the cache) or a tar stream. */
@@ -235,7 +235,7 @@ interface LayoutPlan {
 }
 
 /** Everything the layout holds, checked before anything is written. */
-export function planLayout(graph: ImageGraph, cache: Cache, preserveDigests = false, onePlatform = false): LayoutPlan {
+export function planLayout(graph: ImageGraph, cache: LinkBlobs, preserveDigests = false, onePlatform = false): LayoutPlan {
   const memo = new Map<string, GraphNode>();
   const manifests = new Map<string, Buffer>();
   const blobs = new Map<string, Descriptor>();

@@ -7,7 +7,8 @@
 import { existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { hexOf, type Cache } from '../cache/cache.js';
+import { hexOf } from '../cache/cache.js';
+import type { LinkBlobs } from './blobs.js';
 import { blobsOf, leafManifests, walkNodes, type ResolvedImage } from '../resolve/graph.js';
 import { Semaphore } from '../util/limit.js';
 import { placeBlob, RunDirs, stagingPath } from './files.js';
@@ -106,7 +107,7 @@ export class RegistryLayoutWriter {
 
   constructor(
     private readonly root: string,
-    private readonly cache: Cache,
+    private readonly cache: LinkBlobs,
     since?: string,
     private readonly scoped = false,
   ) {
@@ -186,7 +187,7 @@ export class StagedRegistryLayout {
 
   constructor(
     private readonly out: string,
-    private readonly cache: Cache,
+    private readonly cache: LinkBlobs,
     private readonly since?: string,
     private readonly scoped = false,
   ) {

@@ -11,9 +11,8 @@
 // On top of that, every write and every removal passes one guard (`Unpacker.guard`) that proves
 // the path lies strictly inside the staging root, lexically and by the real path of its parent.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { chmod, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rm, symlink, type FileHandle } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, readFile, readlink, realpath, rm, symlink, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -21,7 +20,8 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import tar from 'tar-stream';
-import type { Cache } from '../cache/cache.js';
+import type { LinkBlobs } from './blobs.js';
+import { sha256Hasher } from '../hash/hasher.js';
 // A tar name can be as long as a PAX record: quoted printable and cut short in messages.
 import { formatReference, quoteInput } from '../ref/reference.js';
 import { blobsOf, type ManifestNode, type ResolvedImage } from '../resolve/graph.js';
@@ -76,7 +76,7 @@ export async function openLayerTar(source: FileSource, what: string): Promise<{ 
     decoded = file.pipe(make());
     file.on('error', (e) => decoded.destroy(e));
   }
-  const hash = createHash('sha256');
+  const hash = sha256Hasher();
   let size = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) {
@@ -90,14 +90,14 @@ export async function openLayerTar(source: FileSource, what: string): Promise<{ 
   return {
     stream: decoded.pipe(tap),
     compression,
-    digest: () => (digest ??= `sha256:${hash.digest('hex')}`),
+    digest: () => (digest ??= hash.digest()),
     size: () => size,
   };
 }
 
 export interface RootfsOptions {
   image: ResolvedImage;
-  cache: Cache;
+  cache: LinkBlobs;
   /** The directory to create; it must not exist, or be empty, unless `replace` is set. */
   out: string;
   /** Replace an existing non-empty directory at `out` (only once the new tree is complete). */

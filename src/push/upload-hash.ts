@@ -6,7 +6,7 @@
 // Chunks can be cut short or resent (a reset, a registry that kept less than was sent), so the
 // hash follows what the registry holds, not what was read: before each chunk it is brought to the
 // registry's offset, from a copy taken when the chunk started or, failing that, from byte 0.
-import { createHash, type Hash } from 'node:crypto';
+import { sha256Hasher, type Sha256 } from '../hash/hasher.js';
 import { Transform, type Readable } from 'node:stream';
 import { OcisaveError } from '../util/errors.js';
 
@@ -22,10 +22,10 @@ export class CorruptBlobError extends OcisaveError {
 }
 
 export class UploadHash {
-  private hash: Hash = createHash('sha256');
+  private hash: Sha256 = sha256Hasher();
   /** Bytes [0, pos) are in `hash`. */
   private pos = 0;
-  private mark = { hash: createHash('sha256'), pos: 0 };
+  private mark = { hash: sha256Hasher(), pos: 0 };
 
   constructor(
     private readonly digest: string,
@@ -50,7 +50,7 @@ export class UploadHash {
   /** Make the hash cover exactly bytes [0, at): what the registry says it holds. */
   async syncTo(at: number): Promise<void> {
     if (at < this.pos) {
-      const from = at >= this.mark.pos ? this.mark : { hash: createHash('sha256'), pos: 0 };
+      const from = at >= this.mark.pos ? this.mark : { hash: sha256Hasher(), pos: 0 };
       this.hash = from.hash.copy();
       this.pos = from.pos;
     }
@@ -68,7 +68,7 @@ export class UploadHash {
   /** After the last chunk: the bytes sent must hash to the digest, else the upload must not be completed. */
   async check(size: number): Promise<void> {
     await this.syncTo(size);
-    const got = `sha256:${this.hash.copy().digest('hex')}`;
+    const got = this.hash.copy().digest();
     if (got !== this.digest) {
       throw new CorruptBlobError(this.digest, `blob ${this.digest} in the bundle hashes to ${got}: the bundle is damaged (run ocisave verify); its upload was abandoned before completion`);
     }

@@ -1,9 +1,9 @@
 // `--shard K/N`: a deterministic partition of a fleet by repository, so N processes or machines
 // can each take one part. Every reference of a repository lands in the same shard (its blobs are
 // mostly shared, so one shard downloads them once); the hash is stable across runs, machines and
-// input order. Leaf module: imports nothing of ours.
-import { createHash } from 'node:crypto';
+// input order. Imports only the leaves src/hash and src/util.
 import { UsageError } from '../util/errors.js';
+import { sha256Hex } from '../hash/hasher.js';
 
 export interface Shard {
   /** 1-based, as the user writes it. */
@@ -31,7 +31,7 @@ export function parseShard(value: string): Shard {
  * references name them (docker.io/library/alpine), so "alpine" and "docker.io/library/alpine" agree.
  */
 export function shardOf(registry: string, repository: string, count: number): number {
-  const h = createHash('sha256').update(`${registry}/${repository}`).digest();
+  const h = Buffer.from(sha256Hex(`${registry}/${repository}`), 'hex');
   return Number(h.readBigUInt64BE(0) % BigInt(count)) + 1;
 }
 

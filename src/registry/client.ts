@@ -11,7 +11,8 @@ import { parseDistributionError, RegistryError, registryAnswerError } from './er
 import { backoffMs, isRetryableError, isRetryableStatus, isTimeoutError, sleep, TIMEOUT_RETRIES, type RetryBudget } from './retry.js';
 import { DEFAULT_NET_LIMITS, LowSpeedError, requestTimeouts, SpeedWatch, type NetLimits } from './timeouts.js';
 import type { Credential } from './credentials.js';
-import { MANIFEST_ACCEPT, MT } from '../util/mediatypes.js';
+import { MANIFEST_ACCEPT } from '../util/mediatypes.js';
+import { manifestMediaType, ManifestFormatError } from '../ref/manifest.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { DOCKER_HUB, isTag } from '../ref/reference.js';
 
@@ -472,7 +473,7 @@ export class RegistryClient {
     if (typeof header === 'string' && header.startsWith('sha256:') && header !== digest) {
       throw new RegistryError('digest-mismatch', `${name}: Docker-Content-Digest ${header} does not match the bytes (${digest})`);
     }
-    const mediaType = manifestMediaType(bytes, res.headers['content-type'], name);
+    const mediaType = manifestTypeOf(bytes, res.headers['content-type'], name);
     return { digest, mediaType, bytes };
   }
 
@@ -577,19 +578,12 @@ export function nextPagePath(header: string | string[] | undefined, base: string
 }
 
 /** The manifest's own mediaType field wins over Content-Type (some registries send text/plain). */
-function manifestMediaType(bytes: Buffer, contentType: string | string[] | undefined, name: string): string {
-  let parsed: { mediaType?: string; schemaVersion?: number; manifests?: unknown; layers?: unknown };
+function manifestTypeOf(bytes: Buffer, contentType: string | string[] | undefined, name: string): string {
   try {
-    parsed = JSON.parse(bytes.toString('utf8'));
-  } catch {
+    return manifestMediaType(bytes, Array.isArray(contentType) ? contentType[0] : contentType, name);
+  } catch (err) {
+    if (!(err instanceof ManifestFormatError)) throw err;
+    if (err.reason === 'schema1') throw new RegistryError('unsupported', err.message);
     throw new RegistryError('bad-response', `${name}: manifest is not valid JSON`);
   }
-  const ct = (Array.isArray(contentType) ? contentType[0] : contentType)?.split(';')[0]?.trim();
-  if (parsed.schemaVersion === 1 || ct === MT.dockerSchema1 || ct === MT.dockerSchema1Signed) {
-    throw new RegistryError('unsupported', `${name}: docker schema 1 manifests are not supported (deprecated since 2017); re-push the image with a current client`);
-  }
-  if (parsed.mediaType) return parsed.mediaType;
-  if (ct && ct !== 'application/json' && ct !== 'text/plain') return ct;
-  // OCI allows omitting mediaType: tell index from manifest by shape.
-  return parsed.manifests ? MT.ociIndex : MT.ociManifest;
 }

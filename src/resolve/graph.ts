@@ -1,17 +1,11 @@
 // The resolved image graph: what `resolve` produces and every linker consumes.
 // Manifest bytes are kept exactly as fetched so digests never change.
 import type { Platform } from '../ref/platform.js';
+import type { Descriptor } from '../ref/manifest.js';
 import type { Reference } from '../ref/reference.js';
 import { reportOf, type ErrorCode } from '../util/errors.js';
 
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  platform?: Platform;
-  annotations?: Record<string, string>;
-  artifactType?: string;
-}
+export type { Descriptor } from '../ref/manifest.js';
 
 /** A single manifest: an image for one platform, or an artifact such as a Helm chart. */
 export interface ManifestNode {

@@ -2,10 +2,9 @@
 // bytes, before any byte is sent; one that does not match its digest is refused from then on, so
 // a bundle damaged on its way in is not passed on. Verdicts last as long as the process: the
 // bundle is not meant to change while it is served.
-import { createHash } from 'node:crypto';
 import type { Bundle } from '../bundle/types.js';
 import { Semaphore } from '../util/limit.js';
-import { sha256Bytes } from '../hash/hasher.js';
+import { hashStream, sha256Bytes } from '../hash/hasher.js';
 
 /**
  * Blobs hashed at once. Each holds two 1 MiB reads, so clients asking for many different blobs
@@ -60,9 +59,7 @@ export class BlobVerifier {
   private async hash(digest: string): Promise<boolean> {
     const release = await this.slots.acquire();
     try {
-      const h = createHash('sha256');
-      for await (const chunk of this.bundle.openBlob(digest)) h.update(chunk as Buffer);
-      const ok = `sha256:${h.digest('hex')}` === digest;
+      const ok = (await hashStream(this.bundle.openBlob(digest))).digest === digest;
       if (!ok) this.refuse(digest);
       return ok;
     } catch (err) {

@@ -105,6 +105,7 @@ export function mirrorCommand(): Command {
       limits: netLimitsFrom(flags),
       retryBudgetMs: flags.retryBudget === undefined ? undefined : Math.round(flags.retryBudget * 1000),
       jobs: flags.jobs,
+      fixedJobs: flags.fixedJobs,
       hasher: flags.hasher,
       segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,
       keepGoing: flags.keepGoing,

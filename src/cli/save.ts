@@ -141,6 +141,7 @@ export function saveCommand(): Command {
       ...networkFrom(flags),
       limits: netLimitsFrom(flags),
       jobs: flags.jobs,
+      fixedJobs: flags.fixedJobs,
       hasher: flags.hasher,
       segmentBytes: flags.segmentSize === undefined ? undefined : flags.segmentSize * 1024 * 1024,
       keepGoing: flags.keepGoing,

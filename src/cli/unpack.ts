@@ -40,6 +40,7 @@ export function unpackCommand(deps: UnpackDeps = {}): Command {
       ...networkFrom(flags),
       limits: netLimitsFrom(flags),
       jobs: flags.jobs,
+      fixedJobs: flags.fixedJobs,
       hasher: flags.hasher,
       offline: flags.offline,
       credentials: await credentialsFrom(flags, registriesOf([reference])),

@@ -31,9 +31,9 @@ describe('connection controller', () => {
   it('starts at 8 and doubles while every level moves more, up to the ceiling', () => {
     const c = new ConnectionController(64);
     expect(c.limit).toBe(8);
-    // One settling period, then two measured ones per level.
+    // Two settling periods at the start, one after each change, then two measured ones per level.
     const limits = run(c, link(2 * MB), 16);
-    expect(limits).toEqual([8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64, 64, 64, 64, 64]);
+    expect(limits).toEqual([8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64, 64, 64, 64]);
   });
 
   it('stops at a ceiling that is not a power of two, and starts under a low one', () => {
@@ -46,8 +46,23 @@ describe('connection controller', () => {
     // 40 MB/s in all: 8 → 16 MB/s, 16 → 32, 32 → 40 (+25 %), 64 → 40 (no gain): back to 32.
     const c = new ConnectionController(128);
     const limits = run(c, link(2 * MB, 40 * MB), 14);
-    expect(limits.slice(0, 12)).toEqual([8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64, 32]);
-    expect(limits.slice(12)).toEqual([32, 32]);
+    expect(limits.slice(0, 13)).toEqual([8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64, 32]);
+    expect(limits.slice(13)).toEqual([32]);
+  });
+
+  it('stays at 8 where more connections move no more (a host or a CPU already at its limit)', () => {
+    const c = new ConnectionController(32);
+    // 8 connections already move the 16 MB/s there is: 16 is tried, gains nothing, and is left.
+    const limits = run(c, link(2 * MB, 16 * MB), 12);
+    expect(limits).toEqual([8, 8, 8, 16, 16, 16, 8, 8, 8, 8, 8, 8]);
+  });
+
+  it('takes no period in which nothing moved as a measurement', () => {
+    const c = new ConnectionController(32);
+    const idle = (l: number) => link(2 * MB)(l, { bytes: 0 });
+    expect(run(c, idle, 10)).toEqual(Array(10).fill(8));
+    expect(c.connectionRate).toBeUndefined();
+    expect(run(c, link(2 * MB), 4)).toEqual([8, 8, 8, 16]);
   });
 
   it('does not grow while connections are idle or nothing waits', () => {
@@ -81,7 +96,7 @@ describe('connection controller', () => {
     expect(quiet.at(-1)).toBe(32);
   });
 
-  it('sizes ranges at 4 s of one connection, 32 MiB until measured, within 8–256 MiB', () => {
+  it('sizes ranges at 3 s of one connection, 32 MiB until measured, within 8–256 MiB', () => {
     const unmeasured = new ConnectionController(32);
     expect(unmeasured.segmentBytes()).toBe(32 * MiB);
 
@@ -90,9 +105,9 @@ describe('connection controller', () => {
       run(c, link(perConnection), 3);
       return c.segmentBytes();
     };
-    expect(at(2 * MB)).toBe(8 * MiB); // 8 MB is under the 8 MiB floor
-    expect(at(8 * MB)).toBe(32 * MB);
-    expect(at(20 * MB)).toBe(80 * MB);
+    expect(at(2 * MB)).toBe(8 * MiB); // 6 MB is under the 8 MiB floor
+    expect(at(8 * MB)).toBe(24 * MB);
+    expect(at(20 * MB)).toBe(60 * MB);
     expect(at(1000 * MB)).toBe(256 * MiB);
   });
 

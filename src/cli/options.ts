@@ -109,7 +109,7 @@ export function addFetchOptions(cmd: Command): Command {
     .option('-j, --jobs <n>', 'most connections per registry host (default 32); the number in use adapts to what the host delivers', positiveInt)
     .option('--fixed-jobs', 'exactly --jobs connections per host, and 32 MiB ranges unless --segment-size says (no adaptation)')
     .addOption(new Option('--hasher <kind>', 'sha256 implementation').choices(HASHER_KINDS as string[]))
-    .option('--segment-size <MiB>', 'fetch blobs of at least twice this size as parallel ranges of it (0: never; default: 4 s at one connection\'s measured rate, 8-256 MiB)', nonNegativeInt)
+    .option('--segment-size <MiB>', 'fetch blobs of at least twice this size as parallel ranges of it (0: never; default: 3 s at one connection\'s measured rate, 8-256 MiB)', nonNegativeInt)
     .option('--json', 'progress as JSON lines on stderr, the result as JSON on stdout')
     .option('-q, --quiet', 'no progress output');
   addNetworkOptions(cmd);

@@ -56,6 +56,8 @@ const AUTH_RETRIES = 2;
 const BUSY_POLL_MS = 250;
 /** How often progress is sampled and each host's connections are reconsidered. */
 const TICK_MS = 500;
+/** How long a big blob waits for its host's first measured rate (two ticks: the first may find nothing running yet). */
+const FIRST_RATE_WAIT_MS = 2 * TICK_MS;
 const USER_AGENT = 'ocisave/0.1';
 /**
  * Blobs this small (configs, mostly) are fetched on the main thread in one request: the pool's
@@ -221,6 +223,9 @@ export class Downloads {
     if (!source || blob.size < 2 * MIN_SEGMENT_BYTES) return [];
     const host = this.hostOf(source.registry);
     if (!host.controller) return segmentsOf(blob.size, UNMEASURED_SEGMENT_BYTES);
+    // The first big blobs of a host come before any rate is known: a bounded wait (the smaller
+    // blobs run meanwhile) lets them be split by what the link does rather than by a guess.
+    for (let waited = 0; host.controller.connectionRate === undefined && waited < FIRST_RATE_WAIT_MS && !this.abort.signal.aborted; waited += TICK_MS / 2) await sleep(TICK_MS / 2);
     // Decide when a connection is free for it: the rate measured by then is the freshest.
     (await host.slots.acquire(blob.size))();
     return segmentsOf(blob.size, host.controller.segmentBytes());

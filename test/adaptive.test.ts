@@ -1,8 +1,13 @@
 // The adaptive connection controller (src/engine/adaptive.ts), fed measured periods by hand: what it
 // decides when throughput grows, stops growing, or the host answers 429/503/resets; the range size
 // it picks from the measured per-connection rate; and the resizable semaphore it drives.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { Cache } from '../src/cache/cache.js';
 import { ConnectionController, type HostSample } from '../src/engine/adaptive.js';
+import { coversExactly } from '../src/engine/scheduler.js';
 import { AdjustableSemaphore } from '../src/util/limit.js';
 
 const MB = 1e6;
@@ -141,5 +146,35 @@ describe('adjustable semaphore', () => {
     await waiters[1];
     expect(woken).toEqual([3, 2]);
     expect(s.queued).toBe(1);
+  });
+});
+
+describe('resuming a split blob', () => {
+  const digest = `sha256:${'ab'.repeat(32)}`;
+
+  it('finds the ranges an earlier run checkpointed, in order, and only those of that blob', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ocisave-adaptive-cache-'));
+    const cache = Cache.open(dir);
+    try {
+      const MiB8 = 8 * MiB;
+      // Saved out of order, as parallel segments checkpoint.
+      for (const [start, end] of [[2 * MiB8, 20_000_000 + 2 * MiB8], [0, MiB8], [MiB8, 2 * MiB8]] as const) await cache.saveSegment(digest, start, end, { offset: start + 5, updatedAt: 1 });
+      await cache.saveSegment(`sha256:${'cd'.repeat(32)}`, 0, 99, { offset: 0, updatedAt: 1 });
+      expect(cache.segmentRanges(digest)).toEqual([[0, MiB8], [MiB8, 2 * MiB8], [2 * MiB8, 20_000_000 + 2 * MiB8]]);
+      expect(cache.segmentRanges(`sha256:${'ef'.repeat(32)}`)).toEqual([]);
+    } finally {
+      await cache.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reuses earlier ranges only when they tile the whole blob', () => {
+    expect(coversExactly([[0, 10], [10, 25]], 25)).toBe(true);
+    expect(coversExactly([[0, 10], [10, 25]], 30)).toBe(false); // the end is missing
+    expect(coversExactly([[0, 10], [12, 25]], 25)).toBe(false); // a gap (a range never started)
+    expect(coversExactly([[0, 10], [5, 25]], 25)).toBe(false); // an overlap
+    expect(coversExactly([[0, 25]], 25)).toBe(false); // one range is no split
+    expect(coversExactly([], 25)).toBe(false);
+    expect(coversExactly(Array.from({ length: 1025 }, (_, i) => [i, i + 1] as [number, number]), 1025)).toBe(false); // over MAX_SEGMENTS
   });
 });

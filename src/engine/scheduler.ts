@@ -223,6 +223,11 @@ export class Downloads {
     if (!source || blob.size < 2 * MIN_SEGMENT_BYTES) return [];
     const host = this.hostOf(source.registry);
     if (!host.controller) return segmentsOf(blob.size, UNMEASURED_SEGMENT_BYTES);
+    // An interrupted run's checkpoints are keyed by its ranges: resume them as they were, rather
+    // than split by today's rate and fetch again what is on disk.
+    if (blob.resumeFrom > 0) return [];
+    const earlier = this.opts.cache.segmentRanges(blob.digest);
+    if (coversExactly(earlier, blob.size)) return earlier;
     // The first big blobs of a host come before any rate is known: a bounded wait (the smaller
     // blobs run meanwhile) lets them be split by what the link does rather than by a guess.
     for (let waited = 0; host.controller.connectionRate === undefined && waited < FIRST_RATE_WAIT_MS && !this.abort.signal.aborted; waited += TICK_MS / 2) await sleep(TICK_MS / 2);
@@ -400,6 +405,17 @@ export class Downloads {
       cache.unlock(blob.digest, this.owner);
     }
   }
+}
+
+/** Ranges that tile [0, size) with no gap or overlap, and no more of them than MAX_SEGMENTS. */
+export function coversExactly(ranges: [number, number][], size: number): boolean {
+  if (ranges.length < 2 || ranges.length > MAX_SEGMENTS) return false;
+  let at = 0;
+  for (const [start, end] of ranges) {
+    if (start !== at || end <= start) return false;
+    at = end;
+  }
+  return at === size;
 }
 
 /** Adds what a task wrote since the last look to its host (a restart from zero counts nothing). */

@@ -51,20 +51,20 @@ async function layoutBlobs(root: string): Promise<Map<string, boolean>> {
 describe('adaptive connections', () => {
   it('a 503/429 storm lowers the connections to the host, and the save completes with verified content', async () => {
     const half = LAYERS / 2;
-    const digests = (from: number, to: number) => new RegExp(`/blobs/(${layers.slice(from, to).map((l) => l.digest).join('|')})`);
+    // One refusal per layer (a rule each, count 1): half 503, half 429. However the retries fall,
+    // no blob meets more than one, so none runs out of retries.
     proxy.setFaults([
-      { method: 'GET', path: digests(0, half), status: 503, count: half },
-      { method: 'GET', path: digests(half, LAYERS), status: 429, retryAfter: 0, count: half },
+      ...layers.map((l, i) => (i < half ? { method: 'GET', path: `/blobs/${l.digest}`, status: 503, count: 1 } : { method: 'GET', path: `/blobs/${l.digest}`, status: 429, retryAfter: 0, count: 1 })),
       // Each body takes a while (1.5 MB/s per connection), so the save outlives the controller's 500 ms period.
       { method: 'GET', path: '/blobs/', bandwidthBytesPerSec: 1_500_000 },
     ]);
     proxy.resetStats();
     const out = join(work, 'out');
-    const r = await ocisave(['save', ref, '-o', out, '--format', 'registry', '--cache', join(work, 'cache'), '--json', '--retries', '10'], { timeoutMs: 240_000 });
+    const r = await ocisave(['save', ref, '-o', out, '--format', 'registry', '--cache', join(work, 'cache'), '--json'], { timeoutMs: 240_000 });
     expect(r.code, r.stderr).toBe(0);
 
     // The storm happened: every injected answer was sent.
-    expect(proxy.remaining().slice(0, 2)).toEqual([0, 0]);
+    expect(proxy.remaining().slice(0, LAYERS)).toEqual(Array(LAYERS).fill(0));
     const statuses = proxy.stats().requests.map((q) => q.status);
     expect(statuses.filter((s) => s === 503)).toHaveLength(half);
     expect(statuses.filter((s) => s === 429)).toHaveLength(half);

@@ -8,6 +8,7 @@
 //   wasm    as cold, --hasher wasm (cold itself uses the default hasher)
 //   seg0    as cold, --segment-size 0 (no ranged downloads)
 //   seg8    as cold, --segment-size 8 (blobs of 16 MiB and more in parallel 8 MiB ranges)
+//   fixed   as cold, --fixed-jobs -j 8 --segment-size 32: the defaults before adaptive connections
 //   tls     as cold, from a second docker-registry serving the same storage over TLS (an openssl
 //           CA trusted through a certs.d directory): the cost of TLS per GB against plain HTTP
 //   sync    skopeo sync --all, one process, every reference from a YAML source, into a second registry
@@ -46,7 +47,9 @@ import { HAVE_GNU_TIME, median, processCpuSeconds, registryPid, timed, treeBytes
 import { snapshotBuild } from './snapshot.js';
 import { copyScript, rehost, seedWan, syncYaml, uniqueBlobs, writeImageList } from './workloads.js';
 
-const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw'] as const;
+/** Connections of the floors: the fixed --jobs default before adaptive connections, so figures stay comparable. */
+const FLOOR_JOBS = 8;
+const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'fixed', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw'] as const;
 const SCENARIOS = ['resume', 'wan'] as const;
 type ContenderName = (typeof CONTENDERS)[number];
 type SectionName = ContenderName | (typeof SCENARIOS)[number];
@@ -57,13 +60,14 @@ const LABELS: Record<ContenderName, string> = {
   wasm: 'ocisave cold --hasher wasm',
   seg0: 'ocisave cold --segment-size 0',
   seg8: 'ocisave cold --segment-size 8',
+  fixed: 'ocisave cold --fixed-jobs -j 8 --segment-size 32 (before adaptation)',
   tls: 'ocisave cold over TLS (certs.d CA)',
   sync: 'skopeo sync --all (YAML source) → registry',
   mirror: 'ocisave mirror, fresh cache → registry',
   mirror3: 'ocisave mirror --shard K/3 × 3 processes → registry',
   copy: 'skopeo copy --all × refs, sequential → OCI layout',
-  floor: `floor: raw GET, ${DEFAULT_JOBS} conns, no hash/disk`,
-  floorw: `write floor: raw GET, ${DEFAULT_JOBS} conns, written to files, no hash`,
+  floor: `floor: raw GET, ${FLOOR_JOBS} conns, no hash/disk`,
+  floorw: `write floor: raw GET, ${FLOOR_JOBS} conns, written to files, no hash`,
 };
 
 /** Short names for the chart. */
@@ -73,6 +77,7 @@ const SHORT: Record<string, string> = {
   wasm: 'ocisave cold, wasm hasher',
   seg0: 'ocisave cold, no segments',
   seg8: 'ocisave cold, 8 MiB segments',
+  fixed: 'ocisave cold, fixed 8 conns',
   tls: 'ocisave cold, TLS',
   sync: 'skopeo sync (1 process)',
   mirror: 'ocisave mirror',
@@ -357,8 +362,9 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
       case 'wasm':
       case 'seg0':
       case 'seg8':
+      case 'fixed':
       case 'tls': {
-        const extra = { cold: [], wasm: ['--hasher', 'wasm'], seg0: ['--segment-size', '0'], seg8: ['--segment-size', '8'], tls: [] }[name];
+        const extra = { cold: [], wasm: ['--hasher', 'wasm'], seg0: ['--segment-size', '0'], seg8: ['--segment-size', '8'], fixed: ['--fixed-jobs', '-j', String(FLOOR_JOBS), '--segment-size', '32'], tls: [] }[name];
         const tls = name === 'tls' ? ctx.tls! : undefined;
         const via = tls ? { env: { OCISAVE_CERTS_D: tls.certsD }, pid: tls.pid } : undefined;
         const r = await ocisaveSave(ctx, join(dir, 'cache'), join(dir, 'out'), extra, tls?.list, undefined, via);
@@ -407,7 +413,7 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
         const blobs = join(dir, 'blobs.json');
         await writeFile(blobs, JSON.stringify(uniqueBlobs(ctx.set)));
         const s0 = await processCpuSeconds(ctx.sourcePid);
-        const m = await timed(process.execPath, [floorPath, blobs, String(DEFAULT_JOBS), ...(name === 'floorw' ? [join(dir, 'blobs')] : [])]);
+        const m = await timed(process.execPath, [floorPath, blobs, String(FLOOR_JOBS), ...(name === 'floorw' ? [join(dir, 'blobs')] : [])]);
         return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
       }
     }
@@ -581,10 +587,11 @@ async function wanScenario(work: string, runs: number): Promise<unknown> {
     const pid = await registryPid(registry.configPath);
     const ctx: Ctx = { work: dir, list, set, source: registry, sourcePid: pid, warmCache: '' };
     const configs: { name: string; label: string; extra?: string[] }[] = [
-      { name: 'default', label: `ocisave (--jobs ${DEFAULT_JOBS}, --segment-size ${DEFAULT_SEGMENT_BYTES / MiB})`, extra: [] },
+      { name: 'default', label: `ocisave (adaptive, --jobs ${DEFAULT_JOBS} ceiling)`, extra: [] },
+      { name: 'fixed', label: `ocisave --fixed-jobs -j ${FLOOR_JOBS} --segment-size ${DEFAULT_SEGMENT_BYTES / MiB} (before adaptation)`, extra: ['--fixed-jobs', '-j', String(FLOOR_JOBS), '--segment-size', String(DEFAULT_SEGMENT_BYTES / MiB)] },
       { name: 'jobs1', label: 'ocisave --jobs 1', extra: ['--jobs', '1'] },
       { name: 'seg0', label: 'ocisave --segment-size 0', extra: ['--segment-size', '0'] },
-      { name: 'floor', label: `floor: raw GET, ${DEFAULT_JOBS} conns, whole blobs` },
+      { name: 'floor', label: `floor: raw GET, ${FLOOR_JOBS} conns, whole blobs` },
     ];
     const results = new Map<string, RunRecord[]>(configs.map((c) => [c.name, []]));
     for (let round = 0; round < runs; round++) {
@@ -599,7 +606,7 @@ async function wanScenario(work: string, runs: number): Promise<unknown> {
           rec = { ...r, summary: undefined, round, position } as RunRecord;
         } else {
           const s0 = await processCpuSeconds(pid);
-          const m = await timed(process.execPath, [floorPath, blobsFile, String(DEFAULT_JOBS)]);
+          const m = await timed(process.execPath, [floorPath, blobsFile, String(FLOOR_JOBS)]);
           rec = record(m, (await processCpuSeconds(pid)) - s0, round, position);
         }
         rec.load1 = load1;

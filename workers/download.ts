@@ -113,6 +113,21 @@ function cancelled(task: DownloadTask): boolean {
   return Atomics.load(flag, 0) === 1;
 }
 
+const throttleCounters = new WeakMap<SharedArrayBuffer, Int32Array>();
+/** Tells the scheduler the host pushed back (429, 503, a reset): it runs fewer connections there. */
+function signalThrottle(task: DownloadTask): void {
+  if (!task.throttle) return;
+  let n = throttleCounters.get(task.throttle);
+  if (!n) throttleCounters.set(task.throttle, (n = new Int32Array(task.throttle)));
+  Atomics.add(n, 0, 1);
+}
+
+/** A connection the server (or something on the way) cut: ECONNRESET, or undici's "other side closed". */
+function isReset(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE';
+}
+
 class TransferError extends OcisaveError {
   constructor(
     code: ErrorCode,
@@ -358,6 +373,7 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
       // A certificate, a client certificate or a proxy problem gets its one line (retried as the
       // raw error would be); our own sink's errors and the rest go on as they are.
       if (err instanceof TransferError) throw err;
+      if (isReset(err)) signalThrottle(task);
       const u = new URL(url);
       const explained = explainConnectError(err, u.host, sharedTransport(task.transport).proxyOf(u));
       throw explained ? new TransferError('UNREACHABLE', explained, isRetryableError(err)) : err;
@@ -378,6 +394,7 @@ async function receive(task: DownloadTask, offset: number, end: number | undefin
     if (status === 401) throw fail('UNAUTHORIZED', 'the registry asked for authentication again (token expired?)');
     if (status === 403) throw fail('DENIED', 'access denied');
     if (status === 404) throw fail('NOT_FOUND', 'blob not found in the repository');
+    if (status === 429 || status === 503) signalThrottle(task);
     if (isRetryableStatus(status)) throw fail(status === 429 ? 'TOOMANYREQUESTS' : 'UNKNOWN', `HTTP ${status}`, true);
     throw fail('UNKNOWN', `HTTP ${status}`);
   }

@@ -45,10 +45,12 @@ export interface FetchRequest extends RegistryOptions {
   cacheDir?: string;
   /** 'all', 'os/arch[/variant],…', or parsed platforms; the default depends on the call. */
   platforms?: PlatformSelector | string;
-  /** Parallel downloads per registry host (default DEFAULT_JOBS). */
+  /** Most connections per registry host (default DEFAULT_JOBS); the number in use adapts to the host's rate. */
   jobs?: number;
+  /** Exactly `jobs` connections per host and fixed ranges: no adaptation. */
+  fixedJobs?: boolean;
   hasher?: HasherKind;
-  /** MiB: blobs of at least twice this size download as parallel ranges of it; 0: never. */
+  /** MiB: a fixed range size (blobs of at least twice it download as parallel ranges); 0: never; default: sized from the measured rate. */
   segmentSize?: number;
   /** Docker Hub mirrors (host[:port]), tried in order. */
   registryMirror?: string[];
@@ -108,6 +110,7 @@ export function fetchOptionsOf(o: FetchRequest, platforms: PlatformSelector, cre
     ...networkOf(o),
     limits: netLimitsOf(o),
     jobs: o.jobs,
+    fixedJobs: o.fixedJobs,
     hasher: o.hasher,
     segmentBytes: o.segmentSize === undefined ? undefined : o.segmentSize * 1024 * 1024,
     keepGoing: o.keepGoing,

@@ -364,6 +364,16 @@ export class Cache {
     await this.indexWrite(this.segments.put(`${digest}@${start}-${end}`, rec));
   }
 
+  /** The ranges an earlier run split `digest` into, in order (empty when it was not split). */
+  segmentRanges(digest: string): [number, number][] {
+    const out: [number, number][] = [];
+    for (const k of this.segments.getKeys({ start: `${digest}@`, end: `${digest}@\uffff` })) {
+      const m = /@(\d+)-(\d+)$/.exec(String(k));
+      if (m) out.push([Number(m[1]), Number(m[2])]);
+    }
+    return out.sort((a, b) => a[0] - b[0]);
+  }
+
   /** Digests with segment checkpoints: segmented downloads in progress (cache maintenance keeps their partial files). */
   segmentedDigests(): Set<string> {
     const out = new Set<string>();

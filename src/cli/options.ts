@@ -12,6 +12,7 @@ export interface CommonFlags {
   platform?: string;
   plainHttp?: boolean;
   jobs?: number;
+  fixedJobs?: boolean;
   hasher?: HasherKind;
   segmentSize?: number;
   username?: string;
@@ -90,9 +91,10 @@ export function addFetchOptions(cmd: Command): Command {
   cmd
     .option('--platform <list>', 'platforms to keep from multi-arch images: os/arch[/variant],… or all', platformArg)
     .option('--cache <dir>', 'blob cache (default: $OCISAVE_CACHE or ~/.cache/ocisave)')
-    .option('-j, --jobs <n>', 'parallel downloads per registry host', positiveInt)
+    .option('-j, --jobs <n>', 'most connections per registry host (default 32); the number in use adapts to what the host delivers', positiveInt)
+    .option('--fixed-jobs', 'exactly --jobs connections per host, and 32 MiB ranges unless --segment-size says (no adaptation)')
     .addOption(new Option('--hasher <kind>', 'sha256 implementation').choices(HASHER_KINDS as string[]))
-    .option('--segment-size <MiB>', 'fetch blobs of at least twice this size as parallel ranges of it (0: never)', nonNegativeInt)
+    .option('--segment-size <MiB>', 'fetch blobs of at least twice this size as parallel ranges of it (0: never; default: 3 s at one connection\'s measured rate, 8-256 MiB)', nonNegativeInt)
     .option('--json', 'progress as JSON lines on stderr, the result as JSON on stdout')
     .option('-q, --quiet', 'no progress output');
   addNetworkOptions(cmd);
@@ -180,6 +182,7 @@ export async function fetchRequestFrom(flags: CommonFlags, onEvent: EventHandler
     cacheDir: flags.cache,
     platforms: flags.platform,
     jobs: flags.jobs,
+    fixedJobs: flags.fixedJobs,
     hasher: flags.hasher,
     segmentSize: flags.segmentSize,
     registryMirror: flags.registryMirror,

@@ -24,16 +24,19 @@ import { Plan } from './plan.js';
 import { ImageReadiness } from './readiness.js';
 import { DownloadPool } from './pool.js';
 import { Downloads, type BlobFailure } from './scheduler.js';
+import { DEFAULT_MAX_CONNECTIONS, UNMEASURED_SEGMENT_BYTES } from './adaptive.js';
 import type { NetLimits } from '../registry/timeouts.js';
 
 export interface FetchOptions extends NetworkOptions {
   platforms: PlatformSelector;
   cacheDir?: string;
   plainHttp?: boolean;
-  /** Connections per registry host. */
+  /** Connections per registry host: the ceiling of the adaptive number, or the number with `fixedJobs`. */
   jobs?: number;
+  /** Exactly `jobs` connections per host (and 32 MiB ranges unless segmentBytes says), as before adaptation. */
+  fixedJobs?: boolean;
   hasher?: HasherKind;
-  /** Blobs of at least twice this size download as parallel ranges of this size; 0 turns it off. */
+  /** Blobs of at least twice this size download as parallel ranges of this size; 0 turns it off; default: sized from each host's rate. */
   segmentBytes?: number;
   /** One failed image does not stop the others. */
   keepGoing?: boolean;
@@ -121,8 +124,10 @@ export class InterruptedError extends OcisaveError {
   }
 }
 
-export const DEFAULT_JOBS = 8;
-export const DEFAULT_SEGMENT_BYTES = 32 * 1024 * 1024;
+/** The ceiling of connections per host (see adaptive.ts); with --fixed-jobs, use -j 8 for the number of before. */
+export const DEFAULT_JOBS = DEFAULT_MAX_CONNECTIONS;
+/** Range size with --fixed-jobs and no --segment-size, and until a host's rate is measured. */
+export const DEFAULT_SEGMENT_BYTES = UNMEASURED_SEGMENT_BYTES;
 
 export interface ResolvedGraph {
   /** graph.failures holds every input that did not resolve (bad references included). */
@@ -256,7 +261,7 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     await addTagSets(session, parsed, opts, events);
     pool = opts.offline ? undefined : new DownloadPool(jobs);
     const plan = new Plan(cache, opts.notNeeded);
-    const downloads = pool && new Downloads({ cache, client, pool, jobs, hasher: opts.hasher ?? DEFAULT_HASHER, segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, events, failFast: !opts.keepGoing, signal: opts.signal, limits: opts.limits });
+    const downloads = pool && new Downloads({ cache, client, pool, jobs, fixedJobs: opts.fixedJobs, hasher: opts.hasher ?? DEFAULT_HASHER, segmentBytes: opts.segmentBytes, events, failFast: !opts.keepGoing, signal: opts.signal, limits: opts.limits });
     const planning: Promise<unknown>[] = [];
     const onImageReady = opts.onImageReady;
     const readiness = onImageReady && new ImageReadiness((image) => onImageReady(image, cache));

@@ -2,7 +2,9 @@
 // at most `jobs` connections per registry host, the largest waiting blob first, tokens from the
 // main thread's client (refreshed when a worker reports a 401), other source repositories tried
 // when one fails, big blobs split into ranges fetched in parallel, and progress sampled from the
-// workers' shared counters. Blobs of a few KiB skip the pool (see INLINE_BYTES).
+// workers' shared counters. Blobs of a few KiB skip the pool (see INLINE_BYTES). How many
+// connections a host gets, and how big a blob's ranges are, adapt to what the host delivers
+// (adaptive.ts), unless the caller fixes them (--fixed-jobs, --segment-size).
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import type { Cache } from '../cache/cache.js';
@@ -12,8 +14,9 @@ import { sleep } from '../registry/retry.js';
 import type { BlobSource } from '../resolve/graph.js';
 import type { NetLimits } from '../registry/timeouts.js';
 import type { EngineEvents } from '../util/events.js';
-import { Semaphore } from '../util/limit.js';
+import { AdjustableSemaphore } from '../util/limit.js';
 import { codeOf, type ErrorCode } from '../util/errors.js';
+import { ConnectionController, MIN_SEGMENT_BYTES, START_CONNECTIONS, UNMEASURED_SEGMENT_BYTES } from './adaptive.js';
 import type { PlannedBlob } from './plan.js';
 import type { DownloadPool, WorkerTaskName } from './pool.js';
 import type { DownloadFailure, DownloadResult, DownloadTask } from './task.js';
@@ -24,12 +27,14 @@ export interface ScheduleOptions {
   cache: Cache;
   client: RegistryClient;
   pool: DownloadPool;
-  /** Connections per registry host. */
+  /** Connections per registry host: the ceiling, or the number with `fixedJobs`. */
   jobs: number;
+  /** Exactly `jobs` connections per host, no adaptation. */
+  fixedJobs?: boolean;
   hasher: HasherKind;
   events: EngineEvents;
   checkpointBytes?: number;
-  /** Blobs of at least twice this size are fetched as parallel ranges of this size; 0 turns it off. */
+  /** Blobs of at least twice this size are fetched as parallel ranges of this size; 0 turns it off; undefined: sized from the host's rate. */
   segmentBytes?: number;
   /** Stop dispatching after the first failure (no --keep-going). */
   failFast: boolean;
@@ -59,6 +64,10 @@ const cancelledResult: DownloadFailure = { ok: false, code: 'INTERRUPTED', messa
 const CHECKPOINT_BYTES = 2 * 1024 * 1024;
 const AUTH_RETRIES = 2;
 const BUSY_POLL_MS = 250;
+/** How often progress is sampled and each host's connections are reconsidered. */
+const TICK_MS = 500;
+/** How long a big blob waits for its host's first measured rate (two ticks: the first may find nothing running yet). */
+const FIRST_RATE_WAIT_MS = 2 * TICK_MS;
 const USER_AGENT = 'ocisave/0.1';
 /**
  * Blobs this small (configs, mostly) are fetched on the main thread in one request: the pool's
@@ -89,6 +98,28 @@ export function segmentsOf(size: number, segmentBytes: number | undefined): [num
   return out;
 }
 
+/** A running task's progress slot, read each tick for its host's byte count. */
+interface Tracked {
+  counter: Float64Array;
+  slot: number;
+  seen: number;
+}
+
+/** One registry host: its connection slots, what moved since the last tick, and its controller. */
+interface Host {
+  slots: AdjustableSemaphore;
+  controller?: ConnectionController;
+  /** Int32 the workers add 1 to on a 429, a 503 or a reset from this host. */
+  throttle: SharedArrayBuffer;
+  throttleSeen: number;
+  tasks: Set<Tracked>;
+  bytes: number;
+  /** Connection-milliseconds held since the last tick, and when `busy` last changed. */
+  busyMs: number;
+  changedAt: number;
+  sampledAt: number;
+}
+
 /**
  * The downloads of one save. `add` starts a blob at once (it waits for a connection, largest
  * first); `finish` waits for every blob added; `cancel` makes running downloads checkpoint and
@@ -97,7 +128,7 @@ export function segmentsOf(size: number, segmentBytes: number | undefined): [num
 export class Downloads {
   private readonly report: ScheduleReport = { fetchedBytes: 0, resumedBytes: 0, downloaded: 0, failed: new Map() };
   private readonly owner = `${process.pid}-${randomUUID()}`;
-  private readonly limits = new Map<string, Semaphore>();
+  private readonly hosts = new Map<string, Host>();
   private readonly abort = new AbortController();
   private readonly cancelFlag = new SharedArrayBuffer(4);
   private readonly running: Promise<void>[] = [];
@@ -114,7 +145,10 @@ export class Downloads {
   constructor(private readonly opts: ScheduleOptions) {
     this.abort.signal.addEventListener('abort', () => Atomics.store(new Int32Array(this.cancelFlag), 0, 1));
     opts.signal?.addEventListener('abort', () => this.cancel());
-    this.ticker = setInterval(() => this.emitProgress(), 500);
+    this.ticker = setInterval(() => {
+      this.emitProgress();
+      this.adapt();
+    }, TICK_MS);
   }
 
   /** Queue a missing blob; a digest already added is ignored. */
@@ -147,16 +181,75 @@ export class Downloads {
     this.opts.events.emit({ type: 'progress', done, total: this.total, active: this.active });
   }
 
-  private limitFor(host: string): Semaphore {
-    let s = this.limits.get(host);
-    if (!s) this.limits.set(host, (s = new Semaphore(this.opts.jobs)));
-    return s;
+  private hostOf(name: string): Host {
+    let h = this.hosts.get(name);
+    if (!h) {
+      const { jobs, fixedJobs } = this.opts;
+      const controller = fixedJobs ? undefined : new ConnectionController(jobs, START_CONNECTIONS);
+      const now = performance.now();
+      h = { slots: new AdjustableSemaphore(controller?.limit ?? jobs), controller, throttle: new SharedArrayBuffer(4), throttleSeen: 0, tasks: new Set(), bytes: 0, busyMs: 0, changedAt: now, sampledAt: now };
+      this.hosts.set(name, h);
+    }
+    return h;
+  }
+
+  /** Takes a connection slot of the host, counting connection-time for the controller. */
+  private async acquire(host: Host, priority: number): Promise<() => void> {
+    const release = await host.slots.acquire(priority);
+    settleBusy(host, host.slots.busy - 1);
+    return () => {
+      settleBusy(host, host.slots.busy);
+      release();
+    };
+  }
+
+  /** Each host's bytes and busy time since the last tick, to its controller; the new limit to its slots. */
+  private adapt(): void {
+    const now = performance.now();
+    for (const [name, host] of this.hosts) {
+      for (const t of host.tasks) readTracked(host, t);
+      settleBusy(host, host.slots.busy);
+      const ms = now - host.sampledAt;
+      const count = Atomics.load(new Int32Array(host.throttle), 0);
+      const sample = { bytes: host.bytes, ms, busy: ms > 0 ? host.busyMs / ms : 0, waiting: host.slots.queued, throttled: count - host.throttleSeen };
+      host.throttleSeen = count;
+      host.bytes = 0;
+      host.busyMs = 0;
+      host.sampledAt = now;
+      if (!host.controller) continue;
+      const before = host.controller.limit;
+      const limit = host.controller.sample(sample);
+      if (limit === before) continue;
+      host.slots.setLimit(limit);
+      this.opts.events.emit({ type: 'connections', host: name, limit, reason: sample.throttled > 0 ? 'throttled' : limit > before ? 'throughput grew' : 'no gain' });
+    }
+  }
+
+  /** How a blob is split: fixed ranges when asked, else sized from its host's rate when its turn comes. */
+  private async segmentsFor(blob: PlannedBlob): Promise<[number, number][]> {
+    const fixed = this.opts.segmentBytes;
+    if (fixed !== undefined) return segmentsOf(blob.size, fixed);
+    const source = blob.sources[0];
+    if (!source || blob.size < 2 * MIN_SEGMENT_BYTES) return [];
+    const host = this.hostOf(source.registry);
+    if (!host.controller) return segmentsOf(blob.size, UNMEASURED_SEGMENT_BYTES);
+    // An interrupted run's checkpoints are keyed by its ranges: resume them as they were, rather
+    // than split by today's rate and fetch again what is on disk.
+    if (blob.resumeFrom > 0) return [];
+    const earlier = this.opts.cache.segmentRanges(blob.digest);
+    if (coversExactly(earlier, blob.size)) return earlier;
+    // The first big blobs of a host come before any rate is known: a bounded wait (the smaller
+    // blobs run meanwhile) lets them be split by what the link does rather than by a guess.
+    for (let waited = 0; host.controller.connectionRate === undefined && waited < FIRST_RATE_WAIT_MS && !this.abort.signal.aborted; waited += TICK_MS / 2) await sleep(TICK_MS / 2);
+    // Decide when a connection is free for it: the rate measured by then is the freshest.
+    (await host.slots.acquire(blob.size))();
+    return segmentsOf(blob.size, host.controller.segmentBytes());
   }
 
   private async one(blob: PlannedBlob): Promise<void> {
     const { events } = this.opts;
     events.emit({ type: 'blob-queued', digest: blob.digest, size: blob.size, resumeFrom: blob.resumeFrom });
-    const segments = segmentsOf(blob.size, this.opts.segmentBytes);
+    const segments = blob.size <= INLINE_BYTES ? [] : await this.segmentsFor(blob);
     const progress = new SharedArrayBuffer(8 * Math.max(1, segments.length));
     const counter = new Float64Array(progress);
     this.counters.push(counter);
@@ -213,7 +306,11 @@ export class Downloads {
     const { client, events, pool } = this.opts;
     for (let authRetries = 0; ; ) {
       if (this.abort.signal.aborted) return cancelledResult;
-      const release = await this.limitFor(source.registry).acquire(blob.size);
+      const host = this.hostOf(source.registry);
+      const release = await this.acquire(host, blob.size);
+      const counter = new Float64Array(progress);
+      const tracked: Tracked = { counter, slot, seen: counter[slot]! };
+      host.tasks.add(tracked);
       let result: DownloadResult;
       try {
         this.active++;
@@ -222,12 +319,14 @@ export class Downloads {
           events.emit({ type: 'blob-start', digest: blob.digest, size: blob.size });
         }
         const auth = await client.authorization(source.registry, source.repository);
-        const task = await this.task(blob, source, progress, slot, auth);
+        const task = { ...(await this.task(blob, source, progress, slot, auth)), throttle: host.throttle };
         result = await pool.run(range ? { ...task, start: range[0], end: range[1] } : task, name);
       } catch (err) {
         result = this.abort.signal.aborted ? cancelledResult : { ok: false, code: codeOf(err), message: (err as Error).message, fetched: 0 };
       } finally {
         this.active--;
+        readTracked(host, tracked);
+        host.tasks.delete(tracked);
         release();
       }
       this.report.fetchedBytes += result.fetched;
@@ -245,7 +344,8 @@ export class Downloads {
     const { cache, client, events } = this.opts;
     const source = blob.sources[0];
     if (!source || blob.resumeFrom > 0) return undefined;
-    const release = await this.limitFor(source.registry).acquire(blob.size);
+    const host = this.hostOf(source.registry);
+    const release = await this.acquire(host, blob.size);
     try {
       if (this.abort.signal.aborted || !cache.tryLock(blob.digest, this.owner)) return undefined;
       this.active++;
@@ -255,6 +355,7 @@ export class Downloads {
         events.emit({ type: 'blob-start', digest: blob.digest, size: blob.size });
         const bytes = await client.getSmallBlob(source.registry, source.repository, blob.digest, blob.size).catch(() => undefined);
         this.report.fetchedBytes += bytes?.length ?? 0;
+        host.bytes += bytes?.length ?? 0;
         if (!bytes || bytes.length !== blob.size || sha256Bytes(bytes) !== blob.digest) return undefined;
         try {
           const verified = cache.tempPath('blob');
@@ -315,4 +416,29 @@ export class Downloads {
       cache.unlock(blob.digest, this.owner);
     }
   }
+}
+
+/** Ranges that tile [0, size) with no gap or overlap, and no more of them than MAX_SEGMENTS. */
+export function coversExactly(ranges: [number, number][], size: number): boolean {
+  if (ranges.length < 2 || ranges.length > MAX_SEGMENTS) return false;
+  let at = 0;
+  for (const [start, end] of ranges) {
+    if (start !== at || end <= start) return false;
+    at = end;
+  }
+  return at === size;
+}
+
+/** Adds what a task wrote since the last look to its host (a restart from zero counts nothing). */
+function readTracked(host: Host, t: Tracked): void {
+  const now = t.counter[t.slot]!;
+  if (now > t.seen) host.bytes += now - t.seen;
+  t.seen = now;
+}
+
+/** Adds the connection-time since the last change, `busy` connections having been held. */
+function settleBusy(host: Host, busy: number): void {
+  const now = performance.now();
+  host.busyMs += Math.max(0, busy) * (now - host.changedAt);
+  host.changedAt = now;
 }

@@ -36,6 +36,8 @@ export interface DownloadTask {
    * sources), set to --retries by the scheduler; a worker retries only after taking one.
    */
   retriesLeft: SharedArrayBuffer;
+  /** An Int32 of the host's, added 1 on each 429, 503 or reset: the scheduler lowers its connections. */
+  throttle?: SharedArrayBuffer;
 }
 
 /** One range [start, end) of a segmented download; the scheduler holds the blob's lock. */

@@ -12,6 +12,7 @@ export type EngineEvent =
   | { type: 'blob-retry'; digest: string; reason: string; attempt: number }
   | { type: 'blob-failed'; digest: string; error: string; code: string }
   | { type: 'link'; format: string; path: string }
+  | { type: 'connections'; host: string; limit: number; reason: string }
   | { type: 'warning'; message: string };
 
 export type EventListener = (e: EngineEvent) => void;

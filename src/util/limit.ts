@@ -35,3 +35,55 @@ export class Semaphore {
     };
   }
 }
+
+/**
+ * A semaphore whose size can change while held: growing wakes waiters at once; shrinking lets
+ * running holders finish and hands out no slot until fewer than the new limit are held.
+ * Waiters with a higher priority go first, as in Semaphore.
+ */
+export class AdjustableSemaphore {
+  private waiting: { priority: number; wake: () => void }[] = [];
+  private held = 0;
+  constructor(private size: number) {}
+
+  get limit(): number {
+    return this.size;
+  }
+  /** Slots held now. */
+  get busy(): number {
+    return this.held;
+  }
+  /** Callers waiting for a slot. */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  setLimit(size: number): void {
+    this.size = Math.max(1, size);
+    this.wakeWhileFree();
+  }
+
+  async acquire(priority = 0): Promise<() => void> {
+    if (this.held < this.size && this.waiting.length === 0) this.held++;
+    else
+      await new Promise<void>((wake) => {
+        let i = this.waiting.length;
+        while (i > 0 && this.waiting[i - 1]!.priority < priority) i--;
+        this.waiting.splice(i, 0, { priority, wake });
+      });
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.held--;
+      this.wakeWhileFree();
+    };
+  }
+
+  private wakeWhileFree(): void {
+    while (this.held < this.size && this.waiting.length > 0) {
+      this.held++;
+      this.waiting.shift()!.wake();
+    }
+  }
+}

@@ -298,8 +298,10 @@ export async function fetchImages(inputs: string[], opts: FetchOptions): Promise
     if (report.failed.size) {
       graph.images = graph.images.filter((image) => {
         const bad = leafManifests(image.root).flatMap(blobsOf).find((d) => report.failed.has(d.digest));
-        const why = bad && report.failed.get(bad.digest)!;
-        if (why) failures.push({ input: image.input, error: `blob ${bad!.digest}: ${why.message}`, code: why.code, ...(why.status !== undefined && { status: why.status }) });
+        if (bad) {
+          const { message, ...coded } = report.failed.get(bad.digest)!;
+          failures.push({ input: image.input, error: `blob ${bad.digest}: ${message}`, ...coded });
+        }
         return !bad;
       });
     }

@@ -203,6 +203,9 @@ export class Cache {
   private async hashAndRecord(digest: string, size: number, mediaType: string, completedAt: number): Promise<Stats | undefined> {
     let fh: FileHandle | undefined;
     try {
+      // A cold save asks this of every blob it plans: one synchronous lstat answers "absent"
+      // (an async lstat and open cost ~0.15 ms of CPU a blob, see openRegularFdSync).
+      if (!lstatInsideSync(this.dir, this.blobName(digest))) return undefined;
       const opened = await openRegular(this.dir, this.blobName(digest));
       fh = opened.fh;
       if (opened.stat.size !== size) return undefined;
@@ -271,9 +274,40 @@ export class Cache {
     }
   }
 
-  /** A complete blob as the linkers take it: its path (for hard links) and a checked opener. */
-  blobSource(digest: string): { path: string; open: () => Promise<{ fh: FileHandle; stat: Stats }> } {
-    return { path: this.blobPath(digest), open: () => this.openBlob(digest) };
+  /**
+   * A complete blob as the linkers take it: its path (for hard links), a checked opener (for
+   * copies), and its checked identity without opening it (a hard link is compared with that).
+   */
+  blobSource(digest: string): { path: string; open: () => Promise<{ fh: FileHandle; stat: Stats }>; identity: () => Stats } {
+    return { path: this.blobPath(digest), open: () => this.openBlob(digest), identity: () => this.blobIdentity(digest) };
+  }
+
+  /**
+   * The blob's file as recorded (reached without a link, same inode, size and mtime), by lstat:
+   * a synchronous call where openBlob makes four asynchronous ones (~0.15 ms of CPU a blob).
+   */
+  blobIdentity(digest: string): Stats {
+    let st: Stats | undefined;
+    try {
+      st = lstatInsideSync(this.dir, this.blobName(digest));
+    } catch (err) {
+      if (err instanceof UnsafePathError) throw new CacheIntegrityError(`cache blob ${digest}: ${err.message}; run \`ocisave cache verify\``);
+      throw err;
+    }
+    let rec = this.blobs.get(digest);
+    // As in openBlob: a commit of another thread may be newer than this thread's read snapshot.
+    if (st && (!rec || !sameIdentity(st, rec))) {
+      this.env.resetReadTxn();
+      rec = this.blobs.get(digest);
+    }
+    if (!st || !rec || !sameIdentity(st, rec)) {
+      throw new CacheIntegrityError(
+        rec && st
+          ? `cache blob ${digest} changed since it was verified (a different file, size or mtime); run \`ocisave cache verify\` and save again`
+          : `blob ${digest} is not in the cache at ${this.dir}`,
+      );
+    }
+    return st;
   }
 
   /** A complete blob's bytes as a stream, from a checked descriptor. */

@@ -60,18 +60,18 @@ export function repositoryPath(root: string, repository: string): string {
  * temporary name and rename. One that exists already is right unless a crash cut its write short,
  * which its size shows. Synchronous, as every layout metadata call (see files.ts).
  */
-function writeContentAddressed(path: string, data: string | Buffer): void {
-  ensureDir(dirname(path));
+function writeContentAddressed(path: string, data: string | Buffer, made: Set<string>): void {
+  ensureDir(dirname(path), made);
   try {
     writeFileSync(path, data, { flag: 'wx' });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    if (statSync(path).size !== Buffer.byteLength(data)) writeFileAtomic(path, data);
+    if (statSync(path).size !== Buffer.byteLength(data)) writeFileAtomic(path, data, made);
   }
 }
 
-function writeFileAtomic(path: string, data: string | Buffer): void {
-  ensureDir(dirname(path));
+function writeFileAtomic(path: string, data: string | Buffer, made: Set<string>): void {
+  ensureDir(dirname(path), made);
   const tmp = stagingPath(path);
   writeFileSync(tmp, data);
   renameSync(tmp, path);
@@ -101,6 +101,8 @@ export class RegistryLayoutWriter {
   private readonly images = new Map<ResolvedImage, Promise<void>>();
   private readonly slots = new Semaphore(FILES_AT_ONCE);
   private readonly inBase: (digest: string) => boolean;
+  /** Directories this writer made or found: each mkdir'ed once, parent first (files.ts's ensureDir). */
+  private readonly dirs = new Set<string>();
 
   constructor(
     private readonly root: string,
@@ -129,7 +131,7 @@ export class RegistryLayoutWriter {
         .filter((d) => !this.inBase(d.digest))
         .map((d) =>
           this.once(blobDataPath(root, d.digest), async (path) => {
-            const how = await placeBlob(cache.blobSource(d.digest), path, d.size);
+            const how = await placeBlob(cache.blobSource(d.digest), path, d.size, this.dirs);
             if (how === 'linked') result.linked++;
             else if (how === 'copied') result.copied++;
           }),
@@ -138,7 +140,7 @@ export class RegistryLayoutWriter {
         .filter((n) => !this.inBase(n.digest))
         .map((n) =>
           this.once(blobDataPath(root, n.digest), (path) => {
-            writeContentAddressed(path, n.bytes);
+            writeContentAddressed(path, n.bytes, this.dirs);
             result.written++;
           }),
         ),
@@ -150,9 +152,9 @@ export class RegistryLayoutWriter {
     ];
     const tagDir = image.ref.tag ? join(repo, '_manifests', 'tags', image.ref.tag) : undefined;
     if (tagDir) links.push([join(tagDir, 'index', 'sha256', hexOf(image.root.digest), 'link'), image.root.digest]);
-    await Promise.all(links.map(([path, digest]) => this.once(path, () => writeContentAddressed(path, digest))));
+    await Promise.all(links.map(([path, digest]) => this.once(path, () => writeContentAddressed(path, digest, this.dirs))));
     // A tag's current link changes: it is replaced whole.
-    if (tagDir) await this.once(join(tagDir, 'current', 'link'), (path) => writeFileAtomic(path, image.root.digest));
+    if (tagDir) await this.once(join(tagDir, 'current', 'link'), (path) => writeFileAtomic(path, image.root.digest, this.dirs));
   }
 
   /** Each output file is written once, at most FILES_AT_ONCE at a time. */

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [-- --fleet small|medium|large] [--runs N] [--only a,b] [--out DIR]`
+// `npm run bench [-- --fleet small|medium|large] [--runs N] [--only a,b|clients] [--before DIR] [--out DIR]`
 //
 // Seeds a real docker-registry on loopback with a fleet of images, then times, in the same run and
 // against the same registry, with the order of contenders alternating from round to round:

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [-- --fleet small|medium|large] [--runs N] [--only a,b] [--out DIR]`
+// `npm run bench [-- --fleet small|medium|large] [--runs N] [--only a,b|clients] [--before DIR] [--out DIR]`
 //
 // Seeds a real docker-registry on loopback with a fleet of images, then times, in the same run and
 // against the same registry, with the order of contenders alternating from round to round:
@@ -17,6 +17,9 @@
 //   copy    skopeo copy --all of every reference into one OCI layout, one after another (a shell loop)
 //   floor   raw parallel GET of every unique blob (undici, --jobs connections, no hashing, no disk)
 //   floorw  the same, each body written to a file (no hashing): what any save to this disk pays
+//   curl, nodehttp, dispatch   bare clients over the same blobs, bodies discarded (bench/clients.ts)
+//   hashed  undici dispatch + sha256 + written to files: the CPU floor ocisave cold is held against
+//   before  ocisave cold from another build (--before DIR, a checkout with dist/ built)
 // then two scenarios:
 //   resume  SIGKILL a cold save at ~50% of the bytes, run it again, count what the second run fetched
 //   wan     a proxy adding 20 ms per request and 8 MB/s per connection, a workload with big blobs:
@@ -46,10 +49,13 @@ import { barChartSvg, type Panel } from './chart.js';
 import { HAVE_GNU_TIME, median, processCpuSeconds, registryPid, timed, treeBytes, type Measured } from './measure.js';
 import { snapshotBuild } from './snapshot.js';
 import { copyScript, rehost, seedWan, syncYaml, uniqueBlobs, writeImageList } from './workloads.js';
+import { curlConfig, CURL_ARGS } from './clients.js';
 
-/** Connections of the floors: the fixed --jobs default before adaptive connections, so figures stay comparable. */
+/** Connections of the floors and bare clients: the fixed --jobs default before adaptive connections, so figures stay comparable. */
 const FLOOR_JOBS = 8;
-const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'fixed', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw'] as const;
+const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'fixed', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw', 'curl', 'nodehttp', 'dispatch', 'hashed', 'before'] as const;
+/** The default set leaves out `before`, which needs --before. */
+const CLIENTS = ['curl', 'nodehttp', 'dispatch', 'hashed'] as const;
 const SCENARIOS = ['resume', 'wan'] as const;
 type ContenderName = (typeof CONTENDERS)[number];
 type SectionName = ContenderName | (typeof SCENARIOS)[number];
@@ -68,6 +74,11 @@ const LABELS: Record<ContenderName, string> = {
   copy: 'skopeo copy --all × refs, sequential → OCI layout',
   floor: `floor: raw GET, ${FLOOR_JOBS} conns, no hash/disk`,
   floorw: `write floor: raw GET, ${FLOOR_JOBS} conns, written to files, no hash`,
+  curl: `curl --parallel, ${FLOOR_JOBS} conns, body discarded`,
+  nodehttp: `node:http, ${FLOOR_JOBS} sockets, body discarded`,
+  dispatch: `undici dispatch callbacks, ${FLOOR_JOBS} conns, body discarded`,
+  hashed: `CPU floor: dispatch + sha256 (${DEFAULT_HASHER}) + written to files`,
+  before: 'ocisave cold, --before build',
 };
 
 /** Short names for the chart. */
@@ -85,6 +96,11 @@ const SHORT: Record<string, string> = {
   copy: 'skopeo copy loop',
   floor: 'floor (raw GET)',
   floorw: 'write floor (GET + write)',
+  curl: 'curl (discard)',
+  nodehttp: 'node:http (discard)',
+  dispatch: 'undici dispatch (discard)',
+  hashed: 'dispatch + sha256 + write',
+  before: 'ocisave cold (before)',
   default: 'ocisave defaults',
   jobs1: 'ocisave --jobs 1',
 };
@@ -117,6 +133,9 @@ const MB = 1e6;
 /** The CLI and the floor, run from a snapshot of dist/ taken at the start (see snapshot.ts). */
 let cliPath = '';
 let floorPath = '';
+let clientsPath = '';
+/** --before: the CLI of another build, run as the `before` contender. */
+let beforeCliPath = '';
 /** Where registries keep their storage: tmpfs when there is one (see the header). */
 let registryRoot = '';
 let registryCount = 0;
@@ -129,7 +148,7 @@ const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 function usage(): string {
-  return `usage: npm run bench -- [--fleet small|medium|large] [--runs N] [--only ${[...CONTENDERS, ...SCENARIOS].join(',')}] [--out DIR]`;
+  return `usage: npm run bench -- [--fleet small|medium|large] [--runs N] [--only ${[...CONTENDERS, ...SCENARIOS, 'clients'].join(',')}] [--before DIR] [--out DIR]`;
 }
 
 async function main(): Promise<void> {
@@ -139,6 +158,7 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '3' },
       only: { type: 'string' },
       out: { type: 'string' },
+      before: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -151,8 +171,16 @@ async function main(): Promise<void> {
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a whole number of at least 1\n${usage()}`);
   const all: SectionName[] = [...CONTENDERS, ...SCENARIOS];
-  const only = values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : all;
+  // `clients`: the bare clients beside ocisave cold (and `before` when --before is given).
+  const only = (values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : all.filter((s) => s !== 'before' || values.before)).flatMap((s) =>
+    s === 'clients' ? ['cold', ...CLIENTS, ...(values.before ? ['before'] : [])] : [s],
+  );
   for (const s of only) if (!all.includes(s as SectionName)) throw new Error(`--only: unknown "${s}"\n${usage()}`);
+  if (only.includes('before')) {
+    if (!values.before) throw new Error(`--only before needs --before DIR (a checkout with dist/ built)\n${usage()}`);
+    beforeCliPath = join(resolve(values.before), 'dist', 'src', 'cli', 'main.js');
+    if (!existsSync(beforeCliPath)) throw new Error(`--before: ${beforeCliPath} not found (run npm run build there)`);
+  }
   const selected = new Set(only as SectionName[]);
   const outDir = resolve(values.out ?? join(projectRoot(), 'bench', 'results'));
   if (!HAVE_GNU_TIME) log('warning: /usr/bin/time not found (apt-get install -y time): CPU seconds and peak RSS will be n/a');
@@ -182,6 +210,8 @@ async function main(): Promise<void> {
     const snap = await snapshotBuild(projectRoot(), join(work, 'build'));
     cliPath = snap.cli;
     floorPath = snap.floor;
+    clientsPath = snap.clients;
+    if (beforeCliPath) beforeCliPath = (await snapshotBuild(resolve(beforeCliPath, '..', '..', '..', '..'), join(work, 'build-before'))).cli;
 
     const contenders = CONTENDERS.filter((c) => selected.has(c));
     if (contenders.length || selected.has('resume')) {
@@ -318,9 +348,9 @@ async function ocisaveSave(
   extra: string[],
   listFile = ctx.list,
   expectImages = ctx.set.references.length,
-  via: { env?: NodeJS.ProcessEnv; pid?: number } = { pid: ctx.sourcePid },
+  via: { env?: NodeJS.ProcessEnv; pid?: number; cli?: string } = { pid: ctx.sourcePid },
 ): Promise<SaveRun> {
-  const args = [cliPath, 'save', '-f', listFile, '-o', out, '--cache', cache, '--format', 'registry', '--json', ...extra];
+  const args = [via.cli ?? cliPath, 'save', '-f', listFile, '-o', out, '--cache', cache, '--format', 'registry', '--json', ...extra];
   const reg0 = await processCpuSeconds(via.pid);
   const m = await timed(process.execPath, args, { env: via.env });
   const regCpu = (await processCpuSeconds(via.pid)) - reg0;
@@ -359,14 +389,15 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
   {
     switch (name) {
       case 'cold':
+      case 'before':
       case 'wasm':
       case 'seg0':
       case 'seg8':
       case 'fixed':
       case 'tls': {
-        const extra = { cold: [], wasm: ['--hasher', 'wasm'], seg0: ['--segment-size', '0'], seg8: ['--segment-size', '8'], fixed: ['--fixed-jobs', '-j', String(FLOOR_JOBS), '--segment-size', '32'], tls: [] }[name];
+        const extra = { cold: [], before: [], wasm: ['--hasher', 'wasm'], seg0: ['--segment-size', '0'], seg8: ['--segment-size', '8'], fixed: ['--fixed-jobs', '-j', String(FLOOR_JOBS), '--segment-size', '32'], tls: [] }[name];
         const tls = name === 'tls' ? ctx.tls! : undefined;
-        const via = tls ? { env: { OCISAVE_CERTS_D: tls.certsD }, pid: tls.pid } : undefined;
+        const via = tls ? { env: { OCISAVE_CERTS_D: tls.certsD }, pid: tls.pid } : name === 'before' ? { pid: ctx.sourcePid, cli: beforeCliPath } : undefined;
         const r = await ocisaveSave(ctx, join(dir, 'cache'), join(dir, 'out'), extra, tls?.list, undefined, via);
         if (r.ok && r.downloadedBytes !== ctx.set.totalBlobBytes) {
           r.ok = false;
@@ -416,8 +447,40 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
         const m = await timed(process.execPath, [floorPath, blobs, String(FLOOR_JOBS), ...(name === 'floorw' ? [join(dir, 'blobs')] : [])]);
         return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
       }
+      case 'curl':
+      case 'nodehttp':
+      case 'dispatch':
+      case 'hashed':
+        return bareClient(ctx, name, dir, round, position);
     }
   }
+}
+
+/** One bare-client loop over every unique blob (bench/clients.ts; curl as one `curl --parallel`). */
+async function bareClient(ctx: Ctx, name: (typeof CLIENTS)[number], dir: string, round: number, position: number): Promise<RunRecord> {
+  const items = uniqueBlobs(ctx.set);
+  const blobs = join(dir, 'blobs.json');
+  await writeFile(blobs, JSON.stringify(items));
+  const s0 = await processCpuSeconds(ctx.sourcePid);
+  let m: Measured;
+  if (name === 'curl') {
+    const config = join(dir, 'curl.conf');
+    await writeFile(config, curlConfig(items));
+    m = await timed('curl', CURL_ARGS(FLOOR_JOBS, config));
+  } else {
+    const mode = { nodehttp: 'http', dispatch: 'dispatch', hashed: 'hashed' }[name];
+    m = await timed(process.execPath, [clientsPath, mode, blobs, String(FLOOR_JOBS), ...(name === 'hashed' ? [join(dir, 'blobs')] : [])]);
+  }
+  const rec = record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
+  if (rec.ok && name === 'curl') {
+    // One "STATUS BYTES" line a blob: every one a 200, and the bytes those of the fleet.
+    const lines = m.stdout.trim().split('\n');
+    const bytes = lines.reduce((n, l) => n + Number(l.split(' ')[1]), 0);
+    if (lines.length !== items.length || lines.some((l) => !l.startsWith('200 ')) || bytes !== ctx.set.totalBlobBytes) {
+      Object.assign(rec, { ok: false, error: `curl: ${lines.length} answers, ${bytes} bytes; expected ${items.length} 200s, ${ctx.set.totalBlobBytes} bytes` });
+    }
+  }
+  return rec;
 }
 
 /**
@@ -691,10 +754,10 @@ function markdown(r: Record<string, any>): string {
     const get = (n: string) => cs.find((c) => c.name === n)?.median;
     // Contenders alternate within a round, so a ratio of two runs of the same round sees the same
     // background load; the median of those per-round ratios is steadier than a ratio of medians.
-    const paired = (a: string, b: string) => {
+    const paired = (a: string, b: string, key: 'wallSeconds' | 'cpuSeconds' = 'wallSeconds') => {
       const ra = cs.find((c) => c.name === a)?.runs ?? [];
       const rb = cs.find((c) => c.name === b)?.runs ?? [];
-      return median(ra.flatMap((x) => rb.filter((y) => y.round === x.round && x.ok && y.ok).map((y) => x.wallSeconds / y.wallSeconds)));
+      return median(ra.flatMap((x) => rb.filter((y) => y.round === x.round && x.ok && y.ok).map((y) => x[key] / y[key])));
     };
     const coldM = get('cold');
     lines.push('');
@@ -709,6 +772,14 @@ function markdown(r: Record<string, any>): string {
         `- Writing the bytes alone (write floor ÷ floor): ${fmt(w.wallSeconds / get('floor')!.wallSeconds, 2)}× (per-round ${fmt(paired('floorw', 'floor'), 2)}×)` +
           (coldM ? `; ocisave cold ÷ write floor: ${fmt(coldM.wallSeconds / w.wallSeconds, 2)}× (per-round ${fmt(paired('cold', 'floorw'), 2)}×).` : '.'),
       );
+    }
+    const hashed = get('hashed');
+    for (const name of ['cold', 'before']) {
+      const m = get(name);
+      if (!m || !hashed) continue;
+      const k = m.cpuSeconds / hashed.cpuSeconds;
+      const p = paired(name, 'hashed', 'cpuSeconds');
+      lines.push(`- Target "${LABELS[name as ContenderName]} CPU ≤ 1.25 × (dispatch + sha256 + write)": ${fmt(m.cpuSeconds, 2)} ÷ ${fmt(hashed.cpuSeconds, 2)} CPU-s = ${fmt(k, 2)}× (per-round ${fmt(p, 2)}×) — ${Math.max(k, p) <= 1.25 ? 'met' : 'NOT met'}.`);
     }
     if (coldM && get('sync')) {
       const k = get('sync')!.wallSeconds / coldM.wallSeconds;

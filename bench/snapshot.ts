@@ -10,6 +10,8 @@ export interface Snapshot {
   cli: string;
   /** dist/bench/floor.js inside the snapshot. */
   floor: string;
+  /** dist/bench/clients.js inside the snapshot. */
+  clients: string;
 }
 
 /** Copy `projectRoot`/dist (JavaScript only) and package.json to `dir`, with node_modules linked. */
@@ -19,7 +21,7 @@ export async function snapshotBuild(projectRoot: string, dir: string): Promise<S
   // "type": "module" for the .js files; node_modules found by walking up from the snapshot.
   await copyFile(join(projectRoot, 'package.json'), join(dir, 'package.json'));
   await symlink(join(projectRoot, 'node_modules'), join(dir, 'node_modules'), 'dir');
-  return { root: dir, cli: join(dir, 'dist', 'src', 'cli', 'main.js'), floor: join(dir, 'dist', 'bench', 'floor.js') };
+  return { root: dir, cli: join(dir, 'dist', 'src', 'cli', 'main.js'), floor: join(dir, 'dist', 'bench', 'floor.js'), clients: join(dir, 'dist', 'bench', 'clients.js') };
 }
 
 async function copyJs(from: string, to: string): Promise<void> {

@@ -6,15 +6,14 @@
 // through src/fs/contained.ts (no link followed), blob files are read-only (0444, as containerd's
 // content store keeps them) and each record holds the file's identity at commit (inode, mtime,
 // size). A blob whose file no longer has that identity is hashed again before it is used.
-import { accessSync, constants, lstatSync, mkdirSync, rmSync, statSync, type Stats } from 'node:fs';
-import { chmod, lstat, open as openFile, rename } from 'node:fs/promises';
+import { accessSync, chmodSync, closeSync, constants, ftruncateSync, lstatSync, mkdirSync, renameSync, rmSync, statSync, writev, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { digestHex } from '../ref/digest.js';
 import { commitCause, describeWriteError } from './write-error.js';
-import { hashHandle, lstatInside, lstatInsideSync, openRegular, removeInside, streamOpened, UnsafePathError } from '../fs/contained.js';
+import { hashHandle, lstatInside, lstatInsideSync, openRegular, openRegularFdSync, removeInside, streamOpened, UnsafePathError } from '../fs/contained.js';
 import type { FileHandle } from 'node:fs/promises';
 import { OcisaveError } from '../util/errors.js';
 
@@ -149,19 +148,14 @@ export class Cache {
   /**
    * Open a blob's partial file without following a link: 'w' starts it afresh (whatever was
    * there, a planted link included, is removed first), 'a' creates it if absent, 'r+' continues it.
+   * Its metadata calls are synchronous, once per blob (see openRegularFdSync).
    */
-  async openPartial(digest: string, mode: 'w' | 'a' | 'r+'): Promise<FileHandle> {
+  async openPartial(digest: string, mode: 'w' | 'a' | 'r+'): Promise<PartialFile> {
     const name = `partial/${hexOf(digest)}`;
-    const st = await lstatInside(this.dir, name);
+    const st = lstatInsideSync(this.dir, name);
     if (st && (mode === 'w' || !st.isFile())) await removeInside(this.dir, name);
-    if (mode === 'r+') return (await openRegular(this.dir, name, 'r+')).fh;
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (mode === 'w' ? constants.O_EXCL : 0);
-    const fh = await openFile(join(this.dir, name), flags, 0o644);
-    if (!(await fh.stat()).isFile()) {
-      await fh.close();
-      throw new CacheIntegrityError(`${join(this.dir, name)} is not a regular file`);
-    }
-    return fh;
+    const flags = mode === 'r+' ? constants.O_RDWR : constants.O_WRONLY | constants.O_CREAT | (mode === 'w' ? constants.O_EXCL : 0);
+    return new PartialFile(openRegularFdSync(this.dir, name, flags).fd);
   }
 
   /** A unique temp path inside the cache (same filesystem, so rename is atomic). */
@@ -209,6 +203,9 @@ export class Cache {
   private async hashAndRecord(digest: string, size: number, mediaType: string, completedAt: number): Promise<Stats | undefined> {
     let fh: FileHandle | undefined;
     try {
+      // A cold save asks this of every blob it plans: one synchronous lstat answers "absent"
+      // (an async lstat and open cost ~0.15 ms of CPU a blob, see openRegularFdSync).
+      if (!lstatInsideSync(this.dir, this.blobName(digest))) return undefined;
       const opened = await openRegular(this.dir, this.blobName(digest));
       fh = opened.fh;
       if (opened.stat.size !== size) return undefined;
@@ -277,9 +274,40 @@ export class Cache {
     }
   }
 
-  /** A complete blob as the linkers take it: its path (for hard links) and a checked opener. */
-  blobSource(digest: string): { path: string; open: () => Promise<{ fh: FileHandle; stat: Stats }> } {
-    return { path: this.blobPath(digest), open: () => this.openBlob(digest) };
+  /**
+   * A complete blob as the linkers take it: its path (for hard links), a checked opener (for
+   * copies), and its checked identity without opening it (a hard link is compared with that).
+   */
+  blobSource(digest: string): { path: string; open: () => Promise<{ fh: FileHandle; stat: Stats }>; identity: () => Stats } {
+    return { path: this.blobPath(digest), open: () => this.openBlob(digest), identity: () => this.blobIdentity(digest) };
+  }
+
+  /**
+   * The blob's file as recorded (reached without a link, same inode, size and mtime), by lstat:
+   * a synchronous call where openBlob makes four asynchronous ones (~0.15 ms of CPU a blob).
+   */
+  blobIdentity(digest: string): Stats {
+    let st: Stats | undefined;
+    try {
+      st = lstatInsideSync(this.dir, this.blobName(digest));
+    } catch (err) {
+      if (err instanceof UnsafePathError) throw new CacheIntegrityError(`cache blob ${digest}: ${err.message}; run \`ocisave cache verify\``);
+      throw err;
+    }
+    let rec = this.blobs.get(digest);
+    // As in openBlob: a commit of another thread may be newer than this thread's read snapshot.
+    if (st && (!rec || !sameIdentity(st, rec))) {
+      this.env.resetReadTxn();
+      rec = this.blobs.get(digest);
+    }
+    if (!st || !rec || !sameIdentity(st, rec)) {
+      throw new CacheIntegrityError(
+        rec && st
+          ? `cache blob ${digest} changed since it was verified (a different file, size or mtime); run \`ocisave cache verify\` and save again`
+          : `blob ${digest} is not in the cache at ${this.dir}`,
+      );
+    }
+    return st;
   }
 
   /** A complete blob's bytes as a stream, from a checked descriptor. */
@@ -296,10 +324,12 @@ export class Cache {
    * only said once the file is there. `verifiedPath` is a file of ours (partial/ or tmp/).
    */
   async commitBlob(digest: string, verifiedPath: string, size: number, mediaType: string): Promise<void> {
-    const st = await lstat(verifiedPath);
+    // Synchronous: three metadata calls of a few µs each, once per blob; their async forms cost
+    // a thread-pool round trip each (~0.1 ms of CPU), 1,000 blobs a medium save.
+    const st = lstatSync(verifiedPath);
     if (!st.isFile() || st.size !== size) throw new CacheIntegrityError(`${verifiedPath} is not a regular file of ${size} bytes; not committing ${digest}`);
-    await chmod(verifiedPath, BLOB_MODE);
-    await rename(verifiedPath, this.blobPath(digest));
+    chmodSync(verifiedPath, BLOB_MODE);
+    renameSync(verifiedPath, this.blobPath(digest));
     const now = Date.now();
     // The rename keeps the inode and mtime (chmod changes only ctime), so the identity read before it holds.
     // One transaction: lmdb-js batches it with the other writes of this thread into one commit.
@@ -438,6 +468,30 @@ export class Cache {
   async close(): Promise<void> {
     await this.env.close();
     await this.lockEnv.close();
+  }
+}
+
+/**
+ * A partial file open for a download: a descriptor and the calls a download makes on it. Writes
+ * stay asynchronous (bulk); truncate and close are single metadata calls, made synchronously.
+ */
+export class PartialFile {
+  private closed = false;
+  constructor(readonly fd: number) {}
+
+  writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }> {
+    return new Promise((resolve, reject) => writev(this.fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten }))));
+  }
+
+  async truncate(length: number): Promise<void> {
+    ftruncateSync(this.fd, length);
+  }
+
+  /** Closes once; later calls do nothing (error paths close again). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
   }
 }
 

@@ -10,7 +10,7 @@
 //   does not block the open), and fstat must say regular file: reads go through that descriptor,
 //   so what was checked is what is read.
 // Imports only the leaves src/util and src/hash.
-import { constants, lstatSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -123,6 +123,37 @@ export async function openRegular(root: string, rel: string, mode: 'r' | 'r+' = 
     return { fh, stat };
   } catch (err) {
     await fh.close();
+    throw err;
+  }
+}
+
+/**
+ * openRegular's checks with synchronous calls, returning a descriptor the caller closes: for a
+ * download's partial file, opened once per blob. An async open + fstat + close cost ~130-200 µs of
+ * CPU here against ~11 µs synchronous (1,845 opens: 238-396 ms against 20-29 ms), and a worker
+ * opens one per blob.
+ */
+export function openRegularFdSync(root: string, rel: string, flags: number, mode = 0o644): { fd: number; stat: Stats } {
+  const parts = components(root, rel);
+  const path = join(root, ...parts);
+  checkParentsSync(root, parts);
+  let fd: number;
+  try {
+    fd = openSync(path, flags | NOFOLLOW, mode);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new UnsafePathError('symlink', path, `${path} is a symbolic link; links inside ${root} are never followed`);
+    throw err;
+  }
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw new UnsafePathError('not-regular', path, `${path} is not a regular file`);
+    const real = fdPath(fd);
+    if (real !== undefined && real !== join(realRoot(root), ...parts)) {
+      throw new UnsafePathError('symlink', path, `${path} resolved to ${real}, outside its place in ${root} (a directory was swapped for a link)`);
+    }
+    return { fd, stat };
+  } catch (err) {
+    closeSync(fd);
     throw err;
   }
 }

@@ -34,7 +34,6 @@ afterAll(async () => {
 
 const ref = (pattern: RegExp): FixtureRef => fx.refs[fx.references.find((r) => pattern.test(r))!]!;
 const blobsOf = (r: FixtureRef) => r.blobs;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function saveInto(cache: string, r: FixtureRef, out = join(work, `out-${Math.random().toString(36).slice(2)}`)) {
   const res = await ocisave(['save', r.ref, '-o', out, '--cache', cache, '--json', '--platform', 'all']);
@@ -153,12 +152,16 @@ describe('ocisave cache', () => {
     const newImage = ref(/\/nested\/deep\/repo\/tool:v2$/);
     expect(oldImage.blobs.filter((d) => newImage.blobs.includes(d))).toEqual([]);
     await saveInto(cache, oldImage);
-    const oldDone = Date.now();
-    await sleep(2000);
-    const newStart = Date.now();
     await saveInto(cache, newImage);
-    // Between the two saves: old enough for the first, not for the second.
-    const olderThan = () => `${Date.now() - Math.round((oldDone + newStart) / 2)}ms`;
+    // The first image was last used two hours ago, the second now: --older-than 1h splits them
+    // whatever the machine's load makes of the time between the two saves.
+    const backdate = Cache.open(cache);
+    try {
+      await backdate.touch(oldImage.blobs, Date.now() - 2 * 3600_000);
+    } finally {
+      await backdate.close();
+    }
+    const olderThan = () => '1h';
 
     const dry = await cacheJson(cache, 'prune', '--older-than', olderThan(), '--dry-run');
     expect(dry.removed.map((b: { digest: string }) => b.digest).sort()).toEqual(oldImage.blobs);

@@ -2,7 +2,7 @@
 // manifests and blobs each holds, and byte access to blobs by digest. Manifest bytes are handed
 // out exactly as stored, so digests never change on the way out.
 import type { Readable } from 'node:stream';
-import { isIndexType, MT } from '../util/mediatypes.js';
+import { isIndexType } from '../util/mediatypes.js';
 import { OcisaveError } from '../util/errors.js';
 import { manifestMediaType as typeOf, ManifestFormatError, type Descriptor } from '../ref/manifest.js';
 

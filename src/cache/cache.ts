@@ -351,13 +351,13 @@ export class Cache {
     for (const { key, value } of this.blobs.getRange()) yield { digest: key, record: value };
   }
 
-  async touch(digests: Iterable<string>): Promise<void> {
-    const now = Date.now();
+  /** Mark blobs used at `at` (now by default), as prune --older-than reads it. */
+  async touch(digests: Iterable<string>, at = Date.now()): Promise<void> {
     await this.indexWrite(
       this.env.transaction(() => {
         for (const d of digests) {
           const rec = this.blobs.get(d);
-          if (rec) this.blobs.put(d, { ...rec, lastUsedAt: now });
+          if (rec) this.blobs.put(d, { ...rec, lastUsedAt: at });
         }
       }),
     );

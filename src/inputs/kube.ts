@@ -12,7 +12,7 @@ import {
   type Node as YamlNode,
   type YAMLMap,
 } from 'yaml';
-import { InvalidInputError, inputError } from '../util/errors.js';
+import { InvalidInputError } from '../util/errors.js';
 
 export interface KubeImageRef {
   ref: string;

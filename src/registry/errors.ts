@@ -89,7 +89,7 @@ export function errorDetail(body: Buffer): string {
 
 /** Printable, one line, at most MAX_DETAIL_LENGTH characters. */
 function oneLine(text: string): string {
-  const flat = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+  const flat = text.replace(/\p{Cc}+/gu, ' ').trim();
   return flat.length > MAX_DETAIL_LENGTH ? `${flat.slice(0, MAX_DETAIL_LENGTH)}…` : flat;
 }
 

@@ -80,8 +80,21 @@ describe('download engine', () => {
     try {
       const [slow, ...others] = fx.references.filter((r) => !r.includes('big/blob')).slice(0, 4).map((r) => r.replace(fx.registry, proxy.host));
       const { repository, tag } = fx.refs[slow!.replace(proxy.host, fx.registry)]!;
-      proxy.setFaults([{ method: 'GET', path: `/v2/${repository}/manifests/${tag}$`, delayMs: 3000 }]);
-      const r = await ocisave(['save', slow!, ...others, '-o', join(work, 'overlap'), '--cache', join(work, 'cache-overlap'), '--json']);
+      // The slow manifest is held until a blob of another image has been downloaded: a save that
+      // waited for every manifest first would never get there (and fail on the fallback below).
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      const fallback = setTimeout(release, 90_000);
+      proxy.setFaults([{ method: 'GET', path: `/v2/${repository}/manifests/${tag}$`, holdUntil: held }]);
+      const child = startCli(['save', slow!, ...others, '-o', join(work, 'overlap'), '--cache', join(work, 'cache-overlap'), '--json']);
+      let pending = '';
+      child.stderr!.on('data', (d) => {
+        pending += d;
+        if (/"type":"blob-done"/.test(pending)) release();
+        pending = pending.slice(pending.lastIndexOf('\n') + 1);
+      });
+      const r = await collect(child);
+      clearTimeout(fallback);
       expect(r.code, r.stderr).toBe(0);
       const events = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; input?: string });
       const slowResolved = events.findIndex((e) => e.type === 'resolved' && e.input === slow);

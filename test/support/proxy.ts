@@ -24,6 +24,8 @@ export interface FaultRule {
   ignoreRange?: boolean;
   /** Wait this long before handling the request. */
   delayMs?: number;
+  /** Hold the request until this settles: a test releases it on an event, not after a guessed time. */
+  holdUntil?: Promise<unknown>;
   /** Pace the response body to this rate (per client connection). */
   bandwidthBytesPerSec?: number;
   /**
@@ -147,6 +149,11 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
     if (delay > 0) {
       rec.faults.push(`delay ${delay}ms`);
       await sleep(delay);
+    }
+    for (const r of fired) {
+      if (!r.holdUntil) continue;
+      rec.faults.push('held');
+      await r.holdUntil;
     }
 
     const statusRule = fired.find((r) => r.status !== undefined);

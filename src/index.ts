@@ -7,6 +7,7 @@ export { resolve, type ResolveRequest, type ResolveResult, type ResolveReport, t
 export { push, type PushRequest, type PushResult } from './api/push.js';
 export { mirror, planMirror, type MirrorRequest, type MirrorResult, type MirrorPlanResult } from './api/mirror.js';
 export { verify, type VerifyRequest, type VerifyResult } from './api/verify.js';
+export { convert, type ConvertRequest, type ConvertResult } from './api/convert.js';
 export { serve, type ServeRequest, type ServeResult, type ServeInfo, type RunningBundleServer } from './api/serve.js';
 export { cacheLs, cacheDu, cacheVerify, cachePrune, type CacheRequest, type CacheLsResult, type CacheDuResult, type CacheVerifyResult, type CachePruneResult } from './api/cache.js';
 export { listImages, type ListImagesRequest, type ListImagesVersioned, type ListedImage, type ListImagesResult } from './api/list-images.js';
@@ -31,7 +32,8 @@ export type { VerifyReport } from './bundle/verify.js';
 export type { CacheListing, CacheUsage, CacheVerifyReport, PruneReport } from './cache/maintenance.js';
 export { describeFailure, SaveError, InterruptedError } from './engine/pipeline.js';
 
-// Error classes, for instanceof checks (a `code` on each where it has one).
+// Error classes, for instanceof checks; every one carries a `code` (README, Errors).
+export { OcisaveError, UsageError, InvalidInputError, codeOf, type ErrorCode } from './util/errors.js';
 export { RegistryError } from './registry/errors.js';
 export { ReferenceError as InvalidReferenceError } from './ref/reference.js';
 export { InvalidDigestError, InvalidSizeError } from './ref/digest.js';

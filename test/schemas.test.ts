@@ -102,9 +102,11 @@ describe('--json output validates against src/api/schemas', () => {
     events(r);
   });
 
-  it('verify, merge and list-images', async () => {
+  it('verify, merge, convert and list-images', async () => {
     expect(jsonResult(await ocisave(['verify', join(work, 'bundle'), '--json']), 'ocisave.verify/v1').ok).toBe(true);
     jsonResult(await ocisave(['merge', join(work, 'bundle'), '-o', join(work, 'merged'), '--json']), 'ocisave.merge/v1');
+    const converted = jsonResult(await ocisave(['convert', join(work, 'bundle'), '-o', join(work, 'converted'), '--format', 'oci', '--json']), 'ocisave.convert/v1');
+    expect(converted.images).toHaveLength(3);
     const list = join(work, 'imageList');
     await writeFile(list, `${refs.join('\n')}\n`);
     expect(jsonResult(await ocisave(['list-images', list, '--json']), 'ocisave.list-images/v1').images).toHaveLength(3);

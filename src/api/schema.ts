@@ -12,6 +12,7 @@ export const SCHEMAS = {
   serve: 'ocisave.serve/v1',
   unpack: 'ocisave.unpack/v1',
   merge: 'ocisave.merge/v1',
+  convert: 'ocisave.convert/v1',
   listImages: 'ocisave.list-images/v1',
   cacheLs: 'ocisave.cache-ls/v1',
   cacheDu: 'ocisave.cache-du/v1',

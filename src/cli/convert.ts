@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { parsePlatformSelector } from '../ref/platform.js';
-import type { ConvertResult } from '../bundle/convert.js';
+import type { ConvertResult } from '../api/convert.js';
 import { platformArg } from './options.js';
 
 interface ConvertFlags {
@@ -35,7 +35,7 @@ export function convertCommand(): Command {
       // Usage errors: commander prints them with the help and exits 2 (main.ts).
       if (flags.keepIndex && flags.format !== 'oci' && flags.format !== 'oci-archive') cmd.error('error: --keep-index works with --format oci and oci-archive', { exitCode: 2 });
       if (flags.uncompressed && flags.format !== 'docker') cmd.error('error: --uncompressed works with --format docker', { exitCode: 2 });
-      const { convert } = await import('../bundle/convert.js');
+      const { convert } = await import('../api/convert.js');
       const result = await convert({
         bundle,
         out: flags.output,

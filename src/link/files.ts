@@ -1,7 +1,7 @@
 // File placement shared by every linker: blobs come from the cache by hard link where the
 // filesystem allows it, by copy otherwise; outputs appear under their final name only when complete.
-import { constants, createWriteStream, linkSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, type Stats } from 'node:fs';
-import { copyFile, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { constants, createWriteStream, linkSync, lstatSync, mkdirSync, readFileSync, rmSync, type Stats } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';

@@ -11,8 +11,8 @@
 // On top of that, every write and every removal passes one guard (`Unpacker.guard`) that proves
 // the path lies strictly inside the staging root, lexically and by the real path of its parent.
 import { execFile } from 'node:child_process';
-import { constants, createReadStream } from 'node:fs';
-import { chmod, link, lstat, lutimes, mkdir, open, readdir, readFile, readlink, realpath, rm, symlink, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rm, symlink, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';

@@ -278,10 +278,29 @@ export class Cache {
     }
   }
 
-  /** A complete blob as the linkers take it: its path (for hard links) and a checked opener. */
-  blobSource(digest: string): { path: string; open: () => Promise<{ fh: FileHandle; stat: Stats }> } {
-    return { path: this.blobPath(digest), open: () => this.openBlob(digest) };
+  /**
+   * A complete blob as the linkers take it: its path (for hard links), a checked opener, and the
+   * check a hard link of it must pass (isRecorded: the linked inode is the recorded file).
+   */
+  blobSource(digest: string): { path: string; open: () => Promise<{ fh: FileHandle; stat: Stats }>; isRecorded: (st: Stats) => boolean } {
+    return { path: this.blobPath(digest), open: () => this.openBlob(digest), isRecorded: (st) => this.isRecordedFile(digest, st) };
   }
+
+  /**
+   * Whether `st` (an lstat, of a hard link made from the blob's path) is the very file the index
+   * recorded: on the cache's device, same inode, size and mtime. One inode on one device is one
+   * file, so a link made through a swapped path cannot pass.
+   */
+  private isRecordedFile(digest: string, st: Stats): boolean {
+    this.blobsDev ??= lstatSync(join(this.dir, 'blobs', 'sha256')).dev;
+    let rec = this.blobs.get(digest);
+    if (!rec || !sameIdentity(st, rec)) {
+      this.env.resetReadTxn(); // committed by a worker since this turn's read snapshot (see openBlob)
+      rec = this.blobs.get(digest);
+    }
+    return !!rec && sameIdentity(st, rec) && st.dev === this.blobsDev;
+  }
+  private blobsDev?: number;
 
   /** A complete blob's bytes as a stream, from a checked descriptor. */
   blobStream(digest: string): Readable {

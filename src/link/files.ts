@@ -17,6 +17,8 @@ import { describeWriteError } from '../cache/write-error.js';
 export interface FileSource {
   readonly path: string;
   open(): Promise<{ fh: FileHandle; stat: Stats }>;
+  /** Whether an lstat of a hard link made from `path` shows the checked file (cache blobs: Cache.blobSource). */
+  isRecorded?(st: Stats): boolean;
 }
 
 /** A file this process just wrote (a temp file): opened without following a link. */
@@ -70,6 +72,8 @@ export function ensureDir(dir: string): void {
  */
 export async function placeBlob(src: FileSource, dest: string, size?: number): Promise<'linked' | 'copied' | 'present'> {
   ensureDir(dirname(dest));
+  const fast = src.isRecorded && size !== undefined ? linkThenCheck(src, dest, size, src.isRecorded) : undefined;
+  if (fast) return fast;
   const { fh, stat } = await openSource(src, size);
   try {
     for (let attempt = 0; ; attempt++) {
@@ -96,6 +100,27 @@ export async function placeBlob(src: FileSource, dest: string, size?: number): P
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * A hard link checked after it is made: the link's inode must be the recorded file. Two sync
+ * calls instead of an open, fstat, /proc readlink and close on the thread pool, which took about
+ * a third of a warm save's linking (615 blobs of the medium fleet). Undefined leaves the blob to
+ * the checked open (another filesystem, a file that failed the check: it reports why).
+ */
+function linkThenCheck(src: FileSource, dest: string, size: number, isRecorded: (st: Stats) => boolean): 'linked' | 'present' | undefined {
+  try {
+    linkSync(src.path, dest);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+    // Content-addressed: a regular file of the right size in its place is this blob (as below).
+    const have = lstatSync(dest);
+    return have.isFile() && have.size === size ? 'present' : undefined;
+  }
+  const got = lstatSync(dest);
+  if (got.size === size && isRecorded(got)) return 'linked';
+  rmSync(dest, { force: true });
+  return undefined;
 }
 
 /**

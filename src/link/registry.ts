@@ -4,7 +4,7 @@
 // placed before any link names it, and an image's tag after all of its content (a tag's current
 // link replaced through a temporary name), so a registry serving the directory mid-write never
 // sees a tag whose content is missing.
-import { existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hexOf, type Cache } from '../cache/cache.js';
@@ -67,6 +67,15 @@ function writeContentAddressed(path: string, data: string | Buffer): void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     if (statSync(path).size !== Buffer.byteLength(data)) writeFileAtomic(path, data);
+  }
+}
+
+/** Whether the small file at `path` holds exactly `text` (a link file of an earlier save of this output). */
+function holds(path: string, text: string): boolean {
+  try {
+    return readFileSync(path, 'utf8') === text;
+  } catch {
+    return false;
   }
 }
 
@@ -151,8 +160,12 @@ export class RegistryLayoutWriter {
     const tagDir = image.ref.tag ? join(repo, '_manifests', 'tags', image.ref.tag) : undefined;
     if (tagDir) links.push([join(tagDir, 'index', 'sha256', hexOf(image.root.digest), 'link'), image.root.digest]);
     await Promise.all(links.map(([path, digest]) => this.once(path, () => writeContentAddressed(path, digest))));
-    // A tag's current link changes: it is replaced whole.
-    if (tagDir) await this.once(join(tagDir, 'current', 'link'), (path) => writeFileAtomic(path, image.root.digest));
+    // A tag's current link changes: it is replaced whole, when it names another digest.
+    if (tagDir) {
+      await this.once(join(tagDir, 'current', 'link'), (path) => {
+        if (!holds(path, image.root.digest)) writeFileAtomic(path, image.root.digest);
+      });
+    }
   }
 
   /** Each output file is written once, at most FILES_AT_ONCE at a time. */

@@ -5,6 +5,8 @@
 // against the same registry, with the order of contenders alternating from round to round:
 //   cold    ocisave save, fresh cache, --format registry
 //   warm    ocisave save, cache from an earlier run, fresh output
+//   warmsame  the same into the output of the untimed warm-up save (a layout that already holds it all)
+//   resolve ocisave resolve of every reference with the warm cache: the resolve phase alone
 //   wasm    as cold, --hasher wasm (cold itself uses the default hasher)
 //   seg0    as cold, --segment-size 0 (no ranged downloads)
 //   seg8    as cold, --segment-size 8 (blobs of 16 MiB and more in parallel 8 MiB ranges)
@@ -46,7 +48,7 @@ import { HAVE_GNU_TIME, median, processCpuSeconds, registryPid, timed, treeBytes
 import { snapshotBuild } from './snapshot.js';
 import { copyScript, rehost, seedWan, syncYaml, uniqueBlobs, writeImageList } from './workloads.js';
 
-const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw'] as const;
+const CONTENDERS = ['cold', 'warm', 'warmsame', 'resolve', 'wasm', 'seg0', 'seg8', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw'] as const;
 const SCENARIOS = ['resume', 'wan'] as const;
 type ContenderName = (typeof CONTENDERS)[number];
 type SectionName = ContenderName | (typeof SCENARIOS)[number];
@@ -54,6 +56,8 @@ type SectionName = ContenderName | (typeof SCENARIOS)[number];
 const LABELS: Record<ContenderName, string> = {
   cold: 'ocisave cold',
   warm: 'ocisave warm (all blobs cached)',
+  warmsame: 'ocisave warm, same output again',
+  resolve: 'ocisave resolve alone (warm cache)',
   wasm: 'ocisave cold --hasher wasm',
   seg0: 'ocisave cold --segment-size 0',
   seg8: 'ocisave cold --segment-size 8',
@@ -70,6 +74,8 @@ const LABELS: Record<ContenderName, string> = {
 const SHORT: Record<string, string> = {
   cold: 'ocisave cold',
   warm: 'ocisave warm',
+  warmsame: 'ocisave warm, same output',
+  resolve: 'ocisave resolve',
   wasm: 'ocisave cold, wasm hasher',
   seg0: 'ocisave cold, no segments',
   seg8: 'ocisave cold, 8 MiB segments',
@@ -124,7 +130,7 @@ const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 function usage(): string {
-  return `usage: npm run bench -- [--fleet small|medium|large] [--runs N] [--only ${[...CONTENDERS, ...SCENARIOS].join(',')}] [--out DIR]`;
+  return `usage: npm run bench -- [--fleet small|medium|large|wide] [--runs N] [--only ${[...CONTENDERS, ...SCENARIOS].join(',')}] [--out DIR]`;
 }
 
 async function main(): Promise<void> {
@@ -220,7 +226,7 @@ async function main(): Promise<void> {
           registries.push(tls.registry);
           ctx.tls = tls;
         }
-        if (contenders.includes('warm')) {
+        if (contenders.some((c) => c === 'warm' || c === 'warmsame' || c === 'resolve')) {
           log('preparing the warm cache (one cold save, not timed)');
           const prep = await ocisaveSave(ctx, ctx.warmCache, join(work, 'warm-prep-out'), []);
           if (!prep.ok) throw new Error(`warm cache preparation failed: ${prep.error}`);
@@ -375,6 +381,19 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
           r.error = `warm run downloaded ${r.downloadedBytes} bytes`;
         }
         return { ...r, summary: undefined, round, position } as RunRecord;
+      }
+      case 'warmsame': {
+        const r = await ocisaveSave(ctx, ctx.warmCache, join(ctx.work, 'warm-prep-out'), []);
+        if (r.ok && r.downloadedBytes !== 0) {
+          r.ok = false;
+          r.error = `warm run downloaded ${r.downloadedBytes} bytes`;
+        }
+        return { ...r, summary: undefined, round, position } as RunRecord;
+      }
+      case 'resolve': {
+        const s0 = await processCpuSeconds(ctx.sourcePid);
+        const m = await timed(process.execPath, [cliPath, 'resolve', '-f', ctx.list, '--cache', ctx.warmCache]);
+        return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
       }
       case 'sync': {
         const dest = await benchRegistry('sync');
@@ -674,7 +693,7 @@ function markdown(r: Record<string, any>): string {
       const spread = walls.length > 1 ? ` (${fmt(Math.min(...walls))}–${fmt(Math.max(...walls))})` : '';
       const ratio = cold ? cold.median.wallSeconds / x.wallSeconds : NaN;
       lines.push(
-        `| ${c.label} | ${fmt(x.wallSeconds)}${spread} | ${c.name === 'warm' ? `(${fmt(x.mbPerSec, 0)})` : fmt(x.mbPerSec, 0)} | ${fmt(x.cpuSeconds)} | ${fmt(x.peakRssBytes / MB, 0)} | ${fmt(x.registryCpuSeconds)} | ${fmt(ratio, 2)} | ${c.runs.filter((q) => q.ok).length}/${c.runs.length} |`,
+        `| ${c.label} | ${fmt(x.wallSeconds)}${spread} | ${['warm', 'warmsame', 'resolve'].includes(c.name) ? `(${fmt(x.mbPerSec, 0)})` : fmt(x.mbPerSec, 0)} | ${fmt(x.cpuSeconds)} | ${fmt(x.peakRssBytes / MB, 0)} | ${fmt(x.registryCpuSeconds)} | ${fmt(ratio, 2)} | ${c.runs.filter((q) => q.ok).length}/${c.runs.length} |`,
       );
     }
     for (const c of cs) for (const q of c.runs) if (!q.ok) lines.push(`\nfailed: ${c.name} round ${q.round + 1}: ${q.error}`);

@@ -4,7 +4,7 @@
 // placed before any link names it, and an image's tag after all of its content (a tag's current
 // link replaced through a temporary name), so a registry serving the directory mid-write never
 // sees a tag whose content is missing.
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hexOf, type Cache } from '../cache/cache.js';
@@ -61,6 +61,7 @@ export function repositoryPath(root: string, repository: string): string {
  * which its size shows. Synchronous, as every layout metadata call (see files.ts).
  */
 function writeContentAddressed(path: string, data: string | Buffer): void {
+  if (presentAlready(path, Buffer.byteLength(data))) return;
   ensureDir(dirname(path));
   try {
     writeFileSync(path, data, { flag: 'wx' });
@@ -77,6 +78,16 @@ function holds(path: string, text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A content-addressed file already in place with its size (a save into a layout that holds it):
+ * one lstat, where the create would cost a mkdir per directory and a failed open, each throwing
+ * (a second save of the wide fleet into its output spent most of its time there).
+ */
+function presentAlready(path: string, size: number): boolean {
+  const have = lstatSync(path, { throwIfNoEntry: false });
+  return !!have && have.isFile() && have.size === size;
 }
 
 function writeFileAtomic(path: string, data: string | Buffer): void {
@@ -138,6 +149,7 @@ export class RegistryLayoutWriter {
         .filter((d) => !this.inBase(d.digest))
         .map((d) =>
           this.once(blobDataPath(root, d.digest), async (path) => {
+            if (presentAlready(path, d.size)) return;
             const how = await placeBlob(cache.blobSource(d.digest), path, d.size);
             if (how === 'linked') result.linked++;
             else if (how === 'copied') result.copied++;

@@ -5,6 +5,8 @@
 // against the same registry, with the order of contenders alternating from round to round:
 //   cold    ocisave save, fresh cache, --format registry
 //   warm    ocisave save, cache from an earlier run, fresh output
+//   warmsame  the same into the output of the untimed warm-up save (a layout that already holds it all)
+//   resolve ocisave resolve of every reference with the warm cache: the resolve phase alone
 //   wasm    as cold, --hasher wasm (cold itself uses the default hasher)
 //   seg0    as cold, --segment-size 0 (no ranged downloads)
 //   seg8    as cold, --segment-size 8 (blobs of 16 MiB and more in parallel 8 MiB ranges)
@@ -53,7 +55,7 @@ import { curlConfig, CURL_ARGS } from './clients.js';
 
 /** Connections of the floors and bare clients: the fixed --jobs default before adaptive connections, so figures stay comparable. */
 const FLOOR_JOBS = 8;
-const CONTENDERS = ['cold', 'warm', 'wasm', 'seg0', 'seg8', 'fixed', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw', 'curl', 'nodehttp', 'dispatch', 'hashed', 'before'] as const;
+const CONTENDERS = ['cold', 'warm', 'warmsame', 'resolve', 'wasm', 'seg0', 'seg8', 'fixed', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw', 'curl', 'nodehttp', 'dispatch', 'hashed', 'before'] as const;
 /** The default set leaves out `before`, which needs --before. */
 const CLIENTS = ['curl', 'nodehttp', 'dispatch', 'hashed'] as const;
 const SCENARIOS = ['resume', 'wan'] as const;
@@ -63,6 +65,8 @@ type SectionName = ContenderName | (typeof SCENARIOS)[number];
 const LABELS: Record<ContenderName, string> = {
   cold: 'ocisave cold',
   warm: 'ocisave warm (all blobs cached)',
+  warmsame: 'ocisave warm, same output again',
+  resolve: 'ocisave resolve alone (warm cache)',
   wasm: 'ocisave cold --hasher wasm',
   seg0: 'ocisave cold --segment-size 0',
   seg8: 'ocisave cold --segment-size 8',
@@ -85,6 +89,8 @@ const LABELS: Record<ContenderName, string> = {
 const SHORT: Record<string, string> = {
   cold: 'ocisave cold',
   warm: 'ocisave warm',
+  warmsame: 'ocisave warm, same output',
+  resolve: 'ocisave resolve',
   wasm: 'ocisave cold, wasm hasher',
   seg0: 'ocisave cold, no segments',
   seg8: 'ocisave cold, 8 MiB segments',
@@ -148,7 +154,7 @@ const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 function usage(): string {
-  return `usage: npm run bench -- [--fleet small|medium|large] [--runs N] [--only ${[...CONTENDERS, ...SCENARIOS, 'clients'].join(',')}] [--before DIR] [--out DIR]`;
+  return `usage: npm run bench -- [--fleet small|medium|large|wide] [--runs N] [--only ${[...CONTENDERS, ...SCENARIOS, 'clients'].join(',')}] [--before DIR] [--out DIR]`;
 }
 
 async function main(): Promise<void> {
@@ -255,7 +261,7 @@ async function main(): Promise<void> {
           registries.push(tls.registry);
           ctx.tls = tls;
         }
-        if (contenders.includes('warm')) {
+        if (contenders.some((c) => c === 'warm' || c === 'warmsame' || c === 'resolve')) {
           log('preparing the warm cache (one cold save, not timed)');
           const prep = await ocisaveSave(ctx, ctx.warmCache, join(work, 'warm-prep-out'), []);
           if (!prep.ok) throw new Error(`warm cache preparation failed: ${prep.error}`);
@@ -412,6 +418,19 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
           r.error = `warm run downloaded ${r.downloadedBytes} bytes`;
         }
         return { ...r, summary: undefined, round, position } as RunRecord;
+      }
+      case 'warmsame': {
+        const r = await ocisaveSave(ctx, ctx.warmCache, join(ctx.work, 'warm-prep-out'), []);
+        if (r.ok && r.downloadedBytes !== 0) {
+          r.ok = false;
+          r.error = `warm run downloaded ${r.downloadedBytes} bytes`;
+        }
+        return { ...r, summary: undefined, round, position } as RunRecord;
+      }
+      case 'resolve': {
+        const s0 = await processCpuSeconds(ctx.sourcePid);
+        const m = await timed(process.execPath, [cliPath, 'resolve', '-f', ctx.list, '--cache', ctx.warmCache]);
+        return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
       }
       case 'sync': {
         const dest = await benchRegistry('sync');
@@ -744,7 +763,7 @@ function markdown(r: Record<string, any>): string {
       const spread = walls.length > 1 ? ` (${fmt(Math.min(...walls))}–${fmt(Math.max(...walls))})` : '';
       const ratio = cold ? cold.median.wallSeconds / x.wallSeconds : NaN;
       lines.push(
-        `| ${c.label} | ${fmt(x.wallSeconds)}${spread} | ${c.name === 'warm' ? `(${fmt(x.mbPerSec, 0)})` : fmt(x.mbPerSec, 0)} | ${fmt(x.cpuSeconds)} | ${fmt(x.peakRssBytes / MB, 0)} | ${fmt(x.registryCpuSeconds)} | ${fmt(ratio, 2)} | ${c.runs.filter((q) => q.ok).length}/${c.runs.length} |`,
+        `| ${c.label} | ${fmt(x.wallSeconds)}${spread} | ${['warm', 'warmsame', 'resolve'].includes(c.name) ? `(${fmt(x.mbPerSec, 0)})` : fmt(x.mbPerSec, 0)} | ${fmt(x.cpuSeconds)} | ${fmt(x.peakRssBytes / MB, 0)} | ${fmt(x.registryCpuSeconds)} | ${fmt(ratio, 2)} | ${c.runs.filter((q) => q.ok).length}/${c.runs.length} |`,
       );
     }
     for (const c of cs) for (const q of c.runs) if (!q.ok) lines.push(`\nfailed: ${c.name} round ${q.round + 1}: ${q.error}`);

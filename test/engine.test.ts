@@ -158,6 +158,7 @@ describe('download engine', () => {
     const script = `import { DownloadPool } from ${JSON.stringify(pool)};
       for (let i = 0; i < 30; i++) {
         const p = new DownloadPool(8);
+        p.start();
         await new Promise((r) => setTimeout(r, (i * 7) % 100));
         await p.close();
       }`;

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { digestHex } from '../ref/digest.js';
+import { sha256Bytes } from '../hash/hasher.js';
 import { commitCause, describeWriteError } from './write-error.js';
 import { hashHandle, lstatInside, lstatInsideSync, openRegular, openRegularFdSync, removeInside, streamOpened, UnsafePathError } from '../fs/contained.js';
 import type { FileHandle } from 'node:fs/promises';
@@ -439,13 +440,21 @@ export class Cache {
     });
   }
 
+  /** Stores a manifest whose bytes the caller checked against `digest`; a damaged record of it is replaced. */
   async putManifest(digest: string, rec: ManifestRecord): Promise<void> {
-    if (!this.manifests.doesExist(digest)) await this.indexWrite(this.manifests.put(digest, rec));
+    if (!this.getManifest(digest)) await this.indexWrite(this.manifests.put(digest, rec));
   }
 
+  /**
+   * A manifest by digest, re-hashed on every read: the index is a file another process (or user)
+   * can write, and a manifest is a few KiB (414 of the medium fleet hash in ~2 ms). Bytes that do
+   * not match count as absent, so the caller fetches them again and the put replaces them.
+   */
   getManifest(digest: string): ManifestRecord | undefined {
     const rec = this.manifests.get(digest);
-    return rec ? { mediaType: rec.mediaType, bytes: Buffer.from(rec.bytes) } : undefined;
+    if (!rec || !(rec.bytes instanceof Uint8Array) || typeof rec.mediaType !== 'string') return undefined;
+    const bytes = Buffer.from(rec.bytes);
+    return sha256Bytes(bytes) === digest ? { mediaType: rec.mediaType, bytes } : undefined;
   }
 
   async putTag(name: string, rec: TagRecord): Promise<void> {

@@ -17,48 +17,65 @@ function workerFile(): string {
   return found;
 }
 
+/**
+ * The pool starts its threads on the first task, not before: a warm save (every blob cached) runs
+ * none, and starting threads that each load undici and the hasher cost it ~0.3 s of its ~1 s.
+ */
 export class DownloadPool {
-  private readonly piscina: Piscina;
-  /** Settles once every thread has loaded its module, or the pool reported an error. */
-  private readonly loaded: Promise<void>;
+  private started?: { piscina: Piscina; loaded: Promise<void> };
 
-  constructor(jobs: number) {
-    // One core stays with the main thread (resolve, linking) and, on a small machine, whatever
-    // else runs there; a worker thread streams several downloads at once anyway.
-    const threads = Math.max(1, Math.min(availableParallelism() - 1, jobs));
-    this.piscina = new Piscina({
-      filename: workerFile(),
-      minThreads: threads,
-      maxThreads: threads,
-      concurrentTasksPerWorker: Math.ceil(jobs / threads),
-      // piscina's default ('sync') parks an idle worker in Atomics.wait, which freezes its event
-      // loop, and with it the other downloads that worker is streaming. 'async' waits without blocking.
-      atomics: 'async',
-      idleTimeout: 5_000,
-    });
-    this.loaded = new Promise((resolve) => {
-      let count = 0;
-      this.piscina.on('message', (m) => {
-        if (m === WORKER_LOADED && ++count >= threads) resolve();
-      });
-      this.piscina.once('error', () => resolve());
-    });
+  constructor(private readonly jobs: number) {}
+
+  /** Starts the threads (once); run() calls it. */
+  start(): Piscina {
+    this.started ??= startPool(this.jobs);
+    return this.started.piscina;
+  }
+
+  get isStarted(): boolean {
+    return this.started !== undefined;
   }
 
   run(task: DownloadTask | SegmentTask, name: WorkerTaskName = 'default'): Promise<DownloadResult> {
-    return this.piscina.run(task, { name });
+    return this.start().run(task, { name });
   }
 
   async close(): Promise<void> {
+    if (!this.started) return;
+    const { piscina, loaded } = this.started;
     // Terminating a thread while it loads a native addon aborts the whole process (node's napi
-    // raises a fatal error), which a save that needs no download would otherwise race into.
+    // raises a fatal error), which a save that needs few downloads could otherwise race into.
     // Piscina unrefs idle threads, so a timer keeps the process alive while it waits for them.
     const keepAlive = setInterval(() => {}, 1_000);
     try {
-      await this.loaded;
+      await loaded;
     } finally {
       clearInterval(keepAlive);
     }
-    await this.piscina.destroy();
+    await piscina.destroy();
   }
+}
+
+function startPool(jobs: number): { piscina: Piscina; loaded: Promise<void> } {
+  // One core stays with the main thread (resolve, linking) and, on a small machine, whatever
+  // else runs there; a worker thread streams several downloads at once anyway.
+  const threads = Math.max(1, Math.min(availableParallelism() - 1, jobs));
+  const piscina = new Piscina({
+    filename: workerFile(),
+    minThreads: threads,
+    maxThreads: threads,
+    concurrentTasksPerWorker: Math.ceil(jobs / threads),
+    // piscina's default ('sync') parks an idle worker in Atomics.wait, which freezes its event
+    // loop, and with it the other downloads that worker is streaming. 'async' waits without blocking.
+    atomics: 'async',
+    idleTimeout: 5_000,
+  });
+  const loaded = new Promise<void>((resolve) => {
+    let count = 0;
+    piscina.on('message', (m) => {
+      if (m === WORKER_LOADED && ++count >= threads) resolve();
+    });
+    piscina.once('error', () => resolve());
+  });
+  return { piscina, loaded };
 }

@@ -4,7 +4,7 @@
 // placed before any link names it, and an image's tag after all of its content (a tag's current
 // link replaced through a temporary name), so a registry serving the directory mid-write never
 // sees a tag whose content is missing.
-import { existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hexOf } from '../cache/cache.js';
@@ -63,6 +63,7 @@ export function repositoryPath(root: string, repository: string): string {
  * which its size shows. Synchronous, as every layout metadata call (see files.ts).
  */
 function writeContentAddressed(dirs: RunDirs, path: string, data: string | Buffer): void {
+  if (presentAlready(path, Buffer.byteLength(data))) return;
   dirs.ensure(dirname(path));
   try {
     writeFileSync(path, data, { flag: 'wx' });
@@ -70,6 +71,25 @@ function writeContentAddressed(dirs: RunDirs, path: string, data: string | Buffe
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     if (statSync(path).size !== Buffer.byteLength(data)) writeFileAtomic(dirs, path, data);
   }
+}
+
+/** Whether the small file at `path` holds exactly `text` (a link file of an earlier save of this output). */
+function holds(path: string, text: string): boolean {
+  try {
+    return readFileSync(path, 'utf8') === text;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A content-addressed file already in place with its size (a save into a layout that holds it):
+ * one lstat, where the create would cost a mkdir per directory and a failed open, each throwing
+ * (a second save of the wide fleet into its output spent most of its time there).
+ */
+function presentAlready(path: string, size: number): boolean {
+  const have = lstatSync(path, { throwIfNoEntry: false });
+  return !!have && have.isFile() && have.size === size;
 }
 
 function writeFileAtomic(dirs: RunDirs, path: string, data: string | Buffer): void {
@@ -132,6 +152,7 @@ export class RegistryLayoutWriter {
         .filter((d) => !this.inBase(d.digest))
         .map((d) =>
           this.once(blobDataPath(root, d.digest), async (path) => {
+            if (presentAlready(path, d.size)) return;
             const how = await placeBlob(cache.blobSource(d.digest), path, d.size, dirs);
             if (how === 'linked') result.linked++;
             else if (how === 'copied') result.copied++;
@@ -154,8 +175,12 @@ export class RegistryLayoutWriter {
     const tagDir = image.ref.tag ? join(repo, '_manifests', 'tags', image.ref.tag) : undefined;
     if (tagDir) links.push([join(tagDir, 'index', 'sha256', hexOf(image.root.digest), 'link'), image.root.digest]);
     await Promise.all(links.map(([path, digest]) => this.once(path, () => writeContentAddressed(dirs, path, digest))));
-    // A tag's current link changes: it is replaced whole.
-    if (tagDir) await this.once(join(tagDir, 'current', 'link'), (path) => writeFileAtomic(dirs, path, image.root.digest));
+    // A tag's current link changes: it is replaced whole, when it names another digest.
+    if (tagDir) {
+      await this.once(join(tagDir, 'current', 'link'), (path) => {
+        if (!holds(path, image.root.digest)) writeFileAtomic(dirs, path, image.root.digest);
+      });
+    }
   }
 
   /** Each output file is written once, at most FILES_AT_ONCE at a time. */

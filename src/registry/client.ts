@@ -15,6 +15,7 @@ import { MANIFEST_ACCEPT } from '../util/mediatypes.js';
 import { manifestMediaType, ManifestFormatError } from '../ref/manifest.js';
 import { sha256Bytes } from '../hash/hasher.js';
 import { DOCKER_HUB, isTag } from '../ref/reference.js';
+import { isDigest } from '../ref/digest.js';
 
 export type CredentialLookup = (registry: string) => Promise<Credential | undefined>;
 
@@ -475,6 +476,28 @@ export class RegistryClient {
     }
     const mediaType = manifestTypeOf(bytes, res.headers['content-type'], name);
     return { digest, mediaType, bytes };
+  }
+
+  /**
+   * The digest a tag points at, from a HEAD request's Docker-Content-Digest header: no body, no
+   * hashing, so a warm save asks each tag without fetching its manifest again. Undefined for any
+   * answer that does not name a valid sha256 digest with 200 (no header, 404, 405, a proxy that
+   * mangles HEAD): the caller then GETs the manifest, whose answer says what is wrong. The digest
+   * is trusted only to pick bytes from a content-addressed cache, which checks them against it.
+   */
+  async headManifestDigest(registry: string, repository: string, tag: string): Promise<string | undefined> {
+    const name = `${registry}/${repository}:${tag}`;
+    let res;
+    try {
+      res = await this.api(registry, repository, 'HEAD', `/v2/${repository}/manifests/${tag}`, { accept: MANIFEST_ACCEPT }, name);
+    } catch (err) {
+      // Refused credentials and a registry that does not answer (after the retries) fail the GET
+      // the same way: said once, now, not after as many retries again.
+      if (err instanceof RegistryError && (err.kind === 'unauthorized' || err.kind === 'unreachable')) throw err;
+      return undefined;
+    }
+    const header = res.headers['docker-content-digest'];
+    return res.status === 200 && isDigest(header) ? header : undefined;
   }
 
   /**

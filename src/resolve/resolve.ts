@@ -176,6 +176,22 @@ export class Resolver {
     return p;
   }
 
+  /**
+   * A tag resolved before (the cache remembers it) whose target is still in the cache: one HEAD
+   * asks where it points now, and the cache gives those bytes, re-hashed (Cache.getManifest). A
+   * warm save of 247 tags sends 247 bodiless requests instead of 247 GETs. A tag never seen goes
+   * straight to GET (a cold save pays no extra round trip), as do mirrors (getManifest asks each
+   * host in turn) and any HEAD answer without a usable digest. A moved tag is seen: HEAD names the
+   * new digest, which the cache lacks, so the caller fetches it.
+   */
+  private async knownTagTarget(registry: string, repository: string, tag: string): Promise<FetchedManifest | undefined> {
+    const { cache, client, mirrors } = this.opts;
+    if (mirrors || !cache.getTag(`${registry}/${repository}:${tag}`)) return undefined;
+    const digest = await client.headManifestDigest(registry, repository, tag);
+    const rec = digest ? cache.getManifest(digest) : undefined;
+    return digest && rec ? { digest, mediaType: rec.mediaType, bytes: rec.bytes } : undefined;
+  }
+
   private async load(registry: string, repository: string, reference: string): Promise<FetchedManifest> {
     const { cache, client, offline } = this.opts;
     let digest = reference.startsWith('sha256:') ? reference : undefined;
@@ -183,6 +199,10 @@ export class Resolver {
       digest = cache.getTag(`${registry}/${repository}:${reference}`)?.digest;
       if (digest) checkDigest(digest, `${registry}/${repository}:${reference} in the cache`);
       if (!digest) throw new RegistryError('not-found', `${registry}/${repository}:${reference}: not in the cache (--offline)`);
+    }
+    if (!digest && !offline) {
+      const known = await this.knownTagTarget(registry, repository, reference);
+      if (known) return known;
     }
     if (digest) {
       const rec = cache.getManifest(digest);

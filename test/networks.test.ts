@@ -435,7 +435,7 @@ describe('credentials per registry', () => {
 
   it('--creds-registry needs --username, and takes a host only', async () => {
     const a = await ocisave(['save', `${plain.host}/${REPO}:1.0`, '-o', join(work, 'never'), '--creds-registry', plain.host], { env: baseEnv() });
-    expect(a.code).toBe(1);
+    expect(a.code).toBe(2);
     expect(a.stderr).toContain('--creds-registry names the registry for --username');
     const b = await ocisave(['save', `${plain.host}/${REPO}:1.0`, '-o', join(work, 'never'), '--creds-registry', 'https://x/y'], { env: baseEnv() });
     expect(b.code).toBe(2);

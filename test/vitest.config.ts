@@ -14,7 +14,7 @@ const countLine: Reporter = {
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    testTimeout: 120_000,
+    testTimeout: 300_000, // a safety net only: CI is a loaded 2-core machine, and tests wait for events, not clocks
     hookTimeout: 120_000,
     pool: 'forks',
     maxWorkers: 2,

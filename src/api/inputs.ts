@@ -9,6 +9,7 @@ import type { Credential } from '../registry/credentials.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
 import { lockReferences, readLockFile } from '../resolve/lockfile.js';
 import { checkSelector, namesTagOrDigest, type TagSelector, type TagSetRequest } from '../resolve/tags.js';
+import { InvalidInputError } from '../util/errors.js';
 
 /** The inputs of a request, named after the CLI's flags. */
 export interface InputOptions {
@@ -89,7 +90,7 @@ export async function collectLocks(files: string[] = []): Promise<{ refs: string
   const platforms: string[] = [];
   for (const file of files) {
     const lock = await readLockFile(file);
-    if (!lock) throw new Error(`${file} is not an ocisave lock file (write one with: ocisave resolve … --lock ${file})`);
+    if (!lock) throw new InvalidInputError(`${file} is not an ocisave lock file (write one with: ocisave resolve … --lock ${file})`);
     refs.push(...lockReferences(lock));
     platforms.push(lock.platforms);
   }

@@ -8,6 +8,7 @@ import { gatherInputs, type InputOptions } from './inputs.js';
 import { credentialsOf, fetchOptionsOf, platformsOf, type FetchRequest } from './options.js';
 import { DEFAULT_PLATFORMS } from './platforms.js';
 import { SCHEMAS, versioned } from './schema.js';
+import { UsageError } from '../util/errors.js';
 
 export interface MirrorRequest extends FetchRequest, InputOptions {
   /** HOST[:PORT][/prefix] */
@@ -31,7 +32,7 @@ export type MirrorPlanResult = { schema: typeof SCHEMAS.mirrorPlan } & MirrorPla
 async function mirrorOptions(r: MirrorRequest) {
   const target = parseTarget(r.to);
   const g = await gatherInputs(r);
-  if (g.total === 0) throw new Error('nothing to mirror: give references as arguments, -f FILE or --lock FILE');
+  if (g.total === 0) throw new UsageError('nothing to mirror: give references as arguments, -f FILE or --lock FILE');
   const empty = !!g.shard && g.refs.length === 0 && g.tagSets.length === 0;
   if (!empty) for (const message of g.collected.warnings) r.onEvent?.(stamp({ type: 'warning', message }));
   // A lock's own platforms are the default for a mirror from it, as for save.

@@ -11,6 +11,7 @@ import type { NetworkOptions } from '../registry/network.js';
 import { loadRegistriesConf } from '../registry/registries-conf.js';
 import { DEFAULT_NET_LIMITS, type NetLimits } from '../registry/timeouts.js';
 import { engineEvents, type EventHandler } from './events.js';
+import { UsageError } from '../util/errors.js';
 
 export { defaultCacheDir, DEFAULT_JOBS };
 
@@ -93,7 +94,7 @@ export function platformsOf(given: PlatformSelector | string | undefined, fallba
 export function credentialsOf(o: RegistryOptions, registries: string[], fromInputs?: ReadonlyMap<string, Credential>): CredentialLookup {
   let overrides: Map<string, Credential> | undefined = fromInputs?.size ? new Map(fromInputs) : undefined;
   if (o.username !== undefined) {
-    if (o.password === undefined) throw new Error('a username needs a password (the CLI reads it with --password-stdin)');
+    if (o.password === undefined) throw new UsageError('a username needs a password (the CLI reads it with --password-stdin)');
     overrides ??= new Map();
     for (const r of o.credsRegistry?.length ? o.credsRegistry : registries) overrides.set(r, { username: o.username, password: o.password });
   }

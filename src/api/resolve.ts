@@ -10,6 +10,7 @@ import { gatherInputs, type InputOptions } from './inputs.js';
 import { credentialsOf, fetchOptionsOf, platformsOf, type FetchRequest } from './options.js';
 import { DEFAULT_PLATFORMS } from './platforms.js';
 import { SCHEMAS, versioned } from './schema.js';
+import { UsageError } from '../util/errors.js';
 
 export interface ResolveRequest extends Omit<FetchRequest, 'keepGoing' | 'jobs' | 'hasher' | 'segmentSize'>, Omit<InputOptions, 'lock'> {
   /** Write a lock file here: each input pinned to registry/repository@digest (only when every input resolved). */
@@ -37,7 +38,7 @@ export type ResolveResult = { schema: typeof SCHEMAS.resolve } & ResolveReport;
 /** Resolves every input (failures are listed, not thrown); platforms default to all. */
 export async function resolve(r: ResolveRequest): Promise<ResolveResult> {
   const g = await gatherInputs({ ...r, lock: undefined });
-  if (g.total === 0) throw new Error('nothing to resolve: give references as arguments or -f FILE');
+  if (g.total === 0) throw new UsageError('nothing to resolve: give references as arguments or -f FILE');
   for (const message of g.collected.warnings) r.onEvent?.(stamp({ type: 'warning', message }));
   const platforms = platformsOf(r.platforms, DEFAULT_PLATFORMS);
   const resolved = await resolveGraph(g.refs, {

@@ -10,6 +10,7 @@ import { gatherInputs, type InputOptions } from './inputs.js';
 import { credentialsOf, fetchOptionsOf, type FetchRequest } from './options.js';
 import { savePlatforms } from './platforms.js';
 import { SCHEMAS, versioned } from './schema.js';
+import { UsageError } from '../util/errors.js';
 
 export interface SaveRequest extends FetchRequest, InputOptions {
   /** Where to write the output (the CLI's -o). */
@@ -32,9 +33,9 @@ export type SaveResult = { schema: typeof SCHEMAS.save } & Summary & {
 export const DEFAULT_FORMAT: OutputFormat = 'registry';
 
 function checkFormatOptions(r: SaveRequest, format: OutputFormat): void {
-  if (r.since && format !== 'registry') throw new Error('--since works with --format registry');
-  if (r.scoped && format !== 'registry') throw new Error('--scoped works with --format registry (the other formats name images by their full reference)');
-  if (r.keepIndex && format !== 'oci' && format !== 'oci-archive') throw new Error('--keep-index works with --format oci and oci-archive');
+  if (r.since && format !== 'registry') throw new UsageError('--since works with --format registry');
+  if (r.scoped && format !== 'registry') throw new UsageError('--scoped works with --format registry (the other formats name images by their full reference)');
+  if (r.keepIndex && format !== 'oci' && format !== 'oci-archive') throw new UsageError('--keep-index works with --format oci and oci-archive');
 }
 
 /** A shard with none of the inputs: an empty layout still, so a script can merge every shard's output without checking which exist. */
@@ -50,7 +51,7 @@ async function emptyShard(r: SaveRequest, format: OutputFormat, index: number, c
 export async function save(r: SaveRequest): Promise<SaveResult> {
   const format = r.format ?? DEFAULT_FORMAT;
   const g = await gatherInputs(r);
-  if (g.total === 0) throw new Error('nothing to save: give references as arguments, -f FILE or --lock FILE');
+  if (g.total === 0) throw new UsageError('nothing to save: give references as arguments, -f FILE or --lock FILE');
   if (g.shard && g.refs.length === 0 && g.tagSets.length === 0) return emptyShard(r, format, g.shard.index, g.shard.count, g.total);
   checkFormatOptions(r, format);
   for (const message of g.collected.warnings) r.onEvent?.(stamp({ type: 'warning', message }));

@@ -6,6 +6,7 @@ import { parseReference } from '../ref/reference.js';
 import { DEFAULT_NET_LIMITS } from '../registry/timeouts.js';
 import type { EventHandler } from '../api/events.js';
 import type { FetchRequest, RegistryOptions } from '../api/options.js';
+import { UsageError } from '../util/errors.js';
 
 export interface CommonFlags {
   cache?: string;
@@ -149,10 +150,10 @@ async function readStdin(): Promise<string> {
 
 /** The password for --username, from standard input (passwords are never arguments, never printed). */
 async function passwordFrom(flags: CommonFlags): Promise<string | undefined> {
-  if (flags.passwordStdin && !flags.username) throw new Error('--password-stdin needs --username');
-  if (flags.credsRegistry?.length && !flags.username) throw new Error('--creds-registry names the registry for --username: give --username and --password-stdin too');
+  if (flags.passwordStdin && !flags.username) throw new UsageError('--password-stdin needs --username');
+  if (flags.credsRegistry?.length && !flags.username) throw new UsageError('--creds-registry names the registry for --username: give --username and --password-stdin too');
   if (!flags.username) return undefined;
-  if (!flags.passwordStdin) throw new Error('--username needs --password-stdin (passwords are not taken as arguments)');
+  if (!flags.passwordStdin) throw new UsageError('--username needs --password-stdin (passwords are not taken as arguments)');
   return readStdin();
 }
 

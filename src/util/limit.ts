@@ -12,30 +12,6 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   return results;
 }
 
-/** A counting semaphore; waiters with a higher priority go first (the scheduler: larger blobs). */
-export class Semaphore {
-  private waiting: { priority: number; wake: () => void }[] = [];
-  constructor(private available: number) {}
-  async acquire(priority = 0): Promise<() => void> {
-    if (this.available > 0) this.available--;
-    else
-      await new Promise<void>((wake) => {
-        // Insert after every waiter of the same or higher priority: equal ones stay first come, first served.
-        let i = this.waiting.length;
-        while (i > 0 && this.waiting[i - 1]!.priority < priority) i--;
-        this.waiting.splice(i, 0, { priority, wake });
-      });
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiting.shift();
-      if (next) next.wake();
-      else this.available++;
-    };
-  }
-}
-
 /**
  * A semaphore whose size can change while held: growing wakes waiters at once; shrinking lets
  * running holders finish and hands out no slot until fewer than the new limit are held.
@@ -67,6 +43,7 @@ export class AdjustableSemaphore {
     if (this.held < this.size && this.waiting.length === 0) this.held++;
     else
       await new Promise<void>((wake) => {
+        // Insert after every waiter of the same or higher priority: equal ones stay first come, first served.
         let i = this.waiting.length;
         while (i > 0 && this.waiting[i - 1]!.priority < priority) i--;
         this.waiting.splice(i, 0, { priority, wake });
@@ -87,3 +64,6 @@ export class AdjustableSemaphore {
     }
   }
 }
+
+/** A counting semaphore of fixed size; waiters with a higher priority go first (the scheduler: larger blobs). */
+export class Semaphore extends AdjustableSemaphore {}

@@ -6,14 +6,8 @@ import type { InputOptions } from '../api/inputs.js';
 import { checkSelector } from '../resolve/tags.js';
 import { positiveInt, referenceArgs } from './options.js';
 
-export interface InputFlags {
-  buildArg?: Record<string, string>;
-  includeBase?: boolean;
-  allTags?: boolean;
-  tagRegex?: string;
-  tagSemver?: string;
-  newest?: number;
-}
+/** The input-shaping flags, named as the library's options. */
+export type InputFlags = Pick<InputOptions, 'buildArg' | 'includeBase' | 'allTags' | 'tagRegex' | 'tagSemver' | 'newest'>;
 
 function buildArg(value: string, prev: Record<string, string> = {}): Record<string, string> {
   const eq = value.indexOf('=');

@@ -1,6 +1,6 @@
 // Options several commands share, and turning them into the library's options.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { HASHER_KINDS, type HasherKind } from '../hash/hasher.js';
+import { HASHER_KINDS } from '../hash/hasher.js';
 import { parsePlatformSelector } from '../ref/platform.js';
 import { parseReference } from '../ref/reference.js';
 import { DEFAULT_NET_LIMITS } from '../registry/timeouts.js';
@@ -8,29 +8,15 @@ import type { EventHandler } from '../api/events.js';
 import type { FetchRequest, RegistryOptions } from '../api/options.js';
 import { UsageError } from '../util/errors.js';
 
-export interface CommonFlags {
+/** The flags several commands share: the library's options by the same names, and the CLI's own. */
+export interface CommonFlags
+  extends Pick<RegistryOptions, 'plainHttp' | 'username' | 'tlsVerify' | 'certDir' | 'registriesConf' | 'credsRegistry' | 'authfile' | 'connectTimeout' | 'headerTimeout' | 'speedLimit' | 'speedTime' | 'retries'>,
+    Pick<FetchRequest, 'jobs' | 'fixedJobs' | 'hasher' | 'segmentSize' | 'registryMirror'> {
   cache?: string;
   platform?: string;
-  plainHttp?: boolean;
-  jobs?: number;
-  fixedJobs?: boolean;
-  hasher?: HasherKind;
-  segmentSize?: number;
-  username?: string;
   passwordStdin?: boolean;
   json?: boolean;
   quiet?: boolean;
-  registryMirror?: string[];
-  tlsVerify?: boolean;
-  certDir?: string;
-  registriesConf?: string;
-  credsRegistry?: string[];
-  authfile?: string;
-  connectTimeout?: number;
-  headerTimeout?: number;
-  speedLimit?: number;
-  speedTime?: number;
-  retries?: number;
 }
 
 export function positiveInt(value: string): number {

@@ -466,7 +466,8 @@ describe('push deadlines', () => {
     const target = await startHostileRegistry();
     try {
       target.route('POST', /^\/v2\/.+\/blobs\/uploads\/$/, () => undefined); // accepted, never answered
-      const r = await runMeasured(['push', bundle, '--to', target.host, '--json', '--header-timeout', '1', '--retries', '20', '--retry-budget', '3']);
+      // A retry budget far from the two 1 s timeouts: under load a 3 s budget ran out before the second attempt.
+      const r = await runMeasured(['push', bundle, '--to', target.host, '--json', '--header-timeout', '1', '--retries', '20', '--retry-budget', '60']);
       expect(r.code).toBe(1);
       const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
       expect(summary.failures).toHaveLength(1);

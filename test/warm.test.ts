@@ -11,6 +11,7 @@ import { open } from 'lmdb';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { save as saveLibrary } from '../src/engine/pipeline.js';
 import { ocisave, summaryOf } from './support/cli.js';
+import { descriptorOf, manifestBytes, MT, startHostileRegistry } from './support/hostile-registry.js';
 import { startFaultProxy, type FaultProxy } from './support/proxy.js';
 import { startRegistry, type RunningRegistry } from './support/registry.js';
 import { pushManifest, seedStandardFixtures, sha256 } from './fixtures/index.js';
@@ -163,6 +164,28 @@ describe('warm saves', () => {
       expect(manifestRequests()).toEqual([{ method: 'GET', path: `/v2/app/web/manifests/${web.tag}`, status: 304, ifNoneMatch: undefined, bodyBytes: 0 }]);
     } finally {
       proxy.setFaults([]);
+    }
+  });
+
+  it('refuse a 304 whose Docker-Content-Digest names another digest than the one sent', async () => {
+    // No real registry contradicts itself on purpose: a server of our own does.
+    const liar = await startHostileRegistry();
+    try {
+      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+      const layer = Buffer.from('one layer of the registry that will lie');
+      liar.blob('cond/liar', config);
+      liar.blob('cond/liar', layer);
+      const digest = liar.manifest('cond/liar', manifestBytes(descriptorOf(config, MT.config), [descriptorOf(layer, MT.layer)]), MT.manifest, 'v1');
+      const ref = `${liar.host}/cond/liar:v1`;
+      const cache = join(work, 'cache-liar');
+      await save([ref], join(work, 'liar-cold'), cache);
+      const other = `sha256:${'0'.repeat(64)}`;
+      liar.route('GET', '/v2/cond/liar/manifests/v1', (_req, res) => res.writeHead(304, { 'docker-content-digest': other }).end());
+      const r = await ocisave(['save', ref, '-o', join(work, 'liar-warm'), '--cache', cache]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`cond/liar:v1: the registry answered 304 Not Modified to If-None-Match ${digest} with Docker-Content-Digest ${other}`);
+    } finally {
+      await liar.stop();
     }
   });
 

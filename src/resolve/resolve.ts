@@ -2,7 +2,7 @@
 // and collect every config and layer blob once, remembering which repositories can serve it.
 import type { Cache } from '../cache/cache.js';
 import { formatPlatform, normalizePlatform, selectorMatches, type Platform, type PlatformSelector } from '../ref/platform.js';
-import { formatReference, type Reference } from '../ref/reference.js';
+import { DOCKER_HUB, formatReference, type Reference } from '../ref/reference.js';
 import type { FetchedManifest, RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
 import { blobsOf, leafManifests, failureOf, type BlobNeed, type Descriptor, type GraphNode, type ImageGraph, type ResolvedImage } from './graph.js';
@@ -10,7 +10,7 @@ import { isIndexType, isManifestType } from '../util/mediatypes.js';
 import { mapLimit } from '../util/limit.js';
 import type { EngineEvents } from '../util/events.js';
 import type { Mirrors } from '../registry/mirror.js';
-import { checkDigest, checkSize } from '../ref/digest.js';
+import { checkDigest, checkSize, isDigest } from '../ref/digest.js';
 
 /**
  * Indexes nest at most this deep (the root index counts one). Real images use one level, two with
@@ -177,19 +177,35 @@ export class Resolver {
   }
 
   /**
-   * A tag resolved before (the cache remembers it) whose target is still in the cache: one HEAD
-   * asks where it points now, and the cache gives those bytes, re-hashed (Cache.getManifest). A
-   * warm save of 247 tags sends 247 bodiless requests instead of 247 GETs. A tag never seen goes
+   * A tag resolved before (the cache remembers it) whose manifest is still in the cache: one
+   * conditional GET (If-None-Match: its digest) asks whether the tag still points there. A 304
+   * gives the cache's bytes, re-hashed (Cache.getManifest); a moved tag answers 200 with the new
+   * manifest, one request in all. 247 tags of a warm save keep a few connections open, where HEADs
+   * opened 248 (undici closes the connection after every HEAD). Docker Hub keeps HEAD: it counts
+   * every manifest GET, a 304 too, against its pull rate limit, and no HEAD. A tag never seen goes
    * straight to GET (a cold save pays no extra round trip), as do mirrors (getManifest asks each
-   * host in turn) and any HEAD answer without a usable digest. A moved tag is seen: HEAD names the
-   * new digest, which the cache lacks, so the caller fetches it.
+   * host in turn) and a tag whose manifest the cache lost. Undefined: the caller GETs.
    */
   private async knownTagTarget(registry: string, repository: string, tag: string): Promise<FetchedManifest | undefined> {
     const { cache, client, mirrors } = this.opts;
-    if (mirrors || !cache.getTag(`${registry}/${repository}:${tag}`)) return undefined;
-    const digest = await client.headManifestDigest(registry, repository, tag);
-    const rec = digest ? cache.getManifest(digest) : undefined;
-    return digest && rec ? { digest, mediaType: rec.mediaType, bytes: rec.bytes } : undefined;
+    const known = mirrors ? undefined : cache.getTag(`${registry}/${repository}:${tag}`);
+    if (!known) return undefined;
+    if (registry === DOCKER_HUB) {
+      const digest = await client.headManifestDigest(registry, repository, tag);
+      return digest ? this.cachedManifest(digest) : undefined;
+    }
+    const held = isDigest(known.digest) ? this.cachedManifest(known.digest) : undefined;
+    if (!held) return undefined;
+    const m = await client.getManifest(registry, repository, tag, held.digest);
+    if ('unchanged' in m) return held;
+    this.later(cache.putManifest(m.digest, { mediaType: m.mediaType, bytes: m.bytes }));
+    return m;
+  }
+
+  /** The manifest `digest` from the cache, re-hashed; undefined when absent or damaged. */
+  private cachedManifest(digest: string): FetchedManifest | undefined {
+    const rec = this.opts.cache.getManifest(digest);
+    return rec && { digest, mediaType: rec.mediaType, bytes: rec.bytes };
   }
 
   private async load(registry: string, repository: string, reference: string): Promise<FetchedManifest> {
@@ -205,8 +221,8 @@ export class Resolver {
       if (known) return known;
     }
     if (digest) {
-      const rec = cache.getManifest(digest);
-      if (rec) return { digest, mediaType: rec.mediaType, bytes: rec.bytes };
+      const held = this.cachedManifest(digest);
+      if (held) return held;
       if (offline) throw new RegistryError('not-found', `${registry}/${repository}@${digest}: not in the cache (--offline)`);
     }
     const m = this.opts.mirrors ? await this.opts.mirrors.getManifest(registry, repository, reference) : await client.getManifest(registry, repository, reference);

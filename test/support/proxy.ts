@@ -22,6 +22,8 @@ export interface FaultRule {
   corruptByteAt?: number;
   /** Remove Range/If-Range before forwarding: upstream answers 200 with the whole body. */
   ignoreRange?: boolean;
+  /** Remove If-None-Match before forwarding: upstream answers 200 with the whole body, as a registry that ignores conditional GETs. */
+  ignoreIfNoneMatch?: boolean;
   /** Wait this long before handling the request. */
   delayMs?: number;
   /** Hold the request until this settles: a test releases it on an event, not after a guessed time. */
@@ -44,6 +46,8 @@ export interface RequestRecord {
   status: number;
   bodyBytes: number; // response body bytes actually sent
   range?: string;
+  /** The If-None-Match header the client sent. */
+  ifNoneMatch?: string;
   authorization: boolean; // whether the request carried Authorization (never the value)
   faults: string[]; // which fault effects applied
 }
@@ -57,6 +61,8 @@ export interface ProxyStats {
   /** By listener host: requests with and without an Authorization header. */
   authorization: Record<string, { with: number; without: number }>;
   totalBytes: number;
+  /** TCP connections clients opened to the primary listener. */
+  connections: number;
 }
 
 export interface FaultProxy {
@@ -96,6 +102,7 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   let rules: ActiveRule[] = [];
   let records: RequestRecord[] = [];
+  let connections = 0;
   // token → Authorization of the request that was redirected (the "signature").
   const presigned = new Map<string, string | undefined>();
   const pacers = new WeakMap<net.Socket, Pacer>();
@@ -142,6 +149,7 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
       faults: [],
     };
     if (typeof req.headers.range === 'string') rec.range = req.headers.range;
+    if (typeof req.headers['if-none-match'] === 'string') rec.ifNoneMatch = req.headers['if-none-match'];
     records.push(rec);
 
     const fired = pick(req, listener);
@@ -162,12 +170,14 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
       const body = JSON.stringify({
         errors: [{ code: statusRule.status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: `injected ${statusRule.status}` }],
       });
-      const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+      // 204 and 304 never carry a body (RFC 9110 15.3.5, 15.4.5).
+      const bodiless = statusRule.status === 204 || statusRule.status === 304;
+      const headers: http.OutgoingHttpHeaders = bodiless ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
       if (statusRule.retryAfter !== undefined) headers['retry-after'] = String(statusRule.retryAfter);
       rec.status = statusRule.status!;
       rec.faults.push(`status ${statusRule.status}`);
       res.writeHead(statusRule.status!, headers);
-      res.end(req.method === 'HEAD' ? undefined : body);
+      res.end(req.method === 'HEAD' || bodiless ? undefined : body);
       return;
     }
 
@@ -197,6 +207,10 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
       rec.faults.push('ignoreRange');
       delete headers.range;
       delete headers['if-range'];
+    }
+    if (fired.some((r) => r.ignoreIfNoneMatch)) {
+      rec.faults.push('ignoreIfNoneMatch');
+      delete headers['if-none-match'];
     }
     const upReq = http.request({
       agent,
@@ -300,6 +314,7 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
   let host = '';
   const primary: http.Server = http.createServer(handler('primary', () => host));
   primary.keepAliveTimeout = 30_000;
+  primary.on('connection', () => connections++);
   primary.listen(0, '127.0.0.1');
   await once(primary, 'listening');
   host = `127.0.0.1:${(primary.address() as net.AddressInfo).port}`;
@@ -329,7 +344,7 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
     },
     remaining: () => rules.map((a) => a.left),
     stats() {
-      const s: ProxyStats = { requests: records.map((r) => ({ ...r, faults: [...r.faults] })), byPath: {}, ranges: [], authorization: {}, totalBytes: 0 };
+      const s: ProxyStats = { requests: records.map((r) => ({ ...r, faults: [...r.faults] })), byPath: {}, ranges: [], authorization: {}, totalBytes: 0, connections };
       for (const r of records) {
         const p = (s.byPath[r.path] ??= { requests: 0, bytes: 0 });
         p.requests++;
@@ -344,6 +359,7 @@ export async function startFaultProxy(targetUrl: string): Promise<FaultProxy> {
     },
     resetStats() {
       records = [];
+      connections = 0;
     },
     async stop() {
       for (const srv of [primary, secondary]) srv.closeAllConnections();

@@ -88,7 +88,8 @@ describe('batched tag and manifest records', () => {
       const file = cache.tempPath('blob');
       writeFileSync(file, blob);
       await cache.commitBlob(digest, file, blob.length, 'application/octet-stream');
-      // Without the ride-along the tag would wait for its timer (DEFER_MS, 100 ms) after this point.
+      // Without the ride-along the tag would still wait for its timer (DEFER_MS, 20 ms), which cannot
+      // fire while readElsewhere blocks this thread (execFileSync).
       expect(readElsewhere(dir, 'r.invalid/x:5', m.digest).tag).toBe(m.digest);
       await tagPut;
     } finally {

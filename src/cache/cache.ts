@@ -82,10 +82,11 @@ export interface LockRecord {
 /**
  * Tags and manifests wait this long to be committed together (or ride along the thread's next
  * blob commit): a cold medium save puts 661 of them, mostly one per HTTP answer, each its own LMDB
- * commit with its fdatasync (~0.7-1 ms of CPU alone, ~0.07 ms batched; bench/README-coldcpu.md).
- * Nobody waits on them before the run ends, and a record lost to a kill is fetched again.
+ * transaction (~1 ms of CPU alone, ~0.07 ms batched; bench/README-coldcpu.md). Resolve waits for
+ * them once, at its end: 20 ms there, where 100 ms would be a tenth of a warm save's target.
+ * A record lost to a kill is fetched again.
  */
-const DEFER_MS = 100;
+const DEFER_MS = 20;
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.OCISAVE_CACHE) return env.OCISAVE_CACHE;

@@ -79,6 +79,15 @@ export interface LockRecord {
   at: number;
 }
 
+/**
+ * Tags and manifests wait this long to be committed together (or ride along the thread's next
+ * blob commit): a cold medium save puts 661 of them, mostly one per HTTP answer, each its own LMDB
+ * transaction (~1 ms of CPU alone, ~0.07 ms batched; bench/README-coldcpu.md). Resolve waits for
+ * them once, at its end: 20 ms there, where 100 ms would be a tenth of a warm save's target.
+ * A record lost to a kill is fetched again.
+ */
+const DEFER_MS = 20;
+
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.OCISAVE_CACHE) return env.OCISAVE_CACHE;
   const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
@@ -105,6 +114,11 @@ export class Cache {
 
   /** Cache directories that were links and were replaced (with `replaceLinkedDirs`). */
   readonly replacedLinks: string[] = [];
+
+  /** Tag and manifest records put but not yet committed (see DEFER_MS); reads look here first. */
+  private readonly pendingManifests = new Map<string, ManifestRecord>();
+  private readonly pendingTags = new Map<string, TagRecord>();
+  private pendingCommit?: { timer: NodeJS.Timeout; done: Promise<void>; settle: (write: Promise<unknown>) => void };
 
   static open(dir: string, opts: CacheOpenOptions = {}): Cache {
     mkdirSync(dir, { recursive: true });
@@ -333,7 +347,9 @@ export class Cache {
     renameSync(verifiedPath, this.blobPath(digest));
     const now = Date.now();
     // The rename keeps the inode and mtime (chmod changes only ctime), so the identity read before it holds.
-    // One transaction: lmdb-js batches it with the other writes of this thread into one commit.
+    // One transaction: lmdb-js batches it with the other writes of this thread into one commit,
+    // the pending tags and manifests included.
+    this.commitPending();
     await this.indexWrite(
       this.env.transaction(() => {
         this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now, ino: st.ino, mtimeMs: st.mtimeMs });
@@ -440,9 +456,11 @@ export class Cache {
     });
   }
 
-  /** Stores a manifest whose bytes the caller checked against `digest`; a damaged record of it is replaced. */
+  /** Stores a manifest whose bytes the caller checked against `digest`; a damaged record of it is replaced. Committed within DEFER_MS. */
   async putManifest(digest: string, rec: ManifestRecord): Promise<void> {
-    if (!this.getManifest(digest)) await this.indexWrite(this.manifests.put(digest, rec));
+    if (this.getManifest(digest)) return;
+    this.pendingManifests.set(digest, rec);
+    await this.deferCommit();
   }
 
   /**
@@ -451,18 +469,55 @@ export class Cache {
    * not match count as absent, so the caller fetches them again and the put replaces them.
    */
   getManifest(digest: string): ManifestRecord | undefined {
-    const rec = this.manifests.get(digest);
+    const rec = this.pendingManifests.get(digest) ?? this.manifests.get(digest);
     if (!rec || !(rec.bytes instanceof Uint8Array) || typeof rec.mediaType !== 'string') return undefined;
     const bytes = Buffer.from(rec.bytes);
     return sha256Bytes(bytes) === digest ? { mediaType: rec.mediaType, bytes } : undefined;
   }
 
+  /** Committed within DEFER_MS (with other tags and manifests, or with this thread's next blob commit). */
   async putTag(name: string, rec: TagRecord): Promise<void> {
-    await this.indexWrite(this.tags.put(name, rec));
+    this.pendingTags.set(name, rec);
+    await this.deferCommit();
   }
 
   getTag(name: string): TagRecord | undefined {
-    return this.tags.get(name);
+    return this.pendingTags.get(name) ?? this.tags.get(name);
+  }
+
+  /** The commit that will carry the pending tags and manifests: started by a timer, or earlier by commitPending. */
+  private deferCommit(): Promise<void> {
+    if (!this.pendingCommit) {
+      let settle!: (write: Promise<unknown>) => void;
+      const done = new Promise<void>((resolve, reject) => (settle = (write) => write.then(() => resolve(), reject)));
+      this.pendingCommit = { timer: setTimeout(() => this.commitPending(), DEFER_MS), done, settle };
+    }
+    return this.pendingCommit.done;
+  }
+
+  /**
+   * Write the pending tags and manifests now. Called in the same event-loop turn as another index
+   * write, it joins that write's commit (lmdb-js batches a turn's writes into one transaction).
+   */
+  private commitPending(): void {
+    const pending = this.pendingCommit;
+    if (!pending) return;
+    this.pendingCommit = undefined;
+    clearTimeout(pending.timer);
+    const manifests = [...this.pendingManifests];
+    const tags = [...this.pendingTags];
+    const write = this.indexWrite(
+      this.env.transaction(() => {
+        for (const [digest, rec] of manifests) this.manifests.put(digest, rec);
+        for (const [name, rec] of tags) this.tags.put(name, rec);
+      }),
+    );
+    // Reads find them in pending until they are committed (a later put of the same key wins).
+    void write.then(() => {
+      for (const [digest, rec] of manifests) if (this.pendingManifests.get(digest) === rec) this.pendingManifests.delete(digest);
+      for (const [name, rec] of tags) if (this.pendingTags.get(name) === rec) this.pendingTags.delete(name);
+    }, () => undefined);
+    pending.settle(write);
   }
 
   /** An index write whose failure names the errno and the index (a full disk: ENOSPC writing …/index.lmdb). */
@@ -475,6 +530,9 @@ export class Cache {
   }
 
   async close(): Promise<void> {
+    const pending = this.pendingCommit?.done;
+    this.commitPending();
+    await pending?.catch(() => undefined); // its callers were told of a failure
     await this.env.close();
     await this.lockEnv.close();
   }

@@ -170,11 +170,12 @@ export async function lstatInside(root: string, rel: string, remembered = true):
   }
 }
 
+/** lstatInside with synchronous calls; an absent file costs no Error (~35 µs of CPU each, ~730 of them in a cold medium save). */
 export function lstatInsideSync(root: string, rel: string): Stats | undefined {
   const parts = components(root, rel);
   try {
     checkParentsSync(root, parts);
-    return lstatSync(join(root, ...parts));
+    return lstatSync(join(root, ...parts), { throwIfNoEntry: false });
   } catch (err) {
     if (missing(err)) return undefined;
     throw err;

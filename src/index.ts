@@ -9,6 +9,7 @@ export { mirror, planMirror, type MirrorRequest, type MirrorResult, type MirrorP
 export { verify, type VerifyRequest, type VerifyResult } from './api/verify.js';
 export { convert, type ConvertRequest, type ConvertResult } from './api/convert.js';
 export { serve, type ServeRequest, type ServeResult, type ServeInfo, type RunningBundleServer } from './api/serve.js';
+export { unpack, type UnpackRequest, type UnpackResult } from './api/unpack.js';
 export { cacheLs, cacheDu, cacheVerify, cachePrune, type CacheRequest, type CacheLsResult, type CacheDuResult, type CacheVerifyResult, type CachePruneResult } from './api/cache.js';
 export { listImages, type ListImagesRequest, type ListImagesVersioned, type ListedImage, type ListImagesResult } from './api/list-images.js';
 export { collectInputs, gatherInputs, type InputOptions, type CollectedInputs, type GatheredInputs } from './api/inputs.js';

@@ -1,7 +1,6 @@
 // `ocisave cache ls|du|verify|prune`: look after the shared blob cache.
 import { Command, InvalidArgumentError } from 'commander';
-import { cacheDu, cacheLs, cachePrune, cacheVerify } from '../api/cache.js';
-import { parseDuration } from '../cache/maintenance.js';
+import { parseDuration } from '../cache/duration.js';
 import { positiveInt } from './options.js';
 import { formatBytes } from './render.js';
 
@@ -36,6 +35,7 @@ export function cacheCommand(): Command {
   cmd.addCommand(
     sub('ls', 'list cached blobs (size, media type, last use) and partial downloads').action((flags: CacheFlags) =>
       (async () => {
+        const { cacheLs } = await import('../api/cache.js');
         const l = await cacheLs({ cacheDir: flags.cache });
         if (flags.json) return out(JSON.stringify(l));
         for (const b of l.blobs) out(`${b.digest}  ${formatBytes(b.size).padStart(9)}  ${when(b.lastUsedAt)}  ${b.mediaType}${b.present ? '' : '  (file missing: run cache verify)'}`);
@@ -50,6 +50,7 @@ export function cacheCommand(): Command {
   cmd.addCommand(
     sub('du', 'disk used by the cache').action((flags: CacheFlags) =>
       (async () => {
+        const { cacheDu } = await import('../api/cache.js');
         const u = await cacheDu({ cacheDir: flags.cache });
         if (flags.json) return out(JSON.stringify(u));
         out(`blobs     ${String(u.blobs.count).padStart(7)}  ${formatBytes(u.blobs.bytes)}`);
@@ -66,6 +67,7 @@ export function cacheCommand(): Command {
       .option('-j, --jobs <n>', 'files hashed at once (default 4)', positiveInt)
       .action((flags: CacheFlags & { jobs?: number }) =>
         (async () => {
+          const { cacheVerify } = await import('../api/cache.js');
           const r = await cacheVerify({ cacheDir: flags.cache, jobs: flags.jobs });
           if (flags.json) return out(JSON.stringify(r));
           for (const d of r.corrupt) out(`corrupt, removed: ${d}`);
@@ -90,6 +92,7 @@ export function cacheCommand(): Command {
       .option('--dry-run', 'only say what would be removed')
       .action((flags: CacheFlags & { olderThan: number; dryRun?: boolean }) =>
         (async () => {
+          const { cachePrune } = await import('../api/cache.js');
           const r = await cachePrune({ cacheDir: flags.cache, olderThan: flags.olderThan, dryRun: flags.dryRun });
           if (flags.json) return out(JSON.stringify(r));
           const verb = r.dryRun ? 'would remove' : 'removed';

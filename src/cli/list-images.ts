@@ -5,7 +5,6 @@
 // Bad references are reported with their source and make the exit status 1; the good ones are
 // still listed. What an input holds but is not followed (Kubefile RUN lines …) is a warning.
 import { Command } from 'commander';
-import { listImages } from '../api/list-images.js';
 import { addContextOptions, type InputFlags } from './inputs.js';
 
 interface ListFlags extends InputFlags {
@@ -21,6 +20,7 @@ export function listImagesCommand(): Command {
     .option('--plain-http', 'talk plain HTTP to registries whose tags a sync YAML lists (loopback registries always use it)');
   addContextOptions(cmd);
   cmd.action(async (paths: string[], flags: ListFlags) => {
+    const { listImages } = await import('../api/list-images.js');
     const result = await listImages({ paths, buildArg: flags.buildArg, includeBase: flags.includeBase, plainHttp: flags.plainHttp });
     if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
     else for (const image of result.images) process.stdout.write(`${image.reference}\n`);

@@ -2,7 +2,7 @@
 // shared cache, each image pushed as soon as its blobs are cached; --dry-run prints the plan.
 import { Command } from 'commander';
 import type { OcisaveEvent } from '../api/events.js';
-import { mirror, planMirror, type MirrorRequest } from '../api/mirror.js';
+import type { MirrorRequest } from '../api/mirror.js';
 import type { MirrorSummary } from '../mirror/mirror.js';
 import type { MirrorPlan } from '../mirror/plan.js';
 import type { Shard } from '../ref/shard.js';
@@ -72,6 +72,7 @@ export function mirrorCommand(): Command {
   addTagSetOptions(cmd);
   addShardOption(cmd);
   cmd.action(async (args: string[], flags: MirrorFlags) => {
+    const { mirror, planMirror } = await import('../api/mirror.js');
     const mode = progressMode(!!flags.json, !!flags.quiet);
     const render = createRenderer(mode);
     const onEvent = (e: OcisaveEvent) => {

@@ -2,7 +2,6 @@
 // layout or archive, docker-save tar) into a registry with the same digests.
 import { Command, InvalidArgumentError } from 'commander';
 import type { PushSummary } from '../push/push.js';
-import { push } from '../api/push.js';
 import type { OcisaveEvent } from '../api/events.js';
 import { addCredentialOptions, addLimitOptions, addNetworkOptions, registryOptionsFrom, positiveInt, positiveSeconds, type CommonFlags } from './options.js';
 import { formatBytes } from './render.js';
@@ -52,6 +51,7 @@ export function pushCommand(): Command {
   addLimitOptions(cmd, 'per request and per upload chunk');
   addCredentialOptions(cmd, 'registry user for the target');
   return cmd.action(async (bundle: string, flags: PushFlags) => {
+    const { push } = await import('../api/push.js');
     const onEvent = (e: OcisaveEvent) => {
       if (flags.json) process.stderr.write(`${JSON.stringify(e)}\n`);
       else if (e.type === 'warning') process.stderr.write(`warning: ${e.message}\n`);

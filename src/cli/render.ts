@@ -3,7 +3,8 @@
 import type { EngineEvent } from '../util/events.js';
 import type { PushEvent } from '../push/push.js';
 import { stamp, type OcisaveEvent } from '../api/events.js';
-import { describeFailure, type Summary } from '../engine/pipeline.js';
+import { describeFailure } from '../engine/errors.js';
+import type { Summary } from '../engine/pipeline.js';
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];

@@ -2,9 +2,9 @@
 // the cache lacks; nothing is downloaded but manifests. `--lock FILE` pins what was resolved so a
 // later `ocisave save --lock FILE` saves exactly that, wherever the tags have moved since.
 import { Command } from 'commander';
-import { resolve, type ResolveReport } from '../api/resolve.js';
+import type { ResolveReport } from '../api/resolve.js';
 import type { OcisaveEvent } from '../api/events.js';
-import { describeFailure } from '../engine/pipeline.js';
+import { describeFailure } from '../engine/errors.js';
 import { addCredentialOptions, addMirrorOption, addNetworkOptions, addLimitOptions, fetchRequestFrom, platformArg, type CommonFlags } from './options.js';
 import { createRenderer, formatBytes, progressMode } from './render.js';
 import { addReferenceInputs, addContextOptions, addTagSetOptions, inputOptionsFrom, type InputFlags } from './inputs.js';
@@ -38,6 +38,7 @@ export function resolveCommand(): Command {
   addShardOption(cmd);
   addLimitOptions(cmd, 'per manifest or token request');
   cmd.action(async (args: string[], flags: ResolveFlags) => {
+    const { resolve } = await import('../api/resolve.js');
     const mode = progressMode(!!flags.json, !!flags.quiet);
     const render = createRenderer(mode);
     // Failures are printed once, with the results; warnings (mirrors, signatures) as they come.

@@ -1,6 +1,5 @@
 // `ocisave save`: references and input files in, one output out.
 import { Command, Option } from 'commander';
-import { save } from '../api/save.js';
 import type { OcisaveEvent } from '../api/events.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../link/index.js';
 import { addFetchOptions, addMirrorOption, fetchRequestFrom, type CommonFlags } from './options.js';
@@ -59,6 +58,7 @@ export function saveCommand(): Command {
   addTagSetOptions(cmd);
   addShardOption(cmd);
   cmd.action(async (args: string[], flags: SaveFlags) => {
+    const { save } = await import('../api/save.js');
     const mode = progressMode(!!flags.json, !!flags.quiet);
     const render = createRenderer(mode);
     // Failed inputs are listed once, at the end (main's error lines, or the summary's "failed:" lines).

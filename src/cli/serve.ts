@@ -3,7 +3,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { isLoopbackHost } from '../registry/hosts.js';
 import { DEFAULT_LIMITS, type LimitEvent } from '../serve/limits.js';
-import { serve } from '../api/serve.js';
 import { positiveInt } from './options.js';
 
 interface ServeFlags {
@@ -57,6 +56,7 @@ export function serveCommand(): Command {
     .option('--access-log', 'one line per request (and per refused or idle connection) on stderr')
     .option('--json', 'print the listening address as JSON')
     .action(async (path: string, flags: ServeFlags) => {
+      const { serve } = await import('../api/serve.js');
       const { host, port } = parseAddr(flags.addr);
       const server = await serve({
         bundle: path,

@@ -1,12 +1,6 @@
 // `ocisave unpack REF DIR`: fetch one image (through the shared cache) and unpack its root
 // filesystem into DIR, as `umoci unpack --rootless` would lay it out (rootfs only, no bundle).
 import { Command } from 'commander';
-import { fetchImages as defaultFetchImages, type FetchOptions, type FetchResult } from '../engine/pipeline.js';
-import { formatReference } from '../ref/reference.js';
-import { registriesOf } from '../api/inputs.js';
-import { credentialsOf, fetchOptionsOf, platformsOf } from '../api/options.js';
-import { hostPlatforms } from '../api/platforms.js';
-import { SCHEMAS, versioned } from '../api/schema.js';
 import { addFetchOptions, fetchRequestFrom, referenceArg, type CommonFlags } from './options.js';
 import { createRenderer, progressMode } from './render.js';
 
@@ -16,13 +10,10 @@ interface UnpackFlags extends CommonFlags {
 }
 
 export interface UnpackDeps {
-  /** The library call that resolves and downloads; tests may pass their own. */
-  fetchImages?: (inputs: string[], opts: FetchOptions) => Promise<FetchResult>;
   stdout?: NodeJS.WritableStream;
 }
 
 export function unpackCommand(deps: UnpackDeps = {}): Command {
-  const fetchImages = deps.fetchImages ?? defaultFetchImages;
   const stdout = deps.stdout ?? process.stdout;
   const cmd = new Command('unpack')
     .description("unpack an image's root filesystem into a directory (layers in order, overlay whiteouts applied)")
@@ -32,35 +23,10 @@ export function unpackCommand(deps: UnpackDeps = {}): Command {
     .option('--offline', 'use only the cache: the tag as an earlier run resolved it');
   addFetchOptions(cmd);
   cmd.action(async (reference: string, dir: string, flags: UnpackFlags) => {
+    const { unpack } = await import('../api/unpack.js');
     const request = await fetchRequestFrom(flags, createRenderer(progressMode(!!flags.json, !!flags.quiet)));
-    // One root filesystem: the host's platform unless told otherwise, as docker pull does.
-    const opts = fetchOptionsOf({ ...request, offline: flags.offline }, platformsOf(flags.platform, hostPlatforms()), credentialsOf(request, registriesOf([reference])));
-    const events = opts.events!;
-    const fetched = await fetchImages([reference], opts);
-    try {
-      const image = fetched.graph.images[0];
-      if (!image) {
-        const why = fetched.graph.failures.map((f) => `${f.input}: ${f.error}`).join('; ');
-        throw new Error(`${reference}: nothing to unpack${why ? ` (${why})` : ''}`);
-      }
-      const started = Date.now();
-      const { unpackImage } = await import('../link/rootfs.js');
-      const result = await unpackImage({
-        image,
-        cache: fetched.cache,
-        out: dir,
-        replace: flags.force,
-        onWarning: (message) => events.emit({ type: 'warning', message }),
-      });
-      const summary = versioned(SCHEMAS.unpack, { reference: formatReference(image.ref), manifest: result.manifest, layers: result.layers, path: result.path, warnings: result.warnings.length, seconds: (Date.now() - started) / 1000 });
-      stdout.write(
-        flags.json
-          ? `${JSON.stringify(summary)}\n`
-          : `unpacked ${summary.reference} (${result.manifest}, ${result.layers} layers) into ${result.path}${result.warnings.length ? `, ${result.warnings.length} warnings` : ''}\n`,
-      );
-    } finally {
-      await fetched.close();
-    }
+    const r = await unpack({ ...request, offline: flags.offline, reference, out: dir, replace: flags.force });
+    stdout.write(flags.json ? `${JSON.stringify(r)}\n` : `unpacked ${r.reference} (${r.manifest}, ${r.layers} layers) into ${r.path}${r.warnings ? `, ${r.warnings} warnings` : ''}\n`);
   });
   return cmd;
 }

@@ -2,7 +2,6 @@
 // anything is missing or corrupt.
 import { Command } from 'commander';
 import type { VerifyReport } from '../bundle/verify.js';
-import { verify } from '../api/verify.js';
 import { positiveInt } from './options.js';
 import { formatBytes } from './render.js';
 
@@ -34,6 +33,7 @@ export function verifyCommand(): Command {
     .option('--json', 'the report as JSON on stdout')
     .option('-q, --quiet', 'problems and the verdict only')
     .action(async (bundle: string, flags: VerifyFlags) => {
+      const { verify } = await import('../api/verify.js');
       const report = await verify({ bundle, since: flags.since, jobs: flags.jobs });
       process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : `${verifyText(report, !!flags.quiet)}\n`);
       if (!report.ok) process.exitCode = 1;

@@ -19,7 +19,8 @@ import { describeImage, type ImageRow } from '../resolve/describe.js';
 import { expandTagSets, type TagSetRequest } from '../resolve/tags.js';
 import type { HostOptionsMap } from '../registry/host-options.js';
 import { EngineEvents } from '../util/events.js';
-import { OcisaveError, UsageError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
+import { InterruptedError, SaveError } from './errors.js';
 import { Plan } from './plan.js';
 import { ImageReadiness } from './readiness.js';
 import { DownloadPool } from './pool.js';
@@ -104,25 +105,7 @@ export interface FetchResult {
   close(): Promise<void>;
 }
 
-/** One line for a failure: registry errors already name the reference, others get the input in front. */
-export function describeFailure(f: Failure): string {
-  return f.error.includes(f.input) || f.error.includes('/') ? f.error : `${f.input}: ${f.error}`;
-}
-
-/** Inputs that failed; its code is the first failure's (each failure carries its own). */
-export class SaveError extends OcisaveError {
-  constructor(readonly failures: Failure[], readonly summary?: Summary) {
-    super(failures[0]?.code ?? 'UNKNOWN', failures.map(describeFailure).join('\n'));
-    this.name = 'SaveError';
-  }
-}
-
-export class InterruptedError extends OcisaveError {
-  constructor() {
-    super('INTERRUPTED', 'interrupted: downloads are checkpointed in the cache; run the same command again to resume');
-    this.name = 'InterruptedError';
-  }
-}
+export { describeFailure, SaveError, InterruptedError } from './errors.js';
 
 /** The ceiling of connections per host (see adaptive.ts); with --fixed-jobs, use -j 8 for the number of before. */
 export const DEFAULT_JOBS = DEFAULT_MAX_CONNECTIONS;

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { WORKER_LOADED, type DownloadResult, type DownloadTask, type SegmentTask } from './task.js';
 
 /** The worker module's exports: the whole-blob download, one range of a segmented one, the final check. */
@@ -22,27 +22,27 @@ function workerFile(): string {
  * none, and starting threads that each load undici and the hasher cost it ~0.3 s of its ~1 s.
  */
 export class DownloadPool {
-  private started?: { piscina: Piscina; loaded: Promise<void> };
+  private started?: Promise<{ piscina: Piscina; loaded: Promise<void> }>;
 
   constructor(private readonly jobs: number) {}
 
   /** Starts the threads (once); run() calls it. */
-  start(): Piscina {
+  async start(): Promise<Piscina> {
     this.started ??= startPool(this.jobs);
-    return this.started.piscina;
+    return (await this.started).piscina;
   }
 
   get isStarted(): boolean {
     return this.started !== undefined;
   }
 
-  run(task: DownloadTask | SegmentTask, name: WorkerTaskName = 'default'): Promise<DownloadResult> {
-    return this.start().run(task, { name });
+  async run(task: DownloadTask | SegmentTask, name: WorkerTaskName = 'default'): Promise<DownloadResult> {
+    return (await this.start()).run(task, { name });
   }
 
   async close(): Promise<void> {
     if (!this.started) return;
-    const { piscina, loaded } = this.started;
+    const { piscina, loaded } = await this.started;
     // Terminating a thread while it loads a native addon aborts the whole process (node's napi
     // raises a fatal error), which a save that needs few downloads could otherwise race into.
     // Piscina unrefs idle threads, so a timer keeps the process alive while it waits for them.
@@ -56,7 +56,10 @@ export class DownloadPool {
   }
 }
 
-function startPool(jobs: number): { piscina: Piscina; loaded: Promise<void> } {
+async function startPool(jobs: number): Promise<{ piscina: Piscina; loaded: Promise<void> }> {
+  // Imported here, not at the top: a warm save never starts the pool, and loading piscina costs
+  // ~15 ms of CPU once the save's other modules are in (process.cpuUsage, 9-18 ms in 5 runs).
+  const { Piscina } = await import('piscina');
   // One core stays with the main thread (resolve, linking) and, on a small machine, whatever
   // else runs there; a worker thread streams several downloads at once anyway.
   const threads = Math.max(1, Math.min(availableParallelism() - 1, jobs));

@@ -82,7 +82,7 @@ export interface LockRecord {
 /**
  * Tags and manifests wait this long to be committed together (or ride along the thread's next
  * blob commit): a cold medium save puts 661 of them, mostly one per HTTP answer, each its own LMDB
- * transaction (~1 ms of CPU alone, ~0.07 ms batched; bench/README-coldcpu.md). Resolve waits for
+ * transaction (~1 ms of CPU alone, ~0.07 ms batched; bench/README.md, "Round 2"). Resolve waits for
  * them once, at its end: 20 ms there, where 100 ms would be a tenth of a warm save's target.
  * A record lost to a kill is fetched again.
  */

@@ -31,7 +31,7 @@ export type { MirrorSummary } from './mirror/mirror.js';
 export type { MirrorPlan } from './mirror/plan.js';
 export type { VerifyReport } from './bundle/verify.js';
 export type { CacheListing, CacheUsage, CacheVerifyReport, PruneReport } from './cache/maintenance.js';
-export { describeFailure, SaveError, InterruptedError } from './engine/pipeline.js';
+export { describeFailure, SaveError, InterruptedError } from './engine/errors.js';
 
 // Error classes, for instanceof checks; every one carries a `code` (README, Errors).
 export { OcisaveError, UsageError, InvalidInputError, codeOf, type ErrorCode } from './util/errors.js';

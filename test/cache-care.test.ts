@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Cache } from '../src/cache/cache.js';
-import { parseDuration } from '../src/cache/maintenance.js';
+import { parseDuration } from '../src/cache/duration.js';
 import { ocisave, summaryOf } from './support/cli.js';
 import { startRegistry, type RunningRegistry } from './support/registry.js';
 import { seedStandardFixtures } from './fixtures/index.js';

@@ -1,7 +1,8 @@
 // The blob cache's maintenance calls (ocisave cache ls|du|verify|prune), each on the cache at
 // `cacheDir` (default defaultCacheDir()), opened and closed around the call.
 import { Cache, defaultCacheDir } from '../cache/cache.js';
-import { cacheUsage, listCache, parseDuration, pruneCache, verifyCache, type CacheListing, type CacheUsage, type CacheVerifyReport, type PruneReport } from '../cache/maintenance.js';
+import { parseDuration } from '../cache/duration.js';
+import { cacheUsage, listCache, pruneCache, verifyCache, type CacheListing, type CacheUsage, type CacheVerifyReport, type PruneReport } from '../cache/maintenance.js';
 import { SCHEMAS, versioned } from './schema.js';
 
 export interface CacheRequest {

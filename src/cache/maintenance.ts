@@ -8,7 +8,6 @@ import { mapLimit } from '../util/limit.js';
 import { isUnsafePath, listInside, openRegular, regularSize, removeInside } from '../fs/contained.js';
 import { isAlive, type Cache } from './cache.js';
 
-export { parseDuration } from './duration.js';
 
 const HEX_RE = /^[a-f0-9]{64}$/;
 const partialName = (digest: string) => `partial/${digest.slice('sha256:'.length)}`;

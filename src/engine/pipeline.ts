@@ -105,8 +105,6 @@ export interface FetchResult {
   close(): Promise<void>;
 }
 
-export { describeFailure, SaveError, InterruptedError } from './errors.js';
-
 /** The ceiling of connections per host (see adaptive.ts); with --fixed-jobs, use -j 8 for the number of before. */
 export const DEFAULT_JOBS = DEFAULT_MAX_CONNECTIONS;
 /** Range size with --fixed-jobs and no --segment-size, and until a host's rate is measured. */

@@ -4,7 +4,8 @@
 // repositories, chunked uploads, manifests children first, the tag last. Images of one target
 // repository go one after another (a blob they share is uploaded once, then found by HEAD);
 // repositories go in parallel. Nothing is written to disk but the cache.
-import { fetchImages, SaveError, type FetchOptions, type FetchResult } from '../engine/pipeline.js';
+import { fetchImages, type FetchOptions, type FetchResult } from '../engine/pipeline.js';
+import { SaveError } from '../engine/errors.js';
 import { Semaphore } from '../util/limit.js';
 import { layoutRepository, checkLayoutNames } from '../link/registry.js';
 import { parseReference, type Reference } from '../ref/reference.js';

@@ -6,13 +6,15 @@
 //   adaptive  ocisave save, defaults (adaptive connections, --jobs 32 ceiling, ranges sized from the rate)
 //   fixed     ocisave save --fixed-jobs -j 8 --segment-size 32 (the defaults before adaptation)
 //   floor     8 parallel whole-blob GETs (bench/floor.ts), bodies discarded: what 8 curls do
-// and skopeo sync --all into a second registry at the cells of --sync.
-//   node dist/bench/wan-matrix.js [--caps 2,8,32] [--rtts 10,50,150] [--sync 8x50] [--out FILE]
+// and skopeo sync --all into a second registry at the cells of --sync. The fleet is the WAN one
+// (big layers and a few small images), or with --fleet a bench fleet (many references).
+//   node dist/bench/wan-matrix.js [--caps 2,8,32] [--rtts 10,50,150] [--sync 8x50] [--fleet medium] [--out FILE]
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { FLEET_PRESETS, seedFleet } from '../test/fixtures/fleet.js';
 import { CLI, projectRoot } from '../test/support/cli.js';
 import { startFaultProxy } from '../test/support/proxy.js';
 import { startRegistry } from '../test/support/registry.js';
@@ -47,8 +49,10 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { caps: { type: 'string', default: '2,8,32' }, rtts: { type: 'string', default: '10,50,150' }, sync: { type: 'string', default: '8x50' }, out: { type: 'string' } },
+    options: { caps: { type: 'string', default: '2,8,32' }, rtts: { type: 'string', default: '10,50,150' }, sync: { type: 'string', default: '8x50' }, fleet: { type: 'string' }, out: { type: 'string' } },
   });
+  const preset = values.fleet === undefined ? undefined : FLEET_PRESETS[values.fleet as keyof typeof FLEET_PRESETS];
+  if (values.fleet !== undefined && !preset) throw new Error(`--fleet ${values.fleet}: one of ${Object.keys(FLEET_PRESETS).join(', ')}`);
   const caps = values.caps.split(',').map(Number);
   const rtts = values.rtts.split(',').map(Number);
   const syncCells = new Set(values.sync ? values.sync.split(',') : []);
@@ -57,8 +61,8 @@ async function main(): Promise<void> {
   const proxy = await startFaultProxy(registry.url);
   const cells: Cell[] = [];
   try {
-    log('seeding the WAN fleet');
-    const { set, bigBlobs } = await seedWan(registry.url, BIG_BLOBS, SMALL_BYTES);
+    log(`seeding the ${values.fleet ?? 'WAN'} fleet`);
+    const { set, bigBlobs } = preset ? { set: await seedFleet(registry.url, preset), bigBlobs: [] } : await seedWan(registry.url, BIG_BLOBS, SMALL_BYTES);
     const refs = set.references.map((r) => rehost(r, set.registry, proxy.host));
     const list = join(work, 'images.txt');
     await writeImageList(list, refs);
@@ -85,7 +89,7 @@ async function main(): Promise<void> {
         cells.push(cell);
       }
     }
-    const report = { date: new Date().toISOString(), fleet, floorJobs: FLOOR_JOBS, cells };
+    const report = { date: new Date().toISOString(), fleetName: values.fleet ?? 'wan', fleet, floorJobs: FLOOR_JOBS, cells };
     const out = values.out ?? join(projectRoot(), 'bench', 'results', 'wan-matrix.json');
     await writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
     process.stdout.write(markdown(cells));

@@ -3,6 +3,7 @@
 // module defines its flags and imports its library call only when its action runs, so --version,
 // --help and usage errors load commander and little else (~0.5 CPU-s less than loading undici,
 // lmdb, piscina... for each of them; test/startup.test.ts keeps it so).
+import { setFlagsFromString } from 'node:v8';
 import { Command, CommanderError } from 'commander';
 import { describeFailure, InterruptedError, SaveError } from '../engine/errors.js';
 import { commitCause, describeWriteError } from '../cache/write-error.js';
@@ -36,6 +37,16 @@ program.addCommand(serveCommand());
 program.addCommand(verifyCommand());
 program.addCommand(cacheCommand());
 program.addCommand(unpackCommand());
+
+// undici parses HTTP with llhttp compiled to WebAssembly, once per thread. V8 compiles it with
+// Liftoff, then again with TurboFan on background threads: ~0.4 CPU-s of a warm save of the
+// medium fleet (1.81 → 1.44 CPU-s new output, 1.35 → 0.96 same output; bench/README.md), which on
+// 2 cores is wall time; a cold save costs no more without it. hash-wasm's sha256 is ~10x slower
+// on Liftoff's code, so --hasher wasm keeps TurboFan. The flag is process-wide: set before any action runs, so before the first
+// connection compiles llhttp, and the download threads inherit it.
+program.hook('preAction', (_program, action) => {
+  if (action.opts().hasher !== 'wasm') setFlagsFromString('--liftoff-only');
+});
 
 // Subcommands do not inherit these: usage errors anywhere exit 2 with help, not 1.
 const inherit = (cmd: Command) => {

@@ -4,7 +4,7 @@
 // placed before any link names it, and an image's tag after all of its content (a tag's current
 // link replaced through a temporary name), so a registry serving the directory mid-write never
 // sees a tag whose content is missing.
-import { existsSync, lstatSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hexOf } from '../cache/cache.js';
@@ -60,10 +60,11 @@ export function repositoryPath(root: string, repository: string): string {
  * A file whose path names its content (`blobs/…/<hex>/data`, and links such as
  * `_layers/…/<hex>/link` that always hold `sha256:<hex>`): created in place, once, without the
  * temporary name and rename. One that exists already is right unless a crash cut its write short,
- * which its size shows. Synchronous, as every layout metadata call (see files.ts).
+ * which its size shows. `fresh`: nothing can be there yet (see RegistryLayoutWriter). Synchronous,
+ * as every layout metadata call (see files.ts).
  */
-function writeContentAddressed(dirs: RunDirs, path: string, data: string | Buffer): void {
-  if (presentAlready(path, Buffer.byteLength(data))) return;
+function writeContentAddressed(dirs: RunDirs, path: string, data: string | Buffer, fresh: boolean): void {
+  if (!fresh && presentAlready(path, Buffer.byteLength(data))) return;
   dirs.ensure(dirname(path));
   try {
     writeFileSync(path, data, { flag: 'wx' });
@@ -124,12 +125,22 @@ export class RegistryLayoutWriter {
   private readonly slots = new Semaphore(FILES_AT_ONCE);
   private readonly dirs = new RunDirs();
   private readonly inBase: (digest: string) => boolean;
+  /** A fresh root's creation, once, before its first file: the error it met, if any. */
+  private freshRoot?: { error?: unknown };
 
+  /**
+   * `fresh`: `root` does not exist yet and nothing but this writer writes under it (a staging
+   * name), so no file can be there before this writer puts it: the lstat each file would cost to
+   * find it present, and a tag's replace through a temporary name, are skipped (a warm save into a
+   * new output of the medium fleet: ~2,400 syscalls fewer). The writer makes `root` before its
+   * first file, not recursively: one found there already is an error.
+   */
   constructor(
     private readonly root: string,
     private readonly cache: LinkBlobs,
     since?: string,
     private readonly scoped = false,
+    private readonly fresh = false,
   ) {
     this.result = { path: root, linked: 0, copied: 0, written: 0 };
     this.inBase = since ? baseHolds(since) : () => false;
@@ -143,7 +154,8 @@ export class RegistryLayoutWriter {
   }
 
   private async write(image: ResolvedImage): Promise<void> {
-    const { root, cache, result, dirs } = this;
+    const { root, cache, result, dirs, fresh } = this;
+    if (fresh) this.makeFreshRoot();
     const repo = repositoryPath(root, layoutRepository(image.ref, this.scoped));
     const blobs = leafManifests(image.root).flatMap(blobsOf);
     const nodes = [...walkNodes(image.root)];
@@ -152,7 +164,7 @@ export class RegistryLayoutWriter {
         .filter((d) => !this.inBase(d.digest))
         .map((d) =>
           this.once(blobDataPath(root, d.digest), async (path) => {
-            if (presentAlready(path, d.size)) return;
+            if (!fresh && presentAlready(path, d.size)) return;
             const how = await placeBlob(cache.blobSource(d.digest), path, d.size, dirs);
             if (how === 'linked') result.linked++;
             else if (how === 'copied') result.copied++;
@@ -162,7 +174,7 @@ export class RegistryLayoutWriter {
         .filter((n) => !this.inBase(n.digest))
         .map((n) =>
           this.once(blobDataPath(root, n.digest), (path) => {
-            writeContentAddressed(dirs, path, n.bytes);
+            writeContentAddressed(dirs, path, n.bytes, fresh);
             result.written++;
           }),
         ),
@@ -174,13 +186,27 @@ export class RegistryLayoutWriter {
     ];
     const tagDir = image.ref.tag ? join(repo, '_manifests', 'tags', image.ref.tag) : undefined;
     if (tagDir) links.push([join(tagDir, 'index', 'sha256', hexOf(image.root.digest), 'link'), image.root.digest]);
-    await Promise.all(links.map(([path, digest]) => this.once(path, () => writeContentAddressed(dirs, path, digest))));
+    await Promise.all(links.map(([path, digest]) => this.once(path, () => writeContentAddressed(dirs, path, digest, fresh))));
     // A tag's current link changes: it is replaced whole, when it names another digest.
     if (tagDir) {
       await this.once(join(tagDir, 'current', 'link'), (path) => {
-        if (!holds(path, image.root.digest)) writeFileAtomic(dirs, path, image.root.digest);
+        if (fresh) writeContentAddressed(dirs, path, image.root.digest, true);
+        else if (!holds(path, image.root.digest)) writeFileAtomic(dirs, path, image.root.digest);
       });
     }
+  }
+
+  private makeFreshRoot(): void {
+    if (!this.freshRoot) {
+      this.freshRoot = {};
+      try {
+        this.dirs.ensure(dirname(this.root));
+        mkdirSync(this.root);
+      } catch (err) {
+        this.freshRoot.error = err;
+      }
+    }
+    if (this.freshRoot.error) throw this.freshRoot.error;
   }
 
   /** Each output file is written once, at most FILES_AT_ONCE at a time. */
@@ -217,7 +243,7 @@ export class StagedRegistryLayout {
     private readonly scoped = false,
   ) {
     this.staging = stagingPath(out);
-    this.writer = new RegistryLayoutWriter(this.staging, cache, since, scoped);
+    this.writer = new RegistryLayoutWriter(this.staging, cache, since, scoped, true);
   }
 
   add(image: ResolvedImage): void {

@@ -4,7 +4,9 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unpack as unpackImage } from '../src/api/unpack.js';
 import { unpackCommand } from '../src/cli/unpack.js';
+import { SaveError } from '../src/engine/errors.js';
 import { save } from '../src/engine/pipeline.js';
 import { AMD64, seedStandardFixtures, WHITEOUTS_TREE, type FixtureSet } from './fixtures/index.js';
 import { podman, run, runOk, skopeo } from './support/exec.js';
@@ -76,6 +78,16 @@ describe('ocisave unpack', () => {
 
   it('refuses a chart', async () => {
     await expect(unpack([ref('charts/webapp:0.1.0'), join(work, 'rootfs-chart')])).rejects.toThrow(/not a container image/);
+  });
+
+  it('through the library with keepGoing, a missing tag rejects with its own code and writes nothing', async () => {
+    const out = join(work, 'rootfs-missing');
+    const missing = ref('library/alpine:no-such-tag');
+    const err = await unpackImage({ reference: missing, out, cache, plainHttp: true, keepGoing: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SaveError);
+    expect(err).toMatchObject({ code: 'MANIFEST_UNKNOWN' });
+    expect((err as Error).message).toContain(missing);
+    expect(existsSync(out)).toBe(false);
   });
 });
 

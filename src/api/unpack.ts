@@ -1,11 +1,13 @@
 // unpack(): fetch one image (through the shared cache) and unpack its root filesystem into a
 // directory, as `umoci unpack --rootless` lays it out (rootfs only, no bundle).
+import { SaveError } from '../engine/errors.js';
 import { fetchImages } from '../engine/pipeline.js';
 import { formatReference } from '../ref/reference.js';
 import { registriesOf } from './inputs.js';
 import { credentialsOf, fetchOptionsOf, platformsOf, type FetchRequest } from './options.js';
 import { hostPlatforms } from './platforms.js';
 import { SCHEMAS, versioned } from './schema.js';
+import { OcisaveError } from '../util/errors.js';
 
 export interface UnpackRequest extends FetchRequest {
   reference: string;
@@ -32,10 +34,8 @@ export async function unpack(r: UnpackRequest): Promise<UnpackResult> {
   const fetched = await fetchImages([r.reference], opts);
   try {
     const image = fetched.graph.images[0];
-    if (!image) {
-      const why = fetched.graph.failures.map((f) => `${f.input}: ${f.error}`).join('; ');
-      throw new Error(`${r.reference}: nothing to unpack${why ? ` (${why})` : ''}`);
-    }
+    // No image without a failure that says why (keepGoing); each failure carries its code.
+    if (!image) throw fetched.graph.failures.length ? new SaveError(fetched.graph.failures) : new OcisaveError('NOT_FOUND', `${r.reference}: nothing to unpack`);
     const started = Date.now();
     const { unpackImage } = await import('../link/rootfs.js');
     const result = await unpackImage({

@@ -83,7 +83,7 @@ describe('ocisave unpack', () => {
   it('through the library with keepGoing, a missing tag rejects with its own code and writes nothing', async () => {
     const out = join(work, 'rootfs-missing');
     const missing = ref('library/alpine:no-such-tag');
-    const err = await unpackImage({ reference: missing, out, cache, plainHttp: true, keepGoing: true }).catch((e: unknown) => e);
+    const err = await unpackImage({ reference: missing, out, cacheDir: cache, plainHttp: true, keepGoing: true }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SaveError);
     expect(err).toMatchObject({ code: 'MANIFEST_UNKNOWN' });
     expect((err as Error).message).toContain(missing);

@@ -40,10 +40,11 @@ program.addCommand(unpackCommand());
 
 // undici parses HTTP with llhttp compiled to WebAssembly, once per thread. V8 compiles it with
 // Liftoff, then again with TurboFan on background threads: ~0.4 CPU-s of a warm save of the
-// medium fleet (1.81 → 1.44 CPU-s new output, 1.35 → 0.96 same output; bench/README.md), which on
-// 2 cores is wall time; a cold save costs no more without it. hash-wasm's sha256 is ~10x slower
-// on Liftoff's code, so --hasher wasm keeps TurboFan. The flag is process-wide: set before any action runs, so before the first
-// connection compiles llhttp, and the download threads inherit it.
+// medium fleet (1.81 → 1.44 CPU-s into a new output, 1.35 → 0.96 into the same; bench/README.md),
+// which on 2 cores is wall time; a cold save costs no more without it. hash-wasm's sha256 runs
+// ~10x slower on Liftoff's code, so --hasher wasm keeps TurboFan. The flag is process-wide: set
+// before any action runs, so before the first connection compiles llhttp, and the download
+// threads inherit it.
 program.hook('preAction', (_program, action) => {
   if (action.opts().hasher !== 'wasm') setFlagsFromString('--liftoff-only');
 });

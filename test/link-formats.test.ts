@@ -2,11 +2,12 @@
 // complete, hold every blob and manifest with the right digest, and real consumers read them
 // (skopeo, podman load, umoci unpack).
 import { existsSync } from 'node:fs';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkOutput, type LinkOptions, type OutputFormat } from '../src/link/index.js';
 import { toOciNode } from '../src/link/oci-layout.js';
+import { blobDataPath, RegistryLayoutWriter } from '../src/link/registry.js';
 import { formatReference } from '../src/ref/reference.js';
 import { blobsOf, leafManifests, walkNodes, type ManifestNode, type ResolvedImage } from '../src/resolve/graph.js';
 import { buildLayer, seededBytes, type BuiltLayer } from './fixtures/index.js';
@@ -393,5 +394,39 @@ describe('docker output specifics', () => {
     expect(sha(await readFile(a))).toBe(sha(await readFile(b)));
     // The tool itself sees nothing odd about it either.
     expect((await run('tar', ['-tf', a])).code).toBe(0);
+  });
+});
+
+describe('registry layout written fresh (a save staging a new output)', () => {
+  let fx: Fixture;
+  beforeAll(async () => {
+    fx = await buildFixture('registry-fresh');
+  });
+  afterAll(async () => {
+    await fx.builder.close();
+    await rmrf(fx.work);
+  });
+  const images = () => [fx.web, fx.api, fx.alpine, fx.pinned, fx.chart, fx.multi];
+
+  it('writes the same files as the writer that looks first, the directory its own', async () => {
+    const looked = join(fx.work, 'looked');
+    await linkOutput('registry', { graph: { ...fx.builder.graph(), images: images() }, cache: fx.builder.cache, out: looked });
+    const fresh = join(fx.work, 'fresh', 'layout');
+    const writer = new RegistryLayoutWriter(fresh, fx.builder.cache, undefined, false, true);
+    await Promise.all(images().map((image) => writer.add(image)));
+    expect(await readTree(fresh)).toEqual(await readTree(looked));
+    // Blob data is the cache's file, hard-linked.
+    const data = blobDataPath(fresh, fx.layers.base.digest);
+    expect((await stat(data)).ino).toBe((await stat(fx.builder.cache.blobSource(fx.layers.base.digest).path)).ino);
+  });
+
+  it('refuses a directory that is there before it, and writes nothing into it', async () => {
+    const taken = join(fx.work, 'taken');
+    await mkdir(taken);
+    await writeFile(join(taken, 'planted'), 'x');
+    const writer = new RegistryLayoutWriter(taken, fx.builder.cache, undefined, false, true);
+    await expect(writer.add(fx.web)).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(writer.add(fx.api)).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(await readdir(taken)).toEqual(['planted']);
   });
 });

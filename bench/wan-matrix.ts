@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const yamlFile = join(work, 'sync.yaml');
     await writeFile(yamlFile, syncYaml({ ...set, registry: proxy.host }, set.references));
     const fleet = { references: refs.length, blobs: Object.keys(set.blobs).length, bytes: set.totalBlobBytes, bigBlobs };
-    log(`fleet: ${fleet.references} references, ${fleet.blobs} blobs, ${(fleet.bytes / MB).toFixed(0)} MB, big layers ${bigBlobs.map((b) => (b / MiB).toFixed(0)).join('/')} MiB`);
+    log(`fleet: ${fleet.references} references, ${fleet.blobs} blobs, ${(fleet.bytes / MB).toFixed(0)} MB${bigBlobs.length ? `, big layers ${bigBlobs.map((b) => (b / MiB).toFixed(0)).join('/')} MiB` : ''}`);
     let n = 0;
     for (const cap of caps) {
       for (const rtt of rtts) {

@@ -21,6 +21,8 @@
 //   floorw  the same, each body written to a file (no hashing): what any save to this disk pays
 //   curl, nodehttp, dispatch   bare clients over the same blobs, bodies discarded (bench/clients.ts)
 //   hashed  undici dispatch + sha256 + written to files: the CPU floor ocisave cold is held against
+//   path    ocisave's download path alone over the same blobs (scheduler, pool, cache; no resolve,
+//           no layout; bench/download-path.ts): the client's share of ocisave cold
 //   before  ocisave cold from another build (--before DIR, a checkout with dist/ built)
 // then two scenarios:
 //   resume  SIGKILL a cold save at ~50% of the bytes, run it again, count what the second run fetched
@@ -55,7 +57,7 @@ import { curlConfig, CURL_ARGS } from './clients.js';
 
 /** Connections of the floors and bare clients: the fixed --jobs default before adaptive connections, so figures stay comparable. */
 const FLOOR_JOBS = 8;
-const CONTENDERS = ['cold', 'warm', 'warmsame', 'resolve', 'wasm', 'seg0', 'seg8', 'fixed', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw', 'curl', 'nodehttp', 'dispatch', 'hashed', 'before'] as const;
+const CONTENDERS = ['cold', 'warm', 'warmsame', 'resolve', 'wasm', 'seg0', 'seg8', 'fixed', 'tls', 'sync', 'mirror', 'mirror3', 'copy', 'floor', 'floorw', 'curl', 'nodehttp', 'dispatch', 'hashed', 'path', 'before'] as const;
 /** The default set leaves out `before`, which needs --before. */
 const CLIENTS = ['curl', 'nodehttp', 'dispatch', 'hashed'] as const;
 const SCENARIOS = ['resume', 'wan'] as const;
@@ -82,6 +84,7 @@ const LABELS: Record<ContenderName, string> = {
   nodehttp: `node:http, ${FLOOR_JOBS} sockets, body discarded`,
   dispatch: `undici dispatch callbacks, ${FLOOR_JOBS} conns, body discarded`,
   hashed: `CPU floor: dispatch + sha256 (${DEFAULT_HASHER}) + written to files`,
+  path: 'ocisave download path alone (scheduler, pool, cache; no resolve, no layout)',
   before: 'ocisave cold, --before build',
 };
 
@@ -106,6 +109,7 @@ const SHORT: Record<string, string> = {
   nodehttp: 'node:http (discard)',
   dispatch: 'undici dispatch (discard)',
   hashed: 'dispatch + sha256 + write',
+  path: 'ocisave download path',
   before: 'ocisave cold (before)',
   default: 'ocisave defaults',
   jobs1: 'ocisave --jobs 1',
@@ -140,6 +144,7 @@ const MB = 1e6;
 let cliPath = '';
 let floorPath = '';
 let clientsPath = '';
+let downloadPathPath = '';
 /** --before: the CLI of another build, run as the `before` contender. */
 let beforeCliPath = '';
 /** Where registries keep their storage: tmpfs when there is one (see the header). */
@@ -217,6 +222,7 @@ async function main(): Promise<void> {
     cliPath = snap.cli;
     floorPath = snap.floor;
     clientsPath = snap.clients;
+    downloadPathPath = snap.downloadPath;
     if (beforeCliPath) beforeCliPath = (await snapshotBuild(resolve(beforeCliPath, '..', '..', '..', '..'), join(work, 'build-before'))).cli;
 
     const contenders = CONTENDERS.filter((c) => selected.has(c));
@@ -471,6 +477,13 @@ async function runContender(ctx: Ctx, name: ContenderName, round: number, positi
       case 'dispatch':
       case 'hashed':
         return bareClient(ctx, name, dir, round, position);
+      case 'path': {
+        const blobs = join(dir, 'blobs.json');
+        await writeFile(blobs, JSON.stringify(uniqueBlobs(ctx.set)));
+        const s0 = await processCpuSeconds(ctx.sourcePid);
+        const m = await timed(process.execPath, [downloadPathPath, blobs, String(DEFAULT_JOBS), join(dir, 'cache')]);
+        return record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
+      }
     }
   }
 }
@@ -793,7 +806,7 @@ function markdown(r: Record<string, any>): string {
       );
     }
     const hashed = get('hashed');
-    for (const name of ['cold', 'before']) {
+    for (const name of ['cold', 'path', 'before']) {
       const m = get(name);
       if (!m || !hashed) continue;
       const k = m.cpuSeconds / hashed.cpuSeconds;

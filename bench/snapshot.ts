@@ -12,6 +12,8 @@ export interface Snapshot {
   floor: string;
   /** dist/bench/clients.js inside the snapshot. */
   clients: string;
+  /** dist/bench/download-path.js inside the snapshot. */
+  downloadPath: string;
 }
 
 /** Copy `projectRoot`/dist (JavaScript only) and package.json to `dir`, with node_modules linked. */
@@ -21,7 +23,7 @@ export async function snapshotBuild(projectRoot: string, dir: string): Promise<S
   // "type": "module" for the .js files; node_modules found by walking up from the snapshot.
   await copyFile(join(projectRoot, 'package.json'), join(dir, 'package.json'));
   await symlink(join(projectRoot, 'node_modules'), join(dir, 'node_modules'), 'dir');
-  return { root: dir, cli: join(dir, 'dist', 'src', 'cli', 'main.js'), floor: join(dir, 'dist', 'bench', 'floor.js'), clients: join(dir, 'dist', 'bench', 'clients.js') };
+  return { root: dir, cli: join(dir, 'dist', 'src', 'cli', 'main.js'), floor: join(dir, 'dist', 'bench', 'floor.js'), clients: join(dir, 'dist', 'bench', 'clients.js'), downloadPath: join(dir, 'dist', 'bench', 'download-path.js') };
 }
 
 async function copyJs(from: string, to: string): Promise<void> {

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileS
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocisave } from './support/cli.js';
 import { runMeasured, type Measured } from './support/measured.js';
@@ -74,6 +75,22 @@ function snapshotCanaries(): Map<string, { bytes: string; mtimeMs: number }> {
 
 function errorLines(r: Measured): string[] {
   return (r.stderr + r.stdout).split('\n').filter((l) => l.startsWith('ocisave: error:') || l.startsWith('failed '));
+}
+
+/** An answer of `status` whose body is spaces, written as fast as the client reads, up to 64 MiB (far past any limit). */
+function endless(res: http.ServerResponse, status: number, sent: { bytes: number }): void {
+  res.writeHead(status, { 'content-type': MT.manifest });
+  const chunk = Buffer.alloc(64 * 1024, ' ');
+  let mine = 0;
+  const more = () => {
+    while (!res.destroyed && mine < 64 * 1024 * 1024) {
+      mine += chunk.length;
+      sent.bytes += chunk.length;
+      if (!res.write(chunk)) return void res.once('drain', more);
+    }
+    res.end();
+  };
+  more();
 }
 
 /** What every case asserts, whatever its outcome. */
@@ -296,6 +313,17 @@ describe('Content-Length lies', () => {
     await checkAftermath(r, out, 60_000);
   });
 
+  it('a manifest by tag that never ends: cut at 4 MiB, one line, bounded memory', async () => {
+    const sent = { bytes: 0 };
+    reg.route('GET', '/v2/cl/endless/manifests/v1', (_req, res) => endless(res, 200, sent));
+    const { r, out } = await save(`${reg.host}/cl/endless:v1`);
+    expect(r.code).toBe(1);
+    expect(errorLines(r)).toEqual([expect.stringMatching(/cl\/endless:v1: .*response larger than 4194304 bytes/)]);
+    // The client hung up soon after the limit: the server did not get to send its 64 MiB.
+    expect(sent.bytes).toBeLessThan(16 * 1024 * 1024);
+    await checkAftermath(r, out, 60_000);
+  });
+
   it('a manifest declared shorter than it is: one line', async () => {
     const m = manifestBytes({ mediaType: MT.config, digest: sha256('{}'), size: 2 }, []);
     reg.route('GET', '/v2/cl/manifest/manifests/v1', (req) => rawAnswer(req, m.length - 20, m, MT.manifest));
@@ -315,6 +343,18 @@ describe('429 and 5xx storms', () => {
     expect(errorLines(r)).toHaveLength(1);
     expect(errorLines(r)[0]).toMatch(/storm\/503:v1: registry answered HTTP 503/);
     expect(reg.count(/storm\/503\/manifests/)).toBe(3);
+    await checkAftermath(r, out, 60_000);
+  });
+
+  it('503 with a body that never ends: the body dropped, the connection too, retried, then one line', async () => {
+    const sent = { bytes: 0 };
+    reg.route('GET', '/v2/storm/endless/manifests/v1', (_req, res) => endless(res, 503, sent));
+    const { r, out } = await save(`${reg.host}/storm/endless:v1`);
+    expect(r.code).toBe(1);
+    expect(errorLines(r)).toEqual([expect.stringMatching(/storm\/endless:v1: registry answered HTTP 503/)]);
+    expect(reg.count(/storm\/endless\/manifests/)).toBe(3);
+    // Three answers, each cut by the client soon after 128 KiB, not read to the 64 MiB each would send.
+    expect(sent.bytes).toBeLessThan(3 * 16 * 1024 * 1024);
     await checkAftermath(r, out, 60_000);
   });
 

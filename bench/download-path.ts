@@ -8,6 +8,7 @@
 // BLOBS.json: [{ "url": "http://host/v2/repo/blobs/sha256:…", "size": 123 }, …]
 // Prints {"blobs", "bytes", "seconds"}; fails unless every blob was fetched and verified.
 import { readFile } from 'node:fs/promises';
+import { setFlagsFromString } from 'node:v8';
 import { Cache } from '../src/cache/cache.js';
 import { DownloadPool } from '../src/engine/pool.js';
 import { Downloads } from '../src/engine/scheduler.js';
@@ -21,6 +22,8 @@ interface Item {
 }
 
 async function main(): Promise<void> {
+  // As the CLI runs a save (src/cli/main.ts): undici's llhttp stays on Liftoff, in every thread.
+  setFlagsFromString('--liftoff-only');
   const [listFile, jobsArg, cacheDir] = process.argv.slice(2);
   if (!listFile || !cacheDir) throw new Error('usage: download-path BLOBS.json JOBS CACHE_DIR');
   const jobs = Math.max(1, Number(jobsArg ?? 8));

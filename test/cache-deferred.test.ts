@@ -1,13 +1,14 @@
 // Tag and manifest records are committed in batches (issue 17: one LMDB commit each cost ~1 ms of
-// CPU, 661 of them in a cold medium save). What must still hold: this process reads them at once,
-// another process reads them once the put resolved, and nothing put is lost by close() or left
-// behind by a blob commit of the same thread.
+// CPU, 661 of them in a cold medium save), and so are blob records that finish close together.
+// What must still hold: this process reads tags and manifests at once, another process reads any
+// record once its put or commitBlob resolved, and nothing put is lost by close() or left behind by
+// a blob commit of the same thread.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Cache } from '../src/cache/cache.js';
 import { sha256Bytes } from '../src/hash/hasher.js';
 import { projectRoot } from './support/cli.js';
@@ -96,4 +97,61 @@ describe('batched tag and manifest records', () => {
       await cache.close();
     }
   });
+
+  it('blobs finishing together share one commit, and each is complete for another process once its commitBlob resolved', async () => {
+    const dir = join(work, 'e');
+    const cache = Cache.open(dir);
+    try {
+      const commit = (text: string) => {
+        const blob = Buffer.from(text);
+        const file = cache.tempPath('blob');
+        writeFileSync(file, blob);
+        const digest = sha256Bytes(blob);
+        return { digest, done: cache.commitBlob(digest, file, blob.length, 'application/octet-stream') };
+      };
+      await commit('the first blob').done;
+      const before = lastTxnId(dir);
+      const turn = () => new Promise((resolve) => setImmediate(resolve));
+      // The commit's timer is this test's to move: no load on the machine can fire it early.
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      let five;
+      try {
+        const first = commit('one');
+        // A write of an earlier turn would be on LMDB's write thread by now (lmdb-js starts one
+        // commit per turn); these wait for one another instead.
+        await turn();
+        five = [first, ...['two', 'three', 'four', 'five'].map(commit)];
+        await turn();
+        expect(lastTxnId(dir)).toBe(before);
+        vi.advanceTimersByTime(1_000);
+      } finally {
+        vi.useRealTimers();
+      }
+      await Promise.all(five.map((b) => b.done));
+      expect(lastTxnId(dir) - before).toBe(1);
+      expect(completeElsewhere(dir, five.map((b) => b.digest))).toEqual([true, true, true, true, true]);
+    } finally {
+      await cache.close();
+    }
+  });
 });
+
+/** The id of the index's last committed transaction, read by another process. */
+function lastTxnId(dir: string): number {
+  const script = `
+    const { open } = await import('lmdb');
+    const env = open({ path: process.argv[1], readOnly: true });
+    process.stdout.write(String(env.getStats().lastTxnId));
+    await env.close();`;
+  return Number(execFileSync(process.execPath, ['--input-type=module', '-e', script, join(dir, 'index.lmdb')], { encoding: 'utf8', cwd: projectRoot() }));
+}
+
+/** Whether another process finds each blob complete in the cache. */
+function completeElsewhere(dir: string, digests: string[]): boolean[] {
+  const script = `
+    const { Cache } = await import(${JSON.stringify(join(projectRoot(), 'dist', 'src', 'cache', 'cache.js'))});
+    const c = Cache.open(process.argv[1]);
+    process.stdout.write(JSON.stringify(process.argv.slice(2).map((d) => c.hasBlob(d))));
+    await c.close();`;
+  return JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script, dir, ...digests], { encoding: 'utf8' })) as boolean[];
+}

@@ -88,6 +88,14 @@ export interface LockRecord {
  */
 const DEFER_MS = 20;
 
+/**
+ * A blob's record waits at most this long for others to share its commit. Blobs finish a few
+ * hundred µs apart on loopback, each commit alone cost ~1.3 ms of CPU across threads (pages
+ * written, an fdatasync, the write thread woken): 214 commits for 421 small blobs. The caller
+ * waits for the commit either way, and a download holds its connection that much longer.
+ */
+const BLOB_DEFER_MS = 10;
+
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.OCISAVE_CACHE) return env.OCISAVE_CACHE;
   const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
@@ -118,7 +126,12 @@ export class Cache {
   /** Tag and manifest records put but not yet committed (see DEFER_MS); reads look here first. */
   private readonly pendingManifests = new Map<string, ManifestRecord>();
   private readonly pendingTags = new Map<string, TagRecord>();
-  private pendingCommit?: { timer: NodeJS.Timeout; done: Promise<void>; settle: (write: Promise<unknown>) => void };
+  /**
+   * Blob records whose files are in place, for the next commit (see BLOB_DEFER_MS). Reads do not
+   * look here: a blob is complete once its commitBlob() resolved, after the commit.
+   */
+  private readonly pendingBlobs = new Map<string, BlobRecord>();
+  private pendingCommit?: { timer: NodeJS.Timeout; due: number; done: Promise<void>; settle: (write: Promise<unknown>) => void };
 
   static open(dir: string, opts: CacheOpenOptions = {}): Cache {
     mkdirSync(dir, { recursive: true });
@@ -347,16 +360,8 @@ export class Cache {
     renameSync(verifiedPath, this.blobPath(digest));
     const now = Date.now();
     // The rename keeps the inode and mtime (chmod changes only ctime), so the identity read before it holds.
-    // One transaction: lmdb-js batches it with the other writes of this thread into one commit,
-    // the pending tags and manifests included.
-    this.commitPending();
-    await this.indexWrite(
-      this.env.transaction(() => {
-        this.blobs.put(digest, { size, mediaType, completedAt: now, lastUsedAt: now, ino: st.ino, mtimeMs: st.mtimeMs });
-        this.partials.remove(digest);
-        this.removeSegments(digest);
-      }),
-    );
+    this.pendingBlobs.set(digest, { size, mediaType, completedAt: now, lastUsedAt: now, ino: st.ino, mtimeMs: st.mtimeMs });
+    await this.deferCommit(BLOB_DEFER_MS);
   }
 
   async forgetBlob(digest: string): Promise<void> {
@@ -485,19 +490,25 @@ export class Cache {
     return this.pendingTags.get(name) ?? this.tags.get(name);
   }
 
-  /** The commit that will carry the pending tags and manifests: started by a timer, or earlier by commitPending. */
-  private deferCommit(): Promise<void> {
+  /** The commit that will carry the pending records, within `ms`: started by a timer, or earlier by commitPending. */
+  private deferCommit(ms = DEFER_MS): Promise<void> {
+    const due = performance.now() + ms;
+    if (this.pendingCommit && due < this.pendingCommit.due) {
+      clearTimeout(this.pendingCommit.timer);
+      this.pendingCommit.timer = setTimeout(() => this.commitPending(), ms);
+      this.pendingCommit.due = due;
+    }
     if (!this.pendingCommit) {
       let settle!: (write: Promise<unknown>) => void;
       const done = new Promise<void>((resolve, reject) => (settle = (write) => write.then(() => resolve(), reject)));
-      this.pendingCommit = { timer: setTimeout(() => this.commitPending(), DEFER_MS), done, settle };
+      this.pendingCommit = { timer: setTimeout(() => this.commitPending(), ms), due, done, settle };
     }
     return this.pendingCommit.done;
   }
 
   /**
-   * Write the pending tags and manifests now. Called in the same event-loop turn as another index
-   * write, it joins that write's commit (lmdb-js batches a turn's writes into one transaction).
+   * Write the pending records now. Called in the same event-loop turn as another index write, it
+   * joins that write's commit (lmdb-js batches a turn's writes into one transaction).
    */
   private commitPending(): void {
     const pending = this.pendingCommit;
@@ -506,10 +517,17 @@ export class Cache {
     clearTimeout(pending.timer);
     const manifests = [...this.pendingManifests];
     const tags = [...this.pendingTags];
+    const blobs = [...this.pendingBlobs];
+    this.pendingBlobs.clear();
     const write = this.indexWrite(
       this.env.transaction(() => {
         for (const [digest, rec] of manifests) this.manifests.put(digest, rec);
         for (const [name, rec] of tags) this.tags.put(name, rec);
+        for (const [digest, rec] of blobs) {
+          this.blobs.put(digest, rec);
+          this.partials.remove(digest);
+          this.removeSegments(digest);
+        }
       }),
     );
     // Reads find them in pending until they are committed (a later put of the same key wins).

@@ -357,6 +357,8 @@ export class Downloads {
         this.report.fetchedBytes += bytes?.length ?? 0;
         host.bytes += bytes?.length ?? 0;
         if (!bytes || bytes.length !== blob.size || sha256Bytes(bytes) !== blob.digest) return undefined;
+        // The connection is free for the next blob while this one's record waits for its commit.
+        release();
         try {
           const verified = cache.tempPath('blob');
           writeFileSync(verified, bytes);

@@ -46,13 +46,23 @@ interface Cell {
 }
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
+const USAGE = 'usage: node dist/bench/wan-matrix.js [--caps 2,8,32] [--rtts 10,50,150] [--sync 8x50] [--fleet NAME] [--out FILE]';
+
+/** A bad command line: its message and the usage line, exit 2. */
+class UsageError extends Error {}
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { caps: { type: 'string', default: '2,8,32' }, rtts: { type: 'string', default: '10,50,150' }, sync: { type: 'string', default: '8x50' }, fleet: { type: 'string' }, out: { type: 'string' } },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: { caps: { type: 'string', default: '2,8,32' }, rtts: { type: 'string', default: '10,50,150' }, sync: { type: 'string', default: '8x50' }, fleet: { type: 'string' }, out: { type: 'string' } },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values } = parsed;
   const preset = values.fleet === undefined ? undefined : FLEET_PRESETS[values.fleet as keyof typeof FLEET_PRESETS];
-  if (values.fleet !== undefined && !preset) throw new Error(`--fleet ${values.fleet}: one of ${Object.keys(FLEET_PRESETS).join(', ')}`);
+  if (values.fleet !== undefined && !preset) throw new UsageError(`--fleet ${values.fleet}: one of ${Object.keys(FLEET_PRESETS).join(', ')}`);
   const caps = values.caps.split(',').map(Number);
   const rtts = values.rtts.split(',').map(Number);
   const syncCells = new Set(values.sync ? values.sync.split(',') : []);
@@ -154,6 +164,10 @@ function markdown(cells: Cell[]): string {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof UsageError) {
+    log(`wan-matrix: ${err.message}\n${USAGE}`);
+    process.exit(2);
+  }
   log(`wan-matrix: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   process.exit(1);
 });

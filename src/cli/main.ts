@@ -44,9 +44,14 @@ program.addCommand(unpackCommand());
 // which on 2 cores is wall time; a cold save costs no more without it. hash-wasm's sha256 runs
 // ~10x slower on Liftoff's code, so --hasher wasm keeps TurboFan. The flag is process-wide: set
 // before any action runs, so before the first connection compiles llhttp, and the download
-// threads inherit it.
-program.hook('preAction', (_program, action) => {
-  if (action.opts().hasher !== 'wasm') setFlagsFromString('--liftoff-only');
+// threads inherit it. Only commands that talk to registries (those with --plain-http) set it.
+// Any change of V8's flags makes it refuse node's built-in code cache, so every node: module
+// loaded after this one is compiled from source: the registry client (undici and the node:
+// modules it requires) is loaded first (warm save 1.15 → 1.07 CPU-s, 8 rounds; bench/README.md).
+program.hook('preAction', async (_program, action) => {
+  if (action.opts().hasher === 'wasm' || !action.options.some((o) => o.long === '--plain-http')) return;
+  await import('../registry/http.js');
+  setFlagsFromString('--liftoff-only');
 });
 
 // Subcommands do not inherit these: usage errors anywhere exit 2 with help, not 1.

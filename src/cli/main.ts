@@ -58,10 +58,11 @@ program.hook('preAction', async (_program, action) => {
 /**
  * V8 starts a heap small and grows it a full mark-compact at a time: a cold save of the medium
  * fleet spent ~0.5 CPU-s of its ~4 in major GCs on background threads (perf) while its heap grew
- * to its working size. Starting the old space at this size skips those steps, for ~20 MB more
- * peak RSS (bench/README.md, round 4). Set with the flag above, so it also costs no code cache.
+ * to its working size. Starting the old space larger skips those steps: 32, 64 and 128 MB cost
+ * the same CPU within noise, 32 the least peak RSS (bench/README.md, round 4). Set with the flag
+ * above, so it costs no second loss of the code cache.
  */
-const INITIAL_OLD_SPACE_MB = 64;
+const INITIAL_OLD_SPACE_MB = 32;
 
 // Subcommands do not inherit these: usage errors anywhere exit 2 with help, not 1.
 const inherit = (cmd: Command) => {

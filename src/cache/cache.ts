@@ -493,15 +493,15 @@ export class Cache {
   /** The commit that will carry the pending records, within `ms`: started by a timer, or earlier by commitPending. */
   private deferCommit(ms = DEFER_MS): Promise<void> {
     const due = performance.now() + ms;
-    if (this.pendingCommit && due < this.pendingCommit.due) {
-      clearTimeout(this.pendingCommit.timer);
-      this.pendingCommit.timer = setTimeout(() => this.commitPending(), ms);
-      this.pendingCommit.due = due;
-    }
     if (!this.pendingCommit) {
       let settle!: (write: Promise<unknown>) => void;
       const done = new Promise<void>((resolve, reject) => (settle = (write) => write.then(() => resolve(), reject)));
       this.pendingCommit = { timer: setTimeout(() => this.commitPending(), ms), due, done, settle };
+    } else if (due < this.pendingCommit.due) {
+      // A blob's record does not wait out the longer delay of the tags already pending.
+      clearTimeout(this.pendingCommit.timer);
+      this.pendingCommit.timer = setTimeout(() => this.commitPending(), ms);
+      this.pendingCommit.due = due;
     }
     return this.pendingCommit.done;
   }

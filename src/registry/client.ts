@@ -408,6 +408,9 @@ export class RegistryClient {
     const { origin, pathname, search } = new URL(url);
     return new Promise((resolve, reject) => {
       let status = 0;
+      // A status that is retried: its body is dropped, and past MAX_DROPPED_BYTES (an endless
+      // error page) so is the connection; the answer stands.
+      let retried = false;
       let headers: Record<string, string | string[] | undefined> = {};
       const chunks: Buffer[] = [];
       let total = 0;
@@ -418,6 +421,7 @@ export class RegistryClient {
           onRequestStart() {},
           onResponseStart: (controller, statusCode, resHeaders) => {
             status = statusCode;
+            retried = isRetryableStatus(statusCode);
             headers = resHeaders as typeof headers;
             watch = new SpeedWatch(this.limits, (err) => controller.abort(err));
           },
@@ -425,9 +429,7 @@ export class RegistryClient {
             if (controller.aborted) return;
             watch?.add(chunk.length);
             total += chunk.length;
-            if (isRetryableStatus(status)) {
-              // A status that is retried: its body is dropped, and past MAX_DROPPED_BYTES (an
-              // endless error page) so is the connection; the answer stands.
+            if (retried) {
               if (total <= MAX_DROPPED_BYTES) return;
               watch?.stop();
               resolve({ status, headers, body: Buffer.alloc(0) });
@@ -437,7 +439,7 @@ export class RegistryClient {
           },
           onResponseEnd: () => {
             watch?.stop();
-            resolve({ status, headers, body: isRetryableStatus(status) ? Buffer.alloc(0) : Buffer.concat(chunks) });
+            resolve({ status, headers, body: Buffer.concat(chunks) });
           },
           onResponseError: (_controller, err) => {
             watch?.stop();

@@ -34,9 +34,12 @@ type Mode = (typeof CLIENT_MODES)[number];
 /** The same coalescing as workers/download.ts: network chunks (~64 KiB) become ~1 MiB writes. */
 const WRITE_BYTES = 1 << 20;
 
-/** `curl --parallel -K FILE`: every blob to /dev/null, its status and length on stdout (one line each). */
-export function curlConfig(items: readonly Item[]): string {
-  return items.map((i) => `url = "${i.url}"\noutput = "/dev/null"\n`).join('');
+/**
+ * `curl --parallel -K FILE`: every blob to /dev/null, its status and length on stdout (one line
+ * each). `header` is sent with every URL (curl's config applies it to all of them).
+ */
+export function curlConfig(items: readonly Item[], header?: string): string {
+  return (header ? `header = "${header}"\n` : '') + items.map((i) => `url = "${i.url}"\noutput = "/dev/null"\n`).join('');
 }
 
 export const CURL_ARGS = (jobs: number, config: string) => ['--parallel', '--parallel-max', String(jobs), '--silent', '--show-error', '--fail', '-w', '%{http_code} %{size_download}\\n', '-K', config];

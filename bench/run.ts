@@ -511,7 +511,7 @@ async function bareClient(ctx: Ctx, name: (typeof CLIENTS)[number], dir: string,
   }
   const rec = record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
   if (rec.ok && (name === 'curl' || name === 'curlsave')) {
-    // One "STATUS BYTES" line a request: every one a 200, and the bytes those of the fleet.
+    // One "STATUS BYTES" line a request: every one a 200, and the bytes those listed.
     const lines = m.stdout.trim().split('\n');
     const bytes = lines.reduce((n, l) => n + Number(l.split(' ')[1]), 0);
     const expected = items.reduce((n, i) => n + i.size, 0);

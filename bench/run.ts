@@ -500,8 +500,9 @@ async function bareClient(ctx: Ctx, name: (typeof CLIENTS)[number], dir: string,
   const blobs = join(dir, 'blobs.json');
   await writeFile(blobs, JSON.stringify(items));
   const s0 = await processCpuSeconds(ctx.sourcePid);
+  const viaCurl = name === 'curl' || name === 'curlsave';
   let m: Measured;
-  if (name === 'curl' || name === 'curlsave') {
+  if (viaCurl) {
     const config = join(dir, 'curl.conf');
     await writeFile(config, curlConfig(items, name === 'curlsave' ? `Accept: ${MANIFEST_ACCEPT}` : undefined));
     m = await timed('curl', CURL_ARGS(FLOOR_JOBS, config));
@@ -510,7 +511,7 @@ async function bareClient(ctx: Ctx, name: (typeof CLIENTS)[number], dir: string,
     m = await timed(process.execPath, [clientsPath, mode, blobs, String(FLOOR_JOBS), ...(name === 'hashed' ? [join(dir, 'blobs')] : [])]);
   }
   const rec = record(m, (await processCpuSeconds(ctx.sourcePid)) - s0, round, position);
-  if (rec.ok && (name === 'curl' || name === 'curlsave')) {
+  if (rec.ok && viaCurl) {
     // One "STATUS BYTES" line a request: every one a 200, and the bytes those listed.
     const lines = m.stdout.trim().split('\n');
     const bytes = lines.reduce((n, l) => n + Number(l.split(' ')[1]), 0);

@@ -20,6 +20,7 @@ import { startFaultProxy } from '../test/support/proxy.js';
 import { startRegistry } from '../test/support/registry.js';
 import { median, timed } from './measure.js';
 import { rehost, seedWan, syncYaml, uniqueBlobs, writeImageList } from './workloads.js';
+import { UsageError } from '../src/util/errors.js';
 
 const MB = 1e6;
 const MiB = 1024 * 1024;
@@ -47,9 +48,6 @@ interface Cell {
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const USAGE = 'usage: node dist/bench/wan-matrix.js [--caps 2,8,32] [--rtts 10,50,150] [--sync 8x50] [--fleet NAME] [--out FILE]';
-
-/** A bad command line: its message and the usage line, exit 2. */
-class UsageError extends Error {}
 
 async function main(): Promise<void> {
   let parsed;

@@ -8,12 +8,12 @@
 // BLOBS.json: [{ "url": "http://host/v2/repo/blobs/sha256:…", "size": 123 }, …]
 // Prints {"blobs", "bytes", "seconds"}; fails unless every blob was fetched and verified.
 import { readFile } from 'node:fs/promises';
-import { setFlagsFromString } from 'node:v8';
 import { Cache } from '../src/cache/cache.js';
 import { DownloadPool } from '../src/engine/pool.js';
 import { Downloads } from '../src/engine/scheduler.js';
 import { DEFAULT_HASHER } from '../src/hash/hasher.js';
 import { RegistryClient } from '../src/registry/client.js';
+import { setDownloadFlags } from '../src/engine/v8-flags.js';
 import { EngineEvents } from '../src/util/events.js';
 
 interface Item {
@@ -22,8 +22,8 @@ interface Item {
 }
 
 async function main(): Promise<void> {
-  // As the CLI runs a save (src/cli/main.ts): undici's llhttp stays on Liftoff, in every thread.
-  setFlagsFromString('--liftoff-only');
+  // As the CLI runs a save (src/cli/main.ts): llhttp on Liftoff, the download threads' old space.
+  await setDownloadFlags(DEFAULT_HASHER);
   const [listFile, jobsArg, cacheDir] = process.argv.slice(2);
   if (!listFile || !cacheDir) throw new Error('usage: download-path BLOBS.json JOBS CACHE_DIR');
   const jobs = Math.max(1, Number(jobsArg ?? 8));

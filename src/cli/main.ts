@@ -3,9 +3,9 @@
 // module defines its flags and imports its library call only when its action runs, so --version,
 // --help and usage errors load commander and little else (~0.5 CPU-s less than loading undici,
 // lmdb, piscina... for each of them; test/startup.test.ts keeps it so).
-import { setFlagsFromString } from 'node:v8';
 import { Command, CommanderError } from 'commander';
 import { describeFailure, InterruptedError, SaveError } from '../engine/errors.js';
+import { setDownloadFlags } from '../engine/v8-flags.js';
 import { commitCause, describeWriteError } from '../cache/write-error.js';
 import { UsageError } from '../util/errors.js';
 import { saveCommand } from './save.js';
@@ -38,31 +38,13 @@ program.addCommand(verifyCommand());
 program.addCommand(cacheCommand());
 program.addCommand(unpackCommand());
 
-// undici parses HTTP with llhttp compiled to WebAssembly, once per thread. V8 compiles it with
-// Liftoff, then again with TurboFan on background threads: ~0.4 CPU-s of a warm save of the
-// medium fleet (1.81 → 1.44 CPU-s into a new output, 1.35 → 0.96 into the same; bench/README.md),
-// which on 2 cores is wall time; a cold save costs no more without it. hash-wasm's sha256 runs
-// ~10x slower on Liftoff's code, so --hasher wasm keeps TurboFan. The flag is process-wide: set
-// before any action runs, so before the first connection compiles llhttp, and the download
-// threads inherit it. Only commands that talk to registries (those with --plain-http) set it.
-// Any change of V8's flags makes it refuse node's built-in code cache, so every node: module
-// loaded after this one is compiled from source: the registry client (undici and the node:
-// modules it requires) is loaded first (warm save 1.15 → 1.07 CPU-s, 8 rounds; bench/README.md).
+// Commands that talk to registries (those with --plain-http) set V8's flags for downloading
+// before any action runs: before the first connection compiles llhttp and before the download
+// threads start (engine/v8-flags.ts).
 program.hook('preAction', async (_program, action) => {
   if (!action.options.some((o) => o.long === '--plain-http')) return;
-  await import('../registry/http.js');
-  setFlagsFromString(`--initial-old-space-size=${INITIAL_OLD_SPACE_MB}`);
-  if (action.opts().hasher !== 'wasm') setFlagsFromString('--liftoff-only');
+  await setDownloadFlags(action.opts().hasher === 'wasm' ? 'wasm' : 'node');
 });
-
-/**
- * V8 starts a heap small and grows it a full mark-compact at a time: a cold save of the medium
- * fleet spent ~0.5 CPU-s of its ~4 in major GCs on background threads (perf) while its heap grew
- * to its working size. Starting the old space larger skips those steps: 32, 64 and 128 MB cost
- * the same CPU within noise, 32 the least peak RSS (bench/README.md, round 4). Set with the flag
- * above, so it costs no second loss of the code cache.
- */
-const INITIAL_OLD_SPACE_MB = 32;
 
 // Subcommands do not inherit these: usage errors anywhere exit 2 with help, not 1.
 const inherit = (cmd: Command) => {

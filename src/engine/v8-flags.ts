@@ -6,10 +6,10 @@ import type { HasherKind } from '../hash/hasher.js';
 
 /**
  * The download threads' old space starts at this size. Each 64 KiB socket read is a new
- * ArrayBuffer, and a download thread's small heap (V8 keeps its limit at 32 MB while 8 MB live)
- * ran a full mark-compact every 40-100 ms through a transfer: 72 in a cold save of the large
- * fleet at 32 MB, 5 at 64 MB; ~1.2 CPU-s of its ~12 (bench/README.md, round 6). The main thread's
- * heap is sized by node at start and is not affected.
+ * ArrayBuffer, and a download thread's small heap (V8 held its limit at 24-32 MB, 8 MB live) ran
+ * a full mark-compact every 40-100 ms through a transfer: 72 in a cold save of the large fleet at
+ * 32 MB, 5 at 64 MB, ~1 CPU-s of its ~12; 128 MB saved little more for more peak RSS
+ * (bench/README.md, round 6). The main thread's heap is sized by node at start, untouched.
  */
 const DOWNLOAD_OLD_SPACE_MB = 64;
 

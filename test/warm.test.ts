@@ -2,7 +2,7 @@
 // digest the cache holds), answered 304 over kept-alive connections, and its manifests come from the
 // cache by digest (re-hashed); a moved tag costs one GET answered 200; a registry that ignores
 // If-None-Match still works; Docker Hub tags keep HEAD (its rate limit counts GETs); an existing
-// registry layout keeps the files that are already right.
+// registry layout keeps the files that are already right; --offline saves from the cache alone.
 import { lstatSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -248,6 +248,32 @@ describe('warm saves', () => {
     ]);
     const saved = await readFile(join(out, 'docker/registry/v2/blobs/sha256', alpine.digest.slice(7, 9), alpine.digest.slice(7), 'data'));
     expect(sha256(saved)).toBe(alpine.digest);
+  });
+
+  it('save --offline with the registry gone: every reference from the cache, the same bundle, and a reference never resolved named as missing', async () => {
+    // A proxy of its own, stopped after the online save: its port then refuses every connection.
+    const gone = await startFaultProxy(source.url);
+    const refs = ['app/web:1.0', 'app/web:1.1'].map((t) => refOf(t).replace(fx.registry, gone.host));
+    const cache = join(work, 'cache-offline');
+    const online = join(work, 'online');
+    expect((await save(refs, online, cache, ['--plain-http'])).downloaded.blobs).toBeGreaterThan(0);
+    await gone.stop();
+
+    const offline = join(work, 'offline');
+    const s = await save(refs, offline, cache, ['--offline']);
+    expect(s.downloaded).toEqual({ blobs: 0, bytes: 0 });
+    for (const t of ['1.0', '1.1']) {
+      expect(await currentLink(offline, 'app/web', t)).toBe(fx.refs[refOf(`app/web:${t}`)]!.digest);
+      expect(await currentLink(offline, 'app/web', t)).toBe(await currentLink(online, 'app/web', t));
+    }
+    const verified = summaryOf(await ocisave(['verify', offline, '--json']));
+    expect(verified.ok).toBe(true);
+    expect(verified.tags).toBe(2);
+
+    const unknown = `${gone.host}/app/web:never-resolved`;
+    const r = await ocisave(['save', unknown, '-o', join(work, 'offline-missing'), '--cache', cache, '--offline']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${unknown}: not in the cache (--offline)`);
   });
 
   it('leave the files of an existing layout that are already right, and move its tag', async () => {

@@ -36,11 +36,12 @@ export function uniqueBlobs(set: FixtureSet, baseUrl = set.url): { url: string; 
 export function saveRequests(set: FixtureSet, baseUrl = set.url): { url: string; size: number }[] {
   const out: { url: string; size: number }[] = [];
   const byDigest = new Set<string>();
-  for (const ref of set.references.map((r) => set.refs[r]!)) {
+  const refs = set.references.map((r) => set.refs[r]!);
+  for (const ref of refs) {
     out.push({ url: `${baseUrl}/v2/${ref.repository}/manifests/${ref.tag}`, size: ref.size });
     byDigest.add(ref.digest);
   }
-  for (const ref of set.references.map((r) => set.refs[r]!)) {
+  for (const ref of refs) {
     for (const d of ref.manifests) {
       if (byDigest.has(d)) continue;
       byDigest.add(d);
